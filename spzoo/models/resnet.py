@@ -1,0 +1,131 @@
+"""The ResNet family of Lee & Wang (Fig. 8a, Table II), built from specs.
+
+A ResNet spec is JSON data:
+
+```json
+{
+  "family": "resnet",
+  "stem_filters": 48,
+  "cell": "conv",
+  "stacks": [
+    {"blocks": 3, "filters": 48, "kernels": {"3": 1.0}, "neuron": "relu"},
+    {"blocks": 3, "filters": 96, "kernels": {"3": 1.0}, "neuron": "relu"},
+    {"blocks": 3, "filters": 192, "kernels": {"3": 1.0}, "neuron": "relu"}
+  ]
+}
+```
+
+The network: an initial 3x3 convolution (`stem_filters`), then for each
+stack `blocks` residual blocks (two Ops each, so a stack has `2 * blocks`
+layers), with a reduction layer (3x3 conv stride 2 -> BN -> neuron) between
+consecutive stacks that maps to the next stack's filters; then BN -> neuron
+-> global average pooling -> a dense layer of logits (no softmax).
+"""
+
+import copy
+
+import keras
+from keras import layers
+
+from spzoo.blocks import (
+    check_kernel_fractions,
+    check_neuron,
+    reduction_layer,
+    residual_block,
+)
+from spzoo.blocks.neurons import neuron_layer
+
+
+def resnet_spec(num_blocks: int = 3, filters: int = 48, neuron="relu") -> dict:
+    """The spec of the paper's ResNet N_B-N_F baseline (e.g. 3-48).
+
+    Three stacks of `num_blocks` residual blocks at `filters`, `2 *
+    filters` and `4 * filters` channels, 3x3 Ops throughout.
+    """
+    return {
+        "family": "resnet",
+        "name": f"resnet_{num_blocks}_{filters}",
+        "stem_filters": filters,
+        "cell": "conv",
+        "stacks": [
+            {"blocks": num_blocks, "filters": filters * m, "kernels": {"3": 1.0},
+             "neuron": neuron}
+            for m in (1, 2, 4)
+        ],
+    }
+
+
+def check_spec(spec: dict) -> dict:
+    """Validates a ResNet spec; returns a normalised deep copy.
+
+    Raises `ValueError` naming the offending key and what was expected.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"`spec` must be a dict; received {type(spec).__name__}.")
+    spec = copy.deepcopy(spec)
+    if spec.get("family", "resnet") != "resnet":
+        raise ValueError(
+            f"`spec['family']` must be 'resnet'; received {spec.get('family')!r}."
+        )
+    stacks = spec.get("stacks")
+    if not isinstance(stacks, list) or not stacks:
+        raise ValueError("`spec['stacks']` must be a non-empty list of stacks.")
+    stem = spec.get("stem_filters", stacks[0].get("filters"))
+    if not isinstance(stem, int) or stem < 1:
+        raise ValueError(f"`spec['stem_filters']` must be an int >= 1; got {stem!r}.")
+    spec["stem_filters"] = stem
+    spec.setdefault("cell", "conv")
+    for i, stack in enumerate(stacks):
+        where = f"spec['stacks'][{i}]"
+        for key in ("blocks", "filters"):
+            value = stack.get(key)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{where}['{key}']` must be an int >= 1; got {value!r}.")
+        stack.setdefault("kernels", {"3": 1.0})
+        check_kernel_fractions(stack["kernels"], f"{where}['kernels']")
+        stack.setdefault("neuron", "relu")
+        check_neuron(stack["neuron"], f"{where}['neuron']")
+    return spec
+
+
+def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.Model:
+    """Builds a functional Keras model from a ResNet spec.
+
+    Args:
+        spec: A ResNet spec (see the module docstring).
+        input_shape: `(H, W, C)` of one example.
+        num_classes: Number of output logits (>= 2).
+        name: Model name; defaults to `spec["name"]`.
+    """
+    spec = check_spec(spec)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or any(d is not None and d < 1 for d in input_shape):
+        raise ValueError(
+            f"`input_shape` must be (height, width, channels); received {input_shape}."
+        )
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an int >= 2; received {num_classes!r}.")
+    cell = spec["cell"]
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(
+        spec["stem_filters"], 3, padding="same", use_bias=False,
+        kernel_initializer="he_normal", name="stem_conv",
+    )(inputs)
+    stacks = spec["stacks"]
+    for s, stack in enumerate(stacks, start=1):
+        kernels = check_kernel_fractions(stack["kernels"])
+        for b in range(1, stack["blocks"] + 1):
+            x = residual_block(
+                x, stack["filters"], kernels, stack["neuron"], cell,
+                name=f"stack{s}_block{b}",
+            )
+        if s < len(stacks):
+            x = reduction_layer(
+                x, stacks[s]["filters"], stack["neuron"], cell,
+                name=f"stack{s}_reduction",
+            )
+    x = layers.BatchNormalization(name="head_bn")(x)
+    x = neuron_layer(stacks[-1]["neuron"], name="head_neuron")(x)
+    x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name or spec.get("name", "resnet"))
