@@ -107,9 +107,7 @@ def neuron_response(x, linear, max_gain, coincidence, trainable_gains=False):
                 xg = upstream * x * g
                 d_linear = ops.sum(upstream * relu_x, axis=reduce_axes)
                 d_max = ops.sum(ops.where(positive, 0.0, -xg), axis=reduce_axes)
-                d_coincidence = ops.sum(
-                    ops.where(positive, xg, 0.0), axis=reduce_axes
-                )
+                d_coincidence = ops.sum(ops.where(positive, xg, 0.0), axis=reduce_axes)
                 return dx, d_linear, d_max, d_coincidence
 
             return y, grad

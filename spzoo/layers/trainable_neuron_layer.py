@@ -77,9 +77,7 @@ class TrainableNeuronLayer(NeuronLayer):
         config.update(
             {
                 "weight_scale": self.weight_scale,
-                "mixture_initializer": initializers.serialize(
-                    self.mixture_initializer
-                ),
+                "mixture_initializer": initializers.serialize(self.mixture_initializer),
             }
         )
         return config

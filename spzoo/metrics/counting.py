@@ -42,7 +42,9 @@ def layer_macs(layer) -> int:
         return int(math.prod(layer.output.shape[1:3]) * kh * kw * cin_per_group * cout)
     if isinstance(layer, layers.Dense):
         fan_in, units = layer.kernel.shape
-        positions = math.prod(layer.output.shape[1:-1]) if len(layer.output.shape) > 2 else 1
+        positions = (
+            math.prod(layer.output.shape[1:-1]) if len(layer.output.shape) > 2 else 1
+        )
         return int(positions * fan_in * units)
     return 0
 

@@ -64,6 +64,7 @@ def build(arch, input_shape, num_classes: int, name: str | None = None) -> keras
     family = spec.get("family", "resnet")
     if family not in FAMILIES:
         raise ValueError(
-            f"Unknown architecture family {family!r}; expected one of {sorted(FAMILIES)}."
+            f"Unknown architecture family {family!r}; "
+            f"expected one of {sorted(FAMILIES)}."
         )
     return FAMILIES[family](spec, input_shape, num_classes, name=name)

@@ -48,8 +48,12 @@ def resnet_spec(num_blocks: int = 3, filters: int = 48, neuron="relu") -> dict:
         "stem_filters": filters,
         "cell": "conv",
         "stacks": [
-            {"blocks": num_blocks, "filters": filters * m, "kernels": {"3": 1.0},
-             "neuron": neuron}
+            {
+                "blocks": num_blocks,
+                "filters": filters * m,
+                "kernels": {"3": 1.0},
+                "neuron": neuron,
+            }
             for m in (1, 2, 4)
         ],
     }
@@ -80,7 +84,9 @@ def check_spec(spec: dict) -> dict:
         for key in ("blocks", "filters"):
             value = stack.get(key)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{where}['{key}']` must be an int >= 1; got {value!r}.")
+                raise ValueError(
+                    f"`{where}['{key}']` must be an int >= 1; got {value!r}."
+                )
         stack.setdefault("kernels", {"3": 1.0})
         check_kernel_fractions(stack["kernels"], f"{where}['kernels']")
         stack.setdefault("neuron", "relu")
@@ -104,24 +110,37 @@ def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.
             f"`input_shape` must be (height, width, channels); received {input_shape}."
         )
     if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an int >= 2; received {num_classes!r}.")
+        raise ValueError(
+            f"`num_classes` must be an int >= 2; received {num_classes!r}."
+        )
     cell = spec["cell"]
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Conv2D(
-        spec["stem_filters"], 3, padding="same", use_bias=False,
-        kernel_initializer="he_normal", name="stem_conv",
+        spec["stem_filters"],
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name="stem_conv",
     )(inputs)
     stacks = spec["stacks"]
     for s, stack in enumerate(stacks, start=1):
         kernels = check_kernel_fractions(stack["kernels"])
         for b in range(1, stack["blocks"] + 1):
             x = residual_block(
-                x, stack["filters"], kernels, stack["neuron"], cell,
+                x,
+                stack["filters"],
+                kernels,
+                stack["neuron"],
+                cell,
                 name=f"stack{s}_block{b}",
             )
         if s < len(stacks):
             x = reduction_layer(
-                x, stacks[s]["filters"], stack["neuron"], cell,
+                x,
+                stacks[s]["filters"],
+                stack["neuron"],
+                cell,
                 name=f"stack{s}_reduction",
             )
     x = layers.BatchNormalization(name="head_bn")(x)

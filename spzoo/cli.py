@@ -1,0 +1,121 @@
+"""The `spzoo` command line."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+
+def _shape(text: str) -> tuple:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected H,W,C (three positive integers), got {text!r}"
+        )
+    return shape
+
+
+def models_command(args) -> int:
+    from spzoo import metrics
+    from spzoo.models import build, get_spec, list_architectures
+
+    h, w, c = args.input_shape
+    print(f"Architectures for input {h}x{w}x{c}, {args.num_classes} classes")
+    print(f"{'name':<18} {'params':>12} {'MACs':>14}  description")
+    for name in list_architectures():
+        model = build(name, args.input_shape, args.num_classes)
+        description = get_spec(name).get("description", "")
+        if len(description) > 60:
+            description = description[:57] + "..."
+        print(
+            f"{name:<18} {metrics.count_params(model):>12,} "
+            f"{metrics.macs(model):>14,}  {description}"
+        )
+    return 0
+
+
+def train_command(args) -> int:
+    from spzoo.training import train
+
+    result = train(
+        args.arch,
+        args.dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        output_dir=args.output_dir,
+        seed=args.seed,
+        steps_per_epoch=args.steps_per_epoch,
+        initial_lr=args.lr,
+    )
+    print(
+        f"{result['name']}: eval accuracy {result['eval_accuracy']:.4f} "
+        f"(loss {result['eval_loss']:.4f}), params {result['params']:,}, "
+        f"MACs {result['macs']:,}, trained in {result['train_seconds']} s"
+    )
+    print(f"model written to {result['model_path']}")
+    print(f"metrics written to {os.path.splitext(result['model_path'])[0]}.json")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spzoo", description="Bio-inspired networks for Keras 3."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list architectures with params and MACs")
+    p.add_argument(
+        "--input-shape",
+        type=_shape,
+        default=(32, 32, 3),
+        help="H,W,C of one example (default 32,32,3)",
+    )
+    p.add_argument("--num-classes", type=int, default=10)
+    p.set_defaults(func=models_command)
+
+    p = sub.add_parser("train", help="train an architecture with the paper's recipe")
+    p.add_argument("arch", help="architecture name (see `spzoo models`) or JSON spec")
+    p.add_argument(
+        "--dataset", required=True, help="dataset name (see `spzoo data list`)"
+    )
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="limit steps per epoch (default: the whole split)",
+    )
+    p.add_argument("--lr", type=float, default=0.01, help="initial learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output-dir", default="runs")
+    p.set_defaults(func=train_command)
+
+    try:
+        from spzoo.data import cli as data_cli
+    except ImportError:
+        data_cli = None
+    if data_cli is not None and hasattr(data_cli, "add_parser"):
+        data_cli.add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "num_classes", 2) < 2:
+        parser.error("--num-classes must be >= 2")
+    try:
+        return args.func(args)
+    except ValueError as error:
+        print(f"spzoo: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
