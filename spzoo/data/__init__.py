@@ -1,11 +1,29 @@
 """Datasets by name, as `tf.data` pipelines with the paper's preprocessing.
 
 ```python
-info = spzoo.data.get("mnist_5k")          # DatasetInfo: shapes, classes, source
-train = spzoo.data.load("mnist_5k", split="train", batch_size=128)
+info = spzoo.data.get("fashion_mnist")      # DatasetInfo: shapes, classes, source
+train = spzoo.data.load("fashion_mnist", split="train", batch_size=128)
+spzoo.data.scale_settings(num_examples=700_000, channels=1)  # Table I rule
 ```
+
+Offline datasets (installed from Debian/PyPI packages): `fashion_mnist`,
+`mnist_5k`, `animal_mnist`, `sklearn_digits`, `spoken_commands_synth`,
+`allison_digits`, `sonic_pi_samples`. The paper's datasets, read from the
+user's copy: `cifar10`, `cifar100`, `speech_commands`, `esc50`,
+`urbansound8k`, `gtzan`. Audio modules (`spzoo.data.audio`) load on first
+use of an audio dataset.
 """
 
+from spzoo.data import offline, paper  # noqa: F401  (registers the datasets)
 from spzoo.data.registry import DatasetInfo, get, list_datasets, load, register
+from spzoo.data.scaling import Scaled, scale_settings
 
-__all__ = ["DatasetInfo", "get", "list_datasets", "load", "register"]
+__all__ = [
+    "DatasetInfo",
+    "Scaled",
+    "get",
+    "list_datasets",
+    "load",
+    "register",
+    "scale_settings",
+]

@@ -508,3 +508,42 @@ def dataset_from_files(
     ).unbatch()
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(infos) * config.num_pieces))
     return ds.cache() if cache else ds
+
+
+def from_files(
+    paths: list[str],
+    labels,
+    config: AudioConfig,
+    on_error: str = "raise",
+    expected_rate: int | None = None,
+    cache: bool = True,
+):
+    """Probes `paths`, then returns their pipeline (see `dataset_from_files`).
+
+    Warns when the most common length of these files differs from
+    `config.clip_seconds` (every file is still clipped/padded to it, so the
+    registered `input_shape` holds).
+
+    Args:
+        paths: Audio files.
+        labels: One int label per file.
+        config: The `AudioConfig`.
+        on_error: `"raise"` or `"skip"` bad files (see `scan`).
+        expected_rate: The sample rate every file must have, if any.
+        cache: Cache the examples in memory.
+
+    Returns:
+        An unbatched `tf.data.Dataset` of `(image, label)`.
+    """
+    if len(paths) != len(labels):
+        raise ValueError(f"`labels` has {len(labels)} entries for {len(paths)} `paths`.")
+    label_of = dict(zip(paths, labels, strict=True))
+    infos, _ = scan(paths, on_error=on_error, expected_rate=expected_rate)
+    common = most_common_seconds([i.duration for i in infos]) if infos else None
+    if common is not None and common != round(config.clip_seconds):
+        warnings.warn(
+            f"The most common length of these {len(infos)} recordings is {common} s; "
+            f"clipping/padding them to this dataset's {config.clip_seconds} s.",
+            stacklevel=2,
+        )
+    return dataset_from_files(infos, [label_of[i.path] for i in infos], config, cache)

@@ -1,0 +1,262 @@
+"""Readers of the standard on-disk layouts of the paper's datasets.
+
+Each reader takes the dataset's root folder and a split and returns the
+file paths and labels (audio) or arrays (CIFAR); a missing folder, a
+missing metadata file, a label folder with no files or a file the metadata
+names but the disk lacks is a clear error naming the path.
+"""
+
+import csv
+import os
+import pickle
+
+import numpy as np
+
+from spzoo.data.visual import split_80_20
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".au")
+
+
+def data_root(name: str, data_dir: str | None = None) -> str:
+    """Where dataset `name` lives: `data_dir`, else `$SPZOO_DATA_DIR/name`.
+
+    Without `SPZOO_DATA_DIR` the parent folder is `~/spzoo_data`.
+    """
+    if data_dir:
+        return os.path.expanduser(data_dir)
+    parent = os.environ.get("SPZOO_DATA_DIR") or os.path.join(
+        os.path.expanduser("~"), "spzoo_data"
+    )
+    return os.path.join(parent, name)
+
+
+def require(path: str, what: str, layout: str) -> str:
+    """Returns `path`, or raises FileNotFoundError saying what is missing."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{what} not found: {path} does not exist. Expected layout: {layout}. "
+            "Pass `data_dir=` or set SPZOO_DATA_DIR to the folder holding it."
+        )
+    return path
+
+
+def audio_files(folder: str) -> list[str]:
+    """Sorted audio files directly inside `folder`; an error if there are none."""
+    files = sorted(
+        os.path.join(folder, f)
+        for f in os.listdir(folder)
+        if f.lower().endswith(AUDIO_EXTENSIONS) and not f.startswith(".")
+    )
+    if not files:
+        raise FileNotFoundError(
+            f"Label folder {folder} has no audio files ({', '.join(AUDIO_EXTENSIONS)})."
+        )
+    return files
+
+
+def label_of(name: str, class_names: tuple, where: str) -> int:
+    if name not in class_names:
+        raise ValueError(
+            f"{where}: class {name!r} is not one of this dataset's classes "
+            f"{list(class_names)}."
+        )
+    return class_names.index(name)
+
+
+SPEECH_COMMANDS_LAYOUT = (
+    "<root>/<word>/*.wav (16 kHz), <root>/testing_list.txt, "
+    "<root>/validation_list.txt; folders starting with '_' are ignored"
+)
+
+
+def speech_commands(root: str, split: str, class_names: tuple):
+    """Files of the Speech Commands layout.
+
+    Train is every file in neither `validation_list.txt` nor
+    `testing_list.txt`; eval is `testing_list.txt` (the predefined split).
+
+    Args:
+        root: The folder holding the word folders and the lists.
+        split: `"train"` or `"eval"`.
+        class_names: The registered words; a word folder outside them is an
+            error.
+
+    Returns:
+        `(paths, labels)`.
+    """
+    require(root, "Speech Commands folder", SPEECH_COMMANDS_LAYOUT)
+    testing = os.path.join(root, "testing_list.txt")
+    require(testing, "Speech Commands testing list", SPEECH_COMMANDS_LAYOUT)
+    listed = {}
+    for name in ("testing_list.txt", "validation_list.txt"):
+        path = os.path.join(root, name)
+        if os.path.isfile(path):
+            with open(path) as f:
+                listed[name] = {line.strip() for line in f if line.strip()}
+    words = sorted(
+        d
+        for d in os.listdir(root)
+        if os.path.isdir(os.path.join(root, d)) and d[0] not in "_."
+    )
+    if not words:
+        raise FileNotFoundError(
+            f"Speech Commands folder {root} has no word folders "
+            f"(layout: {SPEECH_COMMANDS_LAYOUT})."
+        )
+    held_out = listed["testing_list.txt"] | listed.get("validation_list.txt", set())
+    paths, labels = [], []
+    for word in words:
+        label = label_of(word, class_names, f"Folder {os.path.join(root, word)}")
+        for path in audio_files(os.path.join(root, word)):
+            rel = f"{word}/{os.path.basename(path)}"
+            keep = (
+                rel in listed["testing_list.txt"]
+                if split == "eval"
+                else rel not in held_out
+            )
+            if keep:
+                paths.append(path)
+                labels.append(label)
+    return paths, labels
+
+
+ESC50_LAYOUT = "<root>/meta/esc50.csv and <root>/audio/*.wav (folds 1-5)"
+
+
+def esc50(root: str, split: str, class_names: tuple):
+    """Files of ESC-50: folds 1-4 train, fold 5 eval (first 80% of folds)."""
+    meta = require(os.path.join(root, "meta", "esc50.csv"), "ESC-50 metadata", ESC50_LAYOUT)
+    paths, labels = [], []
+    with open(meta, newline="") as f:
+        for row in csv.DictReader(f):
+            fold, target = int(row["fold"]), int(row["target"])
+            if target >= len(class_names) or class_names[target] != row["category"]:
+                raise ValueError(
+                    f"{meta}: {row['filename']} has target {target} / category "
+                    f"{row['category']!r}, which disagree with the ESC-50 classes."
+                )
+            if (fold <= 4) == (split == "train"):
+                path = os.path.join(root, "audio", row["filename"])
+                paths.append(require(path, "ESC-50 audio file", ESC50_LAYOUT))
+                labels.append(target)
+    return paths, labels
+
+
+URBANSOUND8K_LAYOUT = (
+    "<root>/metadata/UrbanSound8K.csv and <root>/audio/fold1..fold10/*.wav"
+)
+
+
+def urbansound8k(root: str, split: str, class_names: tuple):
+    """Files of UrbanSound8K: folds 1-8 train, folds 9-10 eval."""
+    meta = require(
+        os.path.join(root, "metadata", "UrbanSound8K.csv"),
+        "UrbanSound8K metadata",
+        URBANSOUND8K_LAYOUT,
+    )
+    paths, labels = [], []
+    with open(meta, newline="") as f:
+        for row in csv.DictReader(f):
+            fold, target = int(row["fold"]), int(row["classID"])
+            if target >= len(class_names) or class_names[target] != row["class"]:
+                raise ValueError(
+                    f"{meta}: {row['slice_file_name']} has classID {target} / class "
+                    f"{row['class']!r}, which disagree with the UrbanSound8K classes."
+                )
+            if (fold <= 8) == (split == "train"):
+                path = os.path.join(root, "audio", f"fold{fold}", row["slice_file_name"])
+                paths.append(require(path, "UrbanSound8K audio file", URBANSOUND8K_LAYOUT))
+                labels.append(target)
+    return paths, labels
+
+
+GTZAN_LAYOUT = "<root>/genres/<genre>/*.wav (or genres_original/, or <root>/<genre>/)"
+
+
+def class_folders(root: str, split: str, class_names: tuple, seed: int = 0):
+    """Files of a `<root>/<class>/*` layout with a random 80/20 split.
+
+    Every class folder is split on its own (by file, so pieces of one
+    recording never straddle train and eval).
+    """
+    paths, labels = [], []
+    for name in class_names:
+        folder = os.path.join(root, name)
+        if not os.path.isdir(folder):
+            continue
+        files = audio_files(folder)
+        idx = split_80_20(len(files), split, seed) if len(files) > 1 else []
+        paths += [files[i] for i in idx]
+        labels += [class_names.index(name)] * len(idx)
+    if not paths and split == "train":
+        raise FileNotFoundError(
+            f"No class folders of {list(class_names)} with audio files under {root}."
+        )
+    return paths, labels
+
+
+def gtzan(root: str, split: str, class_names: tuple, seed: int = 0):
+    """Files of GTZAN (genre folders) with a random 80/20 split per genre."""
+    require(root, "GTZAN folder", GTZAN_LAYOUT)
+    for sub in ("genres_original", "genres"):
+        if os.path.isdir(os.path.join(root, sub)):
+            root = os.path.join(root, sub)
+            break
+    if not any(os.path.isdir(os.path.join(root, g)) for g in class_names):
+        raise FileNotFoundError(
+            f"GTZAN folder {root} has none of the genre folders {list(class_names)} "
+            f"(layout: {GTZAN_LAYOUT})."
+        )
+    return class_folders(root, split, class_names, seed)
+
+
+CIFAR_LAYOUT = {
+    10: "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch} (python version)",
+    100: "<root>/cifar-100-python/{train,test} (python version)",
+}
+
+
+def _unpickle(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="bytes")
+    except (OSError, pickle.UnpicklingError, EOFError) as e:
+        raise ValueError(f"Cannot read CIFAR batch {path}: {e}") from e
+
+
+def cifar_local(root: str, classes: int, split: str):
+    """Reads a local copy of CIFAR-10/100 (the python-pickle archive, unpacked).
+
+    Args:
+        root: Folder holding `cifar-10-batches-py/` or `cifar-100-python/`
+            (or that folder itself).
+        classes: 10 or 100.
+        split: `"train"` or `"eval"`.
+
+    Returns:
+        `(x uint8 (N, 32, 32, 3), y int32)`.
+    """
+    sub = "cifar-10-batches-py" if classes == 10 else "cifar-100-python"
+    folder = os.path.join(root, sub) if os.path.isdir(os.path.join(root, sub)) else root
+    if classes == 10:
+        names = (
+            [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        )
+        key = b"labels"
+    else:
+        names, key = (["train"] if split == "train" else ["test"]), b"fine_labels"
+    xs, ys = [], []
+    for name in names:
+        path = require(os.path.join(folder, name), f"CIFAR-{classes} batch", CIFAR_LAYOUT[classes])
+        batch = _unpickle(path)
+        if b"data" not in batch or key not in batch:
+            raise ValueError(f"CIFAR batch {path} lacks b'data' or {key!r}.")
+        data = np.asarray(batch[b"data"], np.uint8)
+        if data.ndim != 2 or data.shape[1] != 3072:
+            raise ValueError(
+                f"CIFAR batch {path} holds images of shape {data.shape[1:]}; "
+                "expected rows of 3072 = 3x32x32 bytes."
+            )
+        xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(np.asarray(batch[key], np.int32))
+    return np.concatenate(xs), np.concatenate(ys)

@@ -1,0 +1,180 @@
+"""Registry entries for the paper's datasets, read from the user's copy.
+
+CIFAR-10/100 come from a local copy (`$SPZOO_DATA_DIR/cifar10/...`) or, if
+there is none, the Keras loader (which downloads when online). Speech
+Commands, ESC-50, UrbanSound8K and GTZAN come from their standard folder
+layouts under `data_dir=` or `$SPZOO_DATA_DIR/<name>` (default parent
+`~/spzoo_data`). Clip lengths are each dataset's most common length, as the
+paper prescribes (Table I sizes): 1 s, 5 s, 4 s, 30 s.
+"""
+
+import functools
+import os
+
+from spzoo.data import layouts
+from spzoo.data.registry import DatasetInfo, register
+from spzoo.data.visual import channel_stats, standardize
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+CIFAR100_CLASSES = tuple(
+    """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy
+    bridge bus butterfly camel can castle caterpillar cattle chair chimpanzee clock
+    cloud cockroach couch crab crocodile cup dinosaur dolphin elephant flatfish
+    forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion
+    lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree
+    orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy
+    porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk
+    skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table
+    tank telephone television tiger tractor train trout tulip turtle wardrobe whale
+    willow_tree wolf woman worm""".split()
+)
+SPEECH_COMMANDS_CLASSES = tuple(
+    """backward bed bird cat dog down eight five follow forward four go happy house
+    learn left marvin nine no off on one right seven sheila six stop three tree two
+    up visual wow yes zero""".split()
+)
+ESC50_CLASSES = tuple(
+    """dog rooster pig cow frog cat hen insects sheep crow rain sea_waves
+    crackling_fire crickets chirping_birds water_drops wind pouring_water
+    toilet_flush thunderstorm crying_baby sneezing clapping breathing coughing
+    footsteps laughing brushing_teeth snoring drinking_sipping door_wood_knock
+    mouse_click keyboard_typing door_wood_creaks can_opening washing_machine
+    vacuum_cleaner clock_alarm clock_tick glass_breaking helicopter chainsaw siren
+    car_horn engine train church_bells airplane fireworks hand_saw""".split()
+)
+URBANSOUND8K_CLASSES = (
+    "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
+    "engine_idling", "gun_shot", "jackhammer", "siren", "street_music",
+)
+GTZAN_CLASSES = (
+    "blues", "classical", "country", "disco", "hiphop",
+    "jazz", "metal", "pop", "reggae", "rock",
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _cifar_arrays(classes: int, root: str):
+    """Normalised CIFAR train and eval arrays (per-channel stats of train)."""
+    name = f"cifar{classes}"
+    if os.path.isdir(root):
+        train = layouts.cifar_local(root, classes, "train")
+        test = layouts.cifar_local(root, classes, "eval")
+    else:
+        import keras
+
+        module = keras.datasets.cifar10 if classes == 10 else keras.datasets.cifar100
+        try:
+            (xt, yt), (xe, ye) = module.load_data()
+        except Exception as e:  # the download's errors vary by platform
+            raise FileNotFoundError(
+                f"CIFAR-{classes} has no local copy at {root} "
+                f"({layouts.CIFAR_LAYOUT[classes]}) and the Keras loader failed "
+                f"(offline?): {e}. Put the python-version archive, unpacked, "
+                f"under {root} or set SPZOO_DATA_DIR."
+            ) from e
+        train, test = (xt, yt.reshape(-1)), (xe, ye.reshape(-1))
+    for x, _ in (train, test):
+        if x.shape[1:] != (32, 32, 3):
+            raise ValueError(f"{name} images have shape {x.shape[1:]}; expected (32, 32, 3).")
+    mean, std = channel_stats(train[0])
+    return (
+        (standardize(train[0], mean, std), train[1].astype("int32")),
+        (standardize(test[0], mean, std), test[1].astype("int32")),
+    )
+
+
+def _cifar_loader(classes: int):
+    def loader(split: str, data_dir: str | None = None):
+        root = layouts.data_root(f"cifar{classes}", data_dir)
+        train, test = _cifar_arrays(classes, root)
+        return train if split == "train" else test
+
+    return loader
+
+
+for _classes, _names in ((10, CIFAR10_CLASSES), (100, CIFAR100_CLASSES)):
+    register(
+        DatasetInfo(
+            name=f"cifar{_classes}",
+            input_shape=(32, 32, 3),
+            class_names=_names,
+            description=f"CIFAR-{_classes}: 50000/10000 colour 32x32 images; "
+            "per-channel mean/variance normalisation (train statistics); "
+            "predefined split.",
+            source=f"Local copy under $SPZOO_DATA_DIR/cifar{_classes} "
+            f"({layouts.CIFAR_LAYOUT[_classes]}), else keras.datasets "
+            f"(downloads from cs.toronto.edu)",
+            loader=_cifar_loader(_classes),
+            sizes={"train": 50000, "eval": 10000},
+            paper=True,
+        )
+    )
+
+
+def _audio_entry(
+    name: str,
+    reader,
+    classes: tuple,
+    clip_seconds: float,
+    expected_rate: int | None,
+    title: str,
+    layout: str,
+    split_note: str,
+):
+    from spzoo.data import audio
+
+    config = audio.AudioConfig(clip_seconds=clip_seconds)
+
+    def loader(
+        split: str, data_dir: str | None = None, on_error: str = "raise", cache: bool = True
+    ):
+        paths, labels = reader(layouts.data_root(name, data_dir), split, classes)
+        return audio.from_files(paths, labels, config, on_error, expected_rate, cache)
+
+    def check():
+        root = layouts.data_root(name)
+        return None if os.path.isdir(root) else f"not found at {root}"
+
+    d = config.image_size
+    pieces = f", {config.num_pieces} x 5 s pieces" if config.num_pieces > 1 else ""
+    register(
+        DatasetInfo(
+            name=name,
+            input_shape=config.input_shape,
+            class_names=classes,
+            description=f"{title}: clip/pad to {clip_seconds:g} s{pieces}, 16 kHz, "
+            f"log-Mel ({config.num_mels} mels, window 512, hop 256) -> {d}x{d}; "
+            f"{split_note}.",
+            source=f"Your copy under $SPZOO_DATA_DIR/{name} or data_dir= ({layout})",
+            loader=loader,
+            modality="audio",
+            check=check,
+            paper=True,
+        )
+    )
+
+
+_audio_entry(
+    "speech_commands", layouts.speech_commands, SPEECH_COMMANDS_CLASSES, 1.0, 16000,
+    "Speech Commands v0.02 (35 words; v0.01 folders also load)",
+    layouts.SPEECH_COMMANDS_LAYOUT, "train = not in the validation/testing lists, "
+    "eval = testing_list.txt",
+)
+_audio_entry(
+    "esc50", layouts.esc50, ESC50_CLASSES, 5.0, 44100,
+    "ESC-50 environmental sounds (50 classes)", layouts.ESC50_LAYOUT,
+    "folds 1-4 train, fold 5 eval",
+)
+_audio_entry(
+    "urbansound8k", layouts.urbansound8k, URBANSOUND8K_CLASSES, 4.0, None,
+    "UrbanSound8K (10 classes)", layouts.URBANSOUND8K_LAYOUT,
+    "folds 1-8 train, folds 9-10 eval",
+)
+_audio_entry(
+    "gtzan", layouts.gtzan, GTZAN_CLASSES, 30.0, 22050,
+    "GTZAN music genres (10 classes)", layouts.GTZAN_LAYOUT,
+    "random 80/20 split of the files of each genre (seed 0)",
+)
