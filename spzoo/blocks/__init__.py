@@ -1,6 +1,7 @@
 """Ops and blocks built from the neuron layers."""
 
 from spzoo.blocks.conv import conv_cell, register_conv_cell
+from spzoo.blocks.gated import inhibition_cell
 from spzoo.blocks.neurons import check_neuron, neuron_layer
 from spzoo.blocks.ops import (
     KERNEL_SIZES,
@@ -17,6 +18,7 @@ __all__ = [
     "check_kernel_fractions",
     "check_neuron",
     "conv_cell",
+    "inhibition_cell",
     "kxk_op",
     "mixed_kernel_op",
     "neuron_layer",

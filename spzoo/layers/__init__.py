@@ -1,6 +1,13 @@
 """Neuron layers of spzoo."""
 
 from spzoo.layers.coincidence_neuron import CoincidenceNeuron
+from spzoo.layers.hard_concrete_gate import (
+    HardConcreteGate,
+    get_threshold,
+    set_threshold,
+    threshold_scope,
+)
+from spzoo.layers.inhibition_conv2d import InhibitionConv2D
 from spzoo.layers.max_neuron import MaxNeuron
 from spzoo.layers.neuron_response import neuron_response, reference_response, shift
 from spzoo.layers.prunable_neuron_layer import PrunableNeuronLayer, split_channels
@@ -9,11 +16,16 @@ from spzoo.layers.trainable_neuron_layer import NEURON_TYPES, TrainableNeuronLay
 __all__ = [
     "NEURON_TYPES",
     "CoincidenceNeuron",
+    "HardConcreteGate",
+    "InhibitionConv2D",
     "MaxNeuron",
     "PrunableNeuronLayer",
     "TrainableNeuronLayer",
+    "get_threshold",
     "neuron_response",
     "reference_response",
+    "set_threshold",
     "shift",
     "split_channels",
+    "threshold_scope",
 ]

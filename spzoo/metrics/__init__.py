@@ -1,5 +1,14 @@
 """Metrics of models: parameters, MACs, scores."""
 
 from spzoo.metrics.counting import count_params, layer_macs, macs
+from spzoo.metrics.gated import expected_macs, measure, measure_at, threshold_curve
 
-__all__ = ["count_params", "layer_macs", "macs"]
+__all__ = [
+    "count_params",
+    "expected_macs",
+    "layer_macs",
+    "macs",
+    "measure",
+    "measure_at",
+    "threshold_curve",
+]

@@ -49,11 +49,26 @@ def layer_macs(layer) -> int:
     return 0
 
 
-def macs(model: keras.Model) -> int:
+def macs(model: keras.Model, threshold=None, data=None):
     """Multiply-accumulates of one forward pass on one example.
 
     Counts convolutions and dense layers (`layer_macs`); batch norm,
     activations and neuron layers are element-wise and not counted. The
     model must be built (a functional model always is).
+
+    With `threshold` or `data`, returns instead the expected MACs per
+    example (a float) of a model with gated cells on `data` at `threshold`,
+    counting only the channels the gates let through, in the gated cells
+    and in the following layers' inputs (see
+    `spzoo.metrics.gated.expected_macs`).
+
+    Args:
+        model: A built Keras model.
+        threshold: Threshold on log-alpha for every gate (None: as set).
+        data: Examples to average over (arrays or a `tf.data.Dataset`).
     """
+    if threshold is not None or data is not None:
+        from spzoo.metrics.gated import expected_macs
+
+        return expected_macs(model, threshold=threshold, data=data)
     return int(sum(layer_macs(layer) for layer in _flat_layers(model)))

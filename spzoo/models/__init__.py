@@ -6,6 +6,7 @@ model = spzoo.models.build("sp_resnet", input_shape=(28, 28, 1), num_classes=10)
 """
 
 from spzoo.models.builders import resnet, resnet_op, resnet_struct, sp_resnet
+from spzoo.models.gated_cnn import build_gated_cnn
 from spzoo.models.registry import (
     build,
     get_spec,
@@ -17,6 +18,7 @@ from spzoo.models.resnet import build_resnet, check_spec, resnet_spec
 
 __all__ = [
     "build",
+    "build_gated_cnn",
     "build_resnet",
     "check_spec",
     "get_spec",

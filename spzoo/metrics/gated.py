@@ -1,0 +1,222 @@
+"""Expected MACs of models with gated cells, measured on data at a threshold.
+
+A gated cell (`InhibitionConv2D`) reports the MACs it needs per example
+(`needed_macs`): only the channels whose pre-synaptic gate is open are
+convolved. A channel that a cell gates to zero stays zero through
+zero-preserving layers (ReLU-like activations, pooling, dropout, flatten),
+so the next convolution or dense layer also skips that input channel:
+
+```
+MACs(layer, example) = f_in(example) * MACs(layer)
+f_in = (non-zero output channels of the gated source) / (its channels)
+```
+
+Layers after anything else (batch norm, additions, concatenations) are
+counted in full.
+"""
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from spzoo.layers.hard_concrete_gate import find_gates, set_threshold
+from spzoo.layers.inhibition_conv2d import InhibitionConv2D
+from spzoo.metrics.counting import _flat_layers, layer_macs
+
+# Activations `f` with `f(0) = 0`: a zero channel stays zero through them.
+ZERO_PRESERVING_ACTIVATIONS = frozenset(
+    {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish",
+     "tanh", "mish", "softsign", "linear"}
+)
+_CHANNEL_PRESERVING = (
+    layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Dropout,
+    layers.SpatialDropout2D, layers.MaxPooling2D, layers.AveragePooling2D,
+    layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D, layers.Flatten,
+)
+
+
+def _keeps_zero_channels(layer) -> bool:
+    if isinstance(layer, _CHANNEL_PRESERVING):
+        return not (isinstance(layer, layers.Flatten) and layer.data_format
+                    == "channels_first")
+    if isinstance(layer, layers.Activation):
+        name = keras.activations.serialize(layer.activation)
+        return isinstance(name, str) and name in ZERO_PRESERVING_ACTIVATIONS
+    return False
+
+
+def _producer(layer):
+    """The layer that produced `layer`'s single input, or None."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
+        return None
+    history = getattr(nodes[0].input_tensors[0], "_keras_history", None)
+    return None if history is None else history.operation
+
+
+def gated_source(layer) -> InhibitionConv2D | None:
+    """The gated cell whose zero channels reach `layer`'s input, if any."""
+    producer = _producer(layer)
+    while producer is not None and _keeps_zero_channels(producer):
+        producer = _producer(producer)
+    return producer if isinstance(producer, InhibitionConv2D) else None
+
+
+def _gated_cells(model) -> list:
+    return [
+        layer for layer in _flat_layers(model) if isinstance(layer, InhibitionConv2D)
+    ]
+
+
+def _batches(data, batch_size: int):
+    """Yields `(x, y)` NumPy batches (`y` None without labels)."""
+    if isinstance(data, tuple | list) and len(data) == 2:
+        x, y = np.asarray(data[0]), np.asarray(data[1])
+    elif isinstance(data, np.ndarray):
+        x, y = data, None
+    else:
+        for batch in data:
+            if isinstance(batch, tuple | list):
+                yield np.asarray(batch[0]), np.asarray(batch[1])
+            else:
+                yield np.asarray(batch), None
+        return
+    for start in range(0, len(x), batch_size):
+        stop = start + batch_size
+        yield x[start:stop], None if y is None else y[start:stop]
+
+
+def measure(model: keras.Model, data, batch_size: int = 256) -> dict:
+    """Measures accuracy and expected MACs per example at the current thresholds.
+
+    Args:
+        model: A functional model (gated cells at its top level).
+        data: A `tf.data.Dataset` (or iterable) of `(x, y)` or `x` batches,
+            an array `x`, or a tuple `(x, y)` of arrays.
+        batch_size: Batch size for arrays.
+
+    Returns:
+        A dict: `macs` (mean per example), `accuracy` (top-1 fraction, None
+        without labels), `examples`, and `layers` (mean MACs per layer name).
+    """
+    cells = _gated_cells(model)
+    all_layers = list(_flat_layers(model))
+    try:
+        probe = keras.Model(
+            model.inputs, list(model.outputs) + [cell.input for cell in cells]
+        )
+    except Exception as error:
+        raise ValueError(
+            "Measuring MACs on data needs a functional model whose gated cells "
+            f"are called once at its top level: {error}"
+        ) from error
+    sources = {layer.name: gated_source(layer) for layer in all_layers}
+    static = {layer.name: layer_macs(layer) for layer in all_layers
+              if not isinstance(layer, InhibitionConv2D)}
+    totals = dict.fromkeys((layer.name for layer in all_layers), 0.0)
+    examples, correct, labelled = 0, 0, 0
+    num_outputs = len(model.outputs)
+    for x, y in _batches(data, batch_size):
+        results = probe.predict_on_batch(x)
+        results = results if isinstance(results, list | tuple) else [results]
+        logits, cell_inputs = results[:num_outputs], results[num_outputs:]
+        batch = len(x)
+        fraction, computed, needed = {}, {}, {}
+        for cell, cell_input in zip(cells, cell_inputs, strict=True):
+            computed[cell.name], active = cell.channel_activity(cell_input)
+            fraction[cell.name] = ops.mean(active, axis=-1)
+        for cell, cell_input in zip(cells, cell_inputs, strict=True):
+            source = sources[cell.name]
+            f_in = None if source is None else fraction[source.name]
+            needed[cell.name] = cell.macs_of_channels(
+                computed[cell.name], tuple(cell_input.shape), f_in
+            )
+        for layer in all_layers:
+            if layer.name in needed:
+                per_example = needed[layer.name]
+            elif static[layer.name] == 0:
+                continue
+            elif sources[layer.name] is None:
+                totals[layer.name] += static[layer.name] * batch
+                continue
+            else:
+                per_example = static[layer.name] * fraction[sources[layer.name].name]
+            totals[layer.name] += float(ops.convert_to_numpy(ops.sum(per_example)))
+        examples += batch
+        if y is not None:
+            predicted = np.argmax(np.asarray(logits[0]), axis=-1)
+            correct += int(np.sum(predicted == np.asarray(y).reshape(-1)))
+            labelled += batch
+    if examples == 0:
+        raise ValueError("`data` is empty.")
+    per_layer = {name: total / examples for name, total in totals.items() if total}
+    return {
+        "macs": float(sum(per_layer.values())),
+        "accuracy": correct / labelled if labelled else None,
+        "examples": examples,
+        "layers": per_layer,
+    }
+
+
+def measure_at(model: keras.Model, data, threshold, batch_size: int = 256) -> dict:
+    """`measure` with every gate's threshold set to `threshold` (restored after)."""
+    gates = find_gates(model)
+    previous = [gate.get_threshold() for gate in gates]
+    try:
+        set_threshold(model, threshold)
+        return measure(model, data, batch_size)
+    finally:
+        for gate, old in zip(gates, previous, strict=True):
+            gate.set_threshold(old)
+
+
+def expected_macs(model: keras.Model, threshold=None, data=None,
+                  batch_size: int = 256) -> float:
+    """Expected MACs per example of `model` on `data` at `threshold`.
+
+    Args:
+        model: A built functional model.
+        threshold: Threshold on log-alpha for every gate; `None` keeps the
+            gates' current thresholds.
+        data: Examples (see `measure`). May be omitted when every gated cell
+            is input-independent (`input_dependent=False`, no post path).
+        batch_size: Batch size for arrays.
+    """
+    if data is None:
+        cells = _gated_cells(model)
+        if any(cell.input_dependent or cell.postsynaptic for cell in cells):
+            raise ValueError(
+                "`data` is required: the model's gates depend on the input, so "
+                "its MACs are an expectation over a dataset."
+            )
+        data = np.zeros((1, *model.inputs[0].shape[1:]), dtype="float32")
+    if threshold is None:
+        return measure(model, data, batch_size)["macs"]
+    return measure_at(model, data, threshold, batch_size)["macs"]
+
+
+def threshold_curve(model: keras.Model, data, thresholds, batch_size: int = 256,
+                    reference_macs: float | None = None) -> list[dict]:
+    """Accuracy and expected MACs of `model` on `data` for each threshold.
+
+    Args:
+        model: A trained functional model with gated cells.
+        data: Labelled examples (see `measure`).
+        thresholds: Iterable of thresholds (`None` = no threshold).
+        batch_size: Batch size for arrays.
+        reference_macs: If given, each row also has `macs_fraction`, the
+            measured MACs divided by this count.
+
+    Returns:
+        One dict per threshold: `threshold`, `accuracy`, `macs` (and
+        `macs_fraction`).
+    """
+    rows = []
+    for threshold in thresholds:
+        result = measure_at(model, data, threshold, batch_size)
+        row = {"threshold": threshold, "accuracy": result["accuracy"],
+               "macs": result["macs"]}
+        if reference_macs:
+            row["macs_fraction"] = result["macs"] / reference_macs
+        rows.append(row)
+    return rows
