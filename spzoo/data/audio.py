@@ -187,7 +187,9 @@ def scan(
         and `(path, reason)` for each skipped file.
     """
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"`on_error` must be 'raise' or 'skip'; received {on_error!r}.")
+        raise ValueError(
+            f"`on_error` must be 'raise' or 'skip'; received {on_error!r}."
+        )
     infos, skipped = [], []
     for path in paths:
         try:
@@ -312,7 +314,9 @@ def _polyphase(x, table: np.ndarray, half_len: int, up: int, down: int):
     t = tf.range(n_out, dtype=tf.int64) * down + half_len
     base = tf.cast(t // up, tf.int32)
     phase = tf.cast(t % up, tf.int32)
-    padded = tf.concat([tf.zeros([k], x.dtype), x, tf.zeros([half_len // up + 2], x.dtype)], 0)
+    padded = tf.concat(
+        [tf.zeros([k], x.dtype), x, tf.zeros([half_len // up + 2], x.dtype)], 0
+    )
     idx = base[:, None] - tf.range(k)[None, :] + k
     weights = tf.gather(tf.constant(table), phase)
     return tf.reduce_sum(weights * tf.gather(padded, idx), axis=1)
@@ -506,7 +510,9 @@ def dataset_from_files(
         num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE,
         deterministic=True,
     ).unbatch()
-    ds = ds.apply(tf.data.experimental.assert_cardinality(len(infos) * config.num_pieces))
+    ds = ds.apply(
+        tf.data.experimental.assert_cardinality(len(infos) * config.num_pieces)
+    )
     return ds.cache() if cache else ds
 
 
@@ -536,7 +542,9 @@ def from_files(
         An unbatched `tf.data.Dataset` of `(image, label)`.
     """
     if len(paths) != len(labels):
-        raise ValueError(f"`labels` has {len(labels)} entries for {len(paths)} `paths`.")
+        raise ValueError(
+            f"`labels` has {len(labels)} entries for {len(paths)} `paths`."
+        )
     label_of = dict(zip(paths, labels, strict=True))
     infos, _ = scan(paths, on_error=on_error, expected_rate=expected_rate)
     common = most_common_seconds([i.duration for i in infos]) if infos else None

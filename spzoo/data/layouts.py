@@ -125,7 +125,9 @@ ESC50_LAYOUT = "<root>/meta/esc50.csv and <root>/audio/*.wav (folds 1-5)"
 
 def esc50(root: str, split: str, class_names: tuple):
     """Files of ESC-50: folds 1-4 train, fold 5 eval (first 80% of folds)."""
-    meta = require(os.path.join(root, "meta", "esc50.csv"), "ESC-50 metadata", ESC50_LAYOUT)
+    meta = require(
+        os.path.join(root, "meta", "esc50.csv"), "ESC-50 metadata", ESC50_LAYOUT
+    )
     paths, labels = [], []
     with open(meta, newline="") as f:
         for row in csv.DictReader(f):
@@ -164,8 +166,12 @@ def urbansound8k(root: str, split: str, class_names: tuple):
                     f"{row['class']!r}, which disagree with the UrbanSound8K classes."
                 )
             if (fold <= 8) == (split == "train"):
-                path = os.path.join(root, "audio", f"fold{fold}", row["slice_file_name"])
-                paths.append(require(path, "UrbanSound8K audio file", URBANSOUND8K_LAYOUT))
+                path = os.path.join(
+                    root, "audio", f"fold{fold}", row["slice_file_name"]
+                )
+                paths.append(
+                    require(path, "UrbanSound8K audio file", URBANSOUND8K_LAYOUT)
+                )
                 labels.append(target)
     return paths, labels
 
@@ -240,14 +246,18 @@ def cifar_local(root: str, classes: int, split: str):
     folder = os.path.join(root, sub) if os.path.isdir(os.path.join(root, sub)) else root
     if classes == 10:
         names = (
-            [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+            [f"data_batch_{i}" for i in range(1, 6)]
+            if split == "train"
+            else ["test_batch"]
         )
         key = b"labels"
     else:
         names, key = (["train"] if split == "train" else ["test"]), b"fine_labels"
     xs, ys = [], []
     for name in names:
-        path = require(os.path.join(folder, name), f"CIFAR-{classes} batch", CIFAR_LAYOUT[classes])
+        path = require(
+            os.path.join(folder, name), f"CIFAR-{classes} batch", CIFAR_LAYOUT[classes]
+        )
         batch = _unpickle(path)
         if b"data" not in batch or key not in batch:
             raise ValueError(f"CIFAR batch {path} lacks b'data' or {key!r}.")

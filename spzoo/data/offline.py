@@ -20,7 +20,18 @@ from spzoo.data.visual import check_images, read_idx, split_80_20, unit_range
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 ALLISON_DIGITS_DIR = "/usr/share/asterisk/sounds/en_US_f_Allison/digits"
 SONIC_PI_DIR = "/usr/share/sonic-pi/samples"
-DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGIT_NAMES = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+)
 
 
 def _missing_path(path: str, package: str):
@@ -35,8 +46,16 @@ def _missing_path(path: str, package: str):
 # --- Fashion-MNIST (Debian dataset-fashion-mnist) ---------------------------
 
 FASHION_CLASSES = (
-    "t-shirt/top", "trouser", "pullover", "dress", "coat",
-    "sandal", "shirt", "sneaker", "bag", "ankle boot",
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
 )
 
 
@@ -103,8 +122,16 @@ register(
 # The package's description lists the classes in this (alphabetical) order;
 # it does not state the label mapping.
 ANIMAL_CLASSES = (
-    "bear", "bird", "cat", "cow", "dog",
-    "elephant", "giraffe", "horse", "sheep", "zebra",
+    "bear",
+    "bird",
+    "cat",
+    "cow",
+    "dog",
+    "elephant",
+    "giraffe",
+    "horse",
+    "sheep",
+    "zebra",
 )
 
 
@@ -115,7 +142,9 @@ def _animal_mnist_dir() -> str:
             "Animal-MNIST needs the PyPI package animal-mnist: "
             "pip install --no-deps animal-mnist (see pip-nodeps.txt)."
         )
-    return os.path.join(list(spec.submodule_search_locations)[0], "data", "Animal_MNIST")
+    return os.path.join(
+        list(spec.submodule_search_locations)[0], "data", "Animal_MNIST"
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,7 +155,9 @@ def _animal_arrays():
     arrays = []
     for name in ("animal_data_version_3.gz", "animal_label_version_3.gz"):
         path = layouts.require(
-            os.path.join(folder, name), "Animal-MNIST file", "animal_mnist/data/Animal_MNIST/"
+            os.path.join(folder, name),
+            "Animal-MNIST file",
+            "animal_mnist/data/Animal_MNIST/",
         )
         try:
             with gzip.open(path, "rb") as f:
@@ -219,7 +250,9 @@ def _spoken_commands(
 
 
 def _synth_check():
-    return None if speech_synth.engines() else "install the Debian packages espeak-ng and flite"
+    if speech_synth.engines():
+        return None
+    return "install the Debian packages espeak-ng and flite"
 
 
 register(
@@ -243,7 +276,7 @@ register(
 
 def _allison_files(folder: str):
     paths, labels = [], []
-    for label, name in enumerate(DIGIT_NAMES):
+    for label in range(len(DIGIT_NAMES)):
         paths.append(os.path.join(folder, f"{label}.wav"))
         labels.append(label)
     paths.append(os.path.join(folder, "oh.wav"))  # "oh", a spoken zero
@@ -278,8 +311,20 @@ register(
 )
 
 SONIC_PI_CLASSES = (
-    "ambi", "bass", "bd", "drum", "elec", "glitch", "guit",
-    "loop", "mehackit", "misc", "perc", "sn", "tabla", "vinyl",
+    "ambi",
+    "bass",
+    "bd",
+    "drum",
+    "elec",
+    "glitch",
+    "guit",
+    "loop",
+    "mehackit",
+    "misc",
+    "perc",
+    "sn",
+    "tabla",
+    "vinyl",
 )
 
 

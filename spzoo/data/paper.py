@@ -16,8 +16,16 @@ from spzoo.data.registry import DatasetInfo, register
 from spzoo.data.visual import channel_stats, standardize
 
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 CIFAR100_CLASSES = tuple(
     """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy
@@ -46,12 +54,28 @@ ESC50_CLASSES = tuple(
     car_horn engine train church_bells airplane fireworks hand_saw""".split()
 )
 URBANSOUND8K_CLASSES = (
-    "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
-    "engine_idling", "gun_shot", "jackhammer", "siren", "street_music",
+    "air_conditioner",
+    "car_horn",
+    "children_playing",
+    "dog_bark",
+    "drilling",
+    "engine_idling",
+    "gun_shot",
+    "jackhammer",
+    "siren",
+    "street_music",
 )
 GTZAN_CLASSES = (
-    "blues", "classical", "country", "disco", "hiphop",
-    "jazz", "metal", "pop", "reggae", "rock",
+    "blues",
+    "classical",
+    "country",
+    "disco",
+    "hiphop",
+    "jazz",
+    "metal",
+    "pop",
+    "reggae",
+    "rock",
 )
 
 
@@ -78,12 +102,26 @@ def _cifar_arrays(classes: int, root: str):
         train, test = (xt, yt.reshape(-1)), (xe, ye.reshape(-1))
     for x, _ in (train, test):
         if x.shape[1:] != (32, 32, 3):
-            raise ValueError(f"{name} images have shape {x.shape[1:]}; expected (32, 32, 3).")
+            raise ValueError(
+                f"{name} images have shape {x.shape[1:]}; expected (32, 32, 3)."
+            )
     mean, std = channel_stats(train[0])
     return (
         (standardize(train[0], mean, std), train[1].astype("int32")),
         (standardize(test[0], mean, std), test[1].astype("int32")),
     )
+
+
+def _cifar_check(classes: int):
+    def check():
+        root = layouts.data_root(f"cifar{classes}")
+        sub = "cifar-10-batches-py" if classes == 10 else "cifar-100-python"
+        keras_cache = os.path.join(os.path.expanduser("~"), ".keras", "datasets", sub)
+        if os.path.isdir(root) or os.path.isdir(keras_cache):
+            return None
+        return f"no copy at {root}; the Keras loader downloads it when online"
+
+    return check
 
 
 def _cifar_loader(classes: int):
@@ -108,6 +146,7 @@ for _classes, _names in ((10, CIFAR10_CLASSES), (100, CIFAR100_CLASSES)):
             f"({layouts.CIFAR_LAYOUT[_classes]}), else keras.datasets "
             f"(downloads from cs.toronto.edu)",
             loader=_cifar_loader(_classes),
+            check=_cifar_check(_classes),
             sizes={"train": 50000, "eval": 10000},
             paper=True,
         )
@@ -129,7 +168,10 @@ def _audio_entry(
     config = audio.AudioConfig(clip_seconds=clip_seconds)
 
     def loader(
-        split: str, data_dir: str | None = None, on_error: str = "raise", cache: bool = True
+        split: str,
+        data_dir: str | None = None,
+        on_error: str = "raise",
+        cache: bool = True,
     ):
         paths, labels = reader(layouts.data_root(name, data_dir), split, classes)
         return audio.from_files(paths, labels, config, on_error, expected_rate, cache)
@@ -158,23 +200,42 @@ def _audio_entry(
 
 
 _audio_entry(
-    "speech_commands", layouts.speech_commands, SPEECH_COMMANDS_CLASSES, 1.0, 16000,
+    "speech_commands",
+    layouts.speech_commands,
+    SPEECH_COMMANDS_CLASSES,
+    1.0,
+    16000,
     "Speech Commands v0.02 (35 words; v0.01 folders also load)",
-    layouts.SPEECH_COMMANDS_LAYOUT, "train = not in the validation/testing lists, "
-    "eval = testing_list.txt",
+    layouts.SPEECH_COMMANDS_LAYOUT,
+    "train = not in the validation/testing lists, eval = testing_list.txt",
 )
 _audio_entry(
-    "esc50", layouts.esc50, ESC50_CLASSES, 5.0, 44100,
-    "ESC-50 environmental sounds (50 classes)", layouts.ESC50_LAYOUT,
+    "esc50",
+    layouts.esc50,
+    ESC50_CLASSES,
+    5.0,
+    44100,
+    "ESC-50 environmental sounds (50 classes)",
+    layouts.ESC50_LAYOUT,
     "folds 1-4 train, fold 5 eval",
 )
 _audio_entry(
-    "urbansound8k", layouts.urbansound8k, URBANSOUND8K_CLASSES, 4.0, None,
-    "UrbanSound8K (10 classes)", layouts.URBANSOUND8K_LAYOUT,
+    "urbansound8k",
+    layouts.urbansound8k,
+    URBANSOUND8K_CLASSES,
+    4.0,
+    None,
+    "UrbanSound8K (10 classes)",
+    layouts.URBANSOUND8K_LAYOUT,
     "folds 1-8 train, folds 9-10 eval",
 )
 _audio_entry(
-    "gtzan", layouts.gtzan, GTZAN_CLASSES, 30.0, 22050,
-    "GTZAN music genres (10 classes)", layouts.GTZAN_LAYOUT,
+    "gtzan",
+    layouts.gtzan,
+    GTZAN_CLASSES,
+    30.0,
+    22050,
+    "GTZAN music genres (10 classes)",
+    layouts.GTZAN_LAYOUT,
     "random 80/20 split of the files of each genre (seed 0)",
 )

@@ -20,17 +20,60 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGITS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+)
 COMMANDS = DIGITS + (
-    "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"
+    "yes",
+    "no",
+    "up",
+    "down",
+    "left",
+    "right",
+    "on",
+    "off",
+    "stop",
+    "go",
 )
 ESPEAK_VOICES = (
-    "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
-    "en-gb-x-gbcwmd", "en-029",
+    "en-us",
+    "en-gb",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-029",
 )
 ESPEAK_VARIANTS = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
-    "klatt", "klatt2", "klatt3", "croak", "Andy", "Annie", "david", "linda",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "croak",
+    "Andy",
+    "Annie",
+    "david",
+    "linda",
 )
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 _FORMAT_VERSION = 1
@@ -71,7 +114,9 @@ class SynthConfig:
 
     def __post_init__(self):
         if not self.words or len(set(self.words)) != len(self.words):
-            raise ValueError(f"`words` must be non-empty and distinct; got {self.words}.")
+            raise ValueError(
+                f"`words` must be non-empty and distinct; got {self.words}."
+            )
         for w in self.words:
             if not w.replace("-", "").isalpha():
                 raise ValueError(f"`words` entries must be letters; got {w!r}.")
@@ -123,17 +168,30 @@ def _plan(config: SynthConfig, available: tuple) -> list[dict]:
 def _speak(clip: dict, out_wav: str) -> None:
     if clip["engine"] == "espeak-ng":
         cmd = [
-            "espeak-ng", "-v", clip["voice"],
-            "-s", str(int(175 * clip["speed"])),
-            "-p", str(int(20 + 60 * clip["pitch"])),
-            "-w", out_wav, clip["word"],
+            "espeak-ng",
+            "-v",
+            clip["voice"],
+            "-s",
+            str(int(175 * clip["speed"])),
+            "-p",
+            str(int(20 + 60 * clip["pitch"])),
+            "-w",
+            out_wav,
+            clip["word"],
         ]
     else:
         cmd = [
-            "flite", "-voice", clip["voice"],
-            "--setf", f"duration_stretch={1.0 / clip['speed']:.3f}",
-            "--setf", f"int_f0_target_mean={int(90 + 110 * clip['pitch'])}",
-            "-t", clip["word"], "-o", out_wav,
+            "flite",
+            "-voice",
+            clip["voice"],
+            "--setf",
+            f"duration_stretch={1.0 / clip['speed']:.3f}",
+            "--setf",
+            f"int_f0_target_mean={int(90 + 110 * clip['pitch'])}",
+            "-t",
+            clip["word"],
+            "-o",
+            out_wav,
         ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0 or not os.path.isfile(out_wav):
@@ -217,7 +275,9 @@ def generate(
             f.writelines(c["file"] + "\n" for c in clips if c["eval"])
         open(os.path.join(work, "validation_list.txt"), "w").close()
         with open(os.path.join(work, "manifest.json"), "w") as f:
-            json.dump({"config": dataclasses.asdict(config), "clips": clips}, f, indent=1)
+            json.dump(
+                {"config": dataclasses.asdict(config), "clips": clips}, f, indent=1
+            )
         try:
             os.replace(work, folder)
         except OSError:

@@ -101,7 +101,9 @@ def read_idx(path: str) -> np.ndarray:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic).")
     ndim = data[3]
     header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(
+        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
     expected = int(np.prod(dims))
     if len(data) - header != expected:
         raise ValueError(
