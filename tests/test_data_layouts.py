@@ -1,0 +1,173 @@
+"""Loaders of the paper's datasets on tiny fixtures in their standard layouts."""
+
+import csv
+import os
+import pickle
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import spzoo.data as data
+from spzoo.data import paper
+
+
+def _wav(path, seconds, rate, freq=440.0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, 0.3 * np.sin(2 * np.pi * freq * t), rate, subtype="PCM_16")
+    return path
+
+
+def _examples(name, split, **options):
+    ds = data.load(name, split, batch_size=None, shuffle=False, **options)
+    xs, ys = zip(*ds.as_numpy_iterator(), strict=True)
+    return np.stack(xs), np.array(ys)
+
+
+@pytest.fixture
+def speech_root(tmp_path):
+    root = tmp_path / "speech_commands"
+    for word, names in {"yes": ["a", "b", "e"], "no": ["c", "d"]}.items():
+        for n in names:
+            _wav(str(root / word / f"{n}_nohash_0.wav"), 1.0, 16000)
+    _wav(str(root / "_background_noise_" / "noise.wav"), 1.0, 16000)
+    (root / "testing_list.txt").write_text("yes/b_nohash_0.wav\nno/d_nohash_0.wav\n")
+    (root / "validation_list.txt").write_text("yes/e_nohash_0.wav\n")
+    return root
+
+
+def test_speech_commands_layout(speech_root):
+    x, y = _examples("speech_commands", "train", data_dir=str(speech_root))
+    assert x.shape == (2, 32, 32, 1)
+    names = paper.SPEECH_COMMANDS_CLASSES
+    assert sorted(y.tolist()) == sorted([names.index("yes"), names.index("no")])
+    _, y_eval = _examples("speech_commands", "eval", data_dir=str(speech_root))
+    assert len(y_eval) == 2
+
+
+def test_speech_commands_bad_inputs(speech_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="Speech Commands folder not found"):
+        data.load("speech_commands", data_dir=str(tmp_path / "nowhere"))
+    (speech_root / "up").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"Label folder .*up has no audio"):
+        data.load("speech_commands", data_dir=str(speech_root))
+    os.rmdir(speech_root / "up")
+    _wav(str(speech_root / "no" / "z_nohash_0.wav"), 1.0, 8000)
+    with pytest.raises(ValueError, match=r"z_nohash_0.wav has sample rate 8000 Hz"):
+        data.load("speech_commands", data_dir=str(speech_root))
+    os.remove(speech_root / "no" / "z_nohash_0.wav")
+    _wav(str(speech_root / "banana" / "q_nohash_0.wav"), 1.0, 16000)
+    with pytest.raises(ValueError, match="class 'banana' is not one of"):
+        data.load("speech_commands", data_dir=str(speech_root))
+
+
+def test_speech_commands_env_var(speech_root, monkeypatch):
+    monkeypatch.setenv("SPZOO_DATA_DIR", str(speech_root.parent))
+    assert data.get("speech_commands").missing() is None
+    batch = next(iter(data.load("speech_commands", "eval", batch_size=4)))
+    assert batch[0].shape == (2, 32, 32, 1)
+
+
+def test_esc50_layout_folds(tmp_path):
+    root = tmp_path / "esc50"
+    os.makedirs(root / "meta")
+    rows = []
+    for fold, target in ((1, 0), (2, 5), (5, 49)):
+        name = f"{fold}-x-A-{target}.wav"
+        _wav(str(root / "audio" / name), 5.0, 44100, freq=200 + 100 * fold)
+        rows.append(
+            [name, fold, target, paper.ESC50_CLASSES[target], "False", "x", "A"]
+        )
+    with open(root / "meta" / "esc50.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
+        )
+        w.writerows(rows)
+    x, y = _examples("esc50", "train", data_dir=str(root))
+    assert x.shape == (2, 128, 128, 1) and y.tolist() == [0, 5]
+    _, y = _examples("esc50", "eval", data_dir=str(root))
+    assert y.tolist() == [49]
+    os.remove(root / "audio" / rows[0][0])
+    with pytest.raises(FileNotFoundError, match="ESC-50 audio file not found.*1-x-A-0"):
+        data.load("esc50", data_dir=str(root))
+
+
+def test_urbansound8k_layout_folds(tmp_path):
+    root = tmp_path / "us8k"
+    os.makedirs(root / "metadata")
+    rows = []
+    for fold, cid in ((1, 3), (8, 8), (9, 0), (10, 9)):
+        name = f"{fold}-{cid}-0-0.wav"
+        _wav(str(root / "audio" / f"fold{fold}" / name), 4.0, 8000)
+        cls = paper.URBANSOUND8K_CLASSES[cid]
+        rows.append([name, "1", "0", "4", "1", fold, cid, cls])
+    with open(root / "metadata" / "UrbanSound8K.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["slice_file_name", "fsID", "start", "end", "salience", "fold", "classID"]
+            + ["class"]
+        )
+        w.writerows(rows)
+    x, y = _examples("urbansound8k", "train", data_dir=str(root))
+    assert x.shape == (2, 64, 64, 1) and y.tolist() == [3, 8]
+    _, y = _examples("urbansound8k", "eval", data_dir=str(root))
+    assert y.tolist() == [0, 9]
+
+
+def test_gtzan_layout_pieces_and_split(tmp_path):
+    root = tmp_path / "gtzan"
+    for genre in ("blues", "rock"):
+        for i in range(2):
+            _wav(
+                str(root / "genres_original" / genre / f"{genre}.0000{i}.wav"),
+                30.0,
+                22050,
+            )
+    x, y = _examples("gtzan", "train", data_dir=str(root))
+    # One file per genre in train, six 5 s pieces each.
+    assert x.shape == (12, 128, 128, 1)
+    assert sorted(set(y.tolist())) == [0, 9]
+    _, y_eval = _examples("gtzan", "eval", data_dir=str(root))
+    assert len(y_eval) == 12
+
+
+def _cifar_batch(path, n, key, seed):
+    rng = np.random.default_rng(seed)
+    batch = {
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        key: rng.integers(0, 10, n).tolist(),
+    }
+    with open(path, "wb") as f:
+        pickle.dump(batch, f)
+
+
+def test_cifar10_local_copy(tmp_path):
+    folder = tmp_path / "cifar10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for i in range(1, 6):
+        _cifar_batch(folder / f"data_batch_{i}", 4, b"labels", i)
+    _cifar_batch(folder / "test_batch", 3, b"labels", 9)
+    x, y = _examples("cifar10", "train", data_dir=str(tmp_path / "cifar10"))
+    assert x.shape == (20, 32, 32, 3) and y.dtype == np.int32
+    np.testing.assert_allclose(x.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(x.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
+    x_eval, _ = _examples("cifar10", "eval", data_dir=str(tmp_path / "cifar10"))
+    assert x_eval.shape == (3, 32, 32, 3)
+
+
+def test_cifar100_local_copy_and_bad_shape(tmp_path):
+    folder = tmp_path / "c100" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    _cifar_batch(folder / "train", 5, b"fine_labels", 0)
+    _cifar_batch(folder / "test", 2, b"fine_labels", 1)
+    x, _ = _examples("cifar100", "eval", data_dir=str(tmp_path / "c100"))
+    assert x.shape == (2, 32, 32, 3)
+    bad = tmp_path / "bad" / "cifar-100-python"
+    bad.mkdir(parents=True)
+    with open(bad / "train", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 100), np.uint8), b"fine_labels": [0, 1]}, f)
+    _cifar_batch(bad / "test", 2, b"fine_labels", 1)
+    with pytest.raises(ValueError, match=r"CIFAR batch .*train holds images of shape"):
+        data.load("cifar100", data_dir=str(tmp_path / "bad"))
