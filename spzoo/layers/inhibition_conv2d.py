@@ -24,12 +24,12 @@ class InhibitionConv2D(layers.Layer):
     hard-concrete gates (`HardConcreteGate`):
 
     - pre-synaptic path, from the cell's input, computed before the
-      convolution: `log_alpha_pre = mean_hw(x) @ W_pre + b_pre` (a linear
+      convolution: `log_alpha_pre = s * (mean_hw(x) @ W_pre + b_pre)` (a linear
       projection of the spatially pooled input, `C_in * C` MACs), or, with
       `input_dependent=False`, a learned per-channel `log_alpha_pre` with no
       data path (the same gates for every input);
     - post-synaptic path, from the convolution's output:
-      `log_alpha_post = mean_hw(a) @ W_post + b_post`.
+      `log_alpha_post = s * (mean_hw(a) @ W_post + b_post)`.
 
     `z_pre = HardConcrete(log_alpha_pre)`, `z_post = HardConcrete(log_alpha_post)`
     and the paths combine as (`combination`):
@@ -73,8 +73,13 @@ class InhibitionConv2D(layers.Layer):
             per-channel vector with no data path.
         combination: `"inhibition"` or `"excitation"` (see above).
         sparsity_weight: Weight (>= 0) of the expected-L0 loss of each path.
-        initial_log_alpha: Initial log-alpha (bias of each path); 2.0 opens
-            about 88% of the gates' probability mass at the start.
+        initial_log_alpha: Initial log-alpha of every gate; at 2.0 a gate
+            is non-zero with probability 0.97 at the start.
+        log_alpha_scale: Positive factor `s` on each path's parameters,
+            `log_alpha = s * (mean_hw(x) @ W + b)`: with an adaptive
+            optimiser (Adam), log-alpha then moves `s` times faster than the
+            convolution's weights (as `weight_scale` of the trainable neuron
+            layer speeds up its choice).
         threshold: Initial threshold on log-alpha (`None`: no threshold).
         gamma: Hard-concrete stretch lower end (< 0).
         zeta: Hard-concrete stretch upper end (> 1).
@@ -101,6 +106,7 @@ class InhibitionConv2D(layers.Layer):
         combination="inhibition",
         sparsity_weight=0.0,
         initial_log_alpha=2.0,
+        log_alpha_scale=1.0,
         threshold=None,
         gamma=-0.1,
         zeta=1.1,
@@ -130,6 +136,13 @@ class InhibitionConv2D(layers.Layer):
                 "`initial_log_alpha` must be a finite number; "
                 f"received {initial_log_alpha!r}."
             )
+        if not (isinstance(log_alpha_scale, int | float) and log_alpha_scale > 0
+                and math.isfinite(log_alpha_scale)):
+            raise ValueError(
+                "`log_alpha_scale` must be a finite number > 0; "
+                f"received {log_alpha_scale!r}."
+            )
+        self.log_alpha_scale = float(log_alpha_scale)
         self.filters = filters
         self.presynaptic = bool(presynaptic)
         self.postsynaptic = bool(postsynaptic)
@@ -180,7 +193,7 @@ class InhibitionConv2D(layers.Layer):
             raise ValueError("The channel dimension of the inputs must be known.")
         self.conv.build(input_shape)
         self._cell_input_shape = tuple(input_shape)
-        initial = initializers.Constant(self.initial_log_alpha)
+        initial = initializers.Constant(self.initial_log_alpha / self.log_alpha_scale)
         if self.presynaptic and self.input_dependent:
             self.presynaptic_kernel = self.add_weight(
                 shape=(channels, self.filters), name="presynaptic_kernel",
@@ -213,19 +226,24 @@ class InhibitionConv2D(layers.Layer):
         inputs = ops.cast(inputs, self.compute_dtype)
         if not self.input_dependent:
             zeros = ops.zeros((ops.shape(inputs)[0], 1), dtype=self.compute_dtype)
-            return zeros + ops.cast(self.log_alpha, self.compute_dtype)[None, :]
-        pooled = ops.mean(inputs, axis=(1, 2))
-        return ops.matmul(pooled, ops.cast(self.presynaptic_kernel, pooled.dtype)) + (
-            ops.cast(self.presynaptic_bias, pooled.dtype)
+            log_alpha = ops.cast(self.log_alpha, self.compute_dtype)[None, :]
+            return zeros + self.log_alpha_scale * log_alpha
+        return self._project(
+            inputs, self.presynaptic_kernel, self.presynaptic_bias
         )
+
+    def _project(self, tensor, kernel, bias):
+        """`s * (mean_hw(tensor) @ kernel + bias)`."""
+        pooled = ops.mean(tensor, axis=(1, 2))
+        projected = ops.matmul(pooled, ops.cast(kernel, pooled.dtype))
+        return self.log_alpha_scale * (projected + ops.cast(bias, pooled.dtype))
 
     def postsynaptic_log_alpha(self, outputs):
         """`log_alpha_post`, shape `(B, C)`, from the activated conv output."""
         if not self.postsynaptic:
             raise ValueError(f"Layer {self.name!r} has no post-synaptic path.")
-        pooled = ops.mean(outputs, axis=(1, 2))
-        return ops.matmul(pooled, ops.cast(self.postsynaptic_kernel, pooled.dtype)) + (
-            ops.cast(self.postsynaptic_bias, pooled.dtype)
+        return self._project(
+            outputs, self.postsynaptic_kernel, self.postsynaptic_bias
         )
 
     def _forward(self, inputs, training, threshold):
@@ -345,7 +363,7 @@ class InhibitionConv2D(layers.Layer):
                 f"Layer {self.name!r} has input-dependent gates; `static_gate` "
                 "needs `input_dependent=False` and `postsynaptic=False`."
             )
-        log_alpha = ops.cast(self.log_alpha, "float32")
+        log_alpha = self.log_alpha_scale * ops.cast(self.log_alpha, "float32")
         gate = self.presynaptic_gate.deterministic(log_alpha, threshold)
         return np.asarray(ops.convert_to_numpy(gate))
 
@@ -374,6 +392,7 @@ class InhibitionConv2D(layers.Layer):
                 "combination": self.combination,
                 "sparsity_weight": self.sparsity_weight,
                 "initial_log_alpha": self.initial_log_alpha,
+                "log_alpha_scale": self.log_alpha_scale,
                 "threshold": gate.get_threshold(),
                 "gamma": gate.gamma,
                 "zeta": gate.zeta,
