@@ -47,7 +47,9 @@ def test_every_spec_builds_on_28x28():
 def test_gated_cnn_structure_matches_the_reference():
     gated = spzoo.models.build("gated_cnn", (28, 28, 1), 10)
     reference = spzoo.models.build("cnn_reference", (28, 28, 1), 10)
-    cells = [layer.name for layer in gated.layers if isinstance(layer, InhibitionConv2D)]
+    cells = [
+        layer.name for layer in gated.layers if isinstance(layer, InhibitionConv2D)
+    ]
     assert cells == ["conv2", "conv3"]
     assert not any(isinstance(layer, InhibitionConv2D) for layer in reference.layers)
     conv_names = [layer.name for layer in reference.layers if "conv" in layer.name]
@@ -138,8 +140,9 @@ def test_save_and_load_keep_gates_and_threshold(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert get_threshold(loaded) == 0.5
-    np.testing.assert_allclose(loaded.predict(X, verbose=0), model.predict(X, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(X, verbose=0), model.predict(X, verbose=0), atol=1e-6
+    )
     for t in (None, 2.0):
         set_threshold(model, t)
         set_threshold(loaded, t)
