@@ -160,6 +160,10 @@ def main(argv=None):
         "gated_threshold_curve.json",
         json.dumps(result, indent=2) + "\n",
     )
+    spzoo.metrics.plot_threshold_curve(
+        curve, RESULTS / "gated_threshold_curve.png", reference_accuracy=ref_accuracy,
+        title=f"gated_cnn on {args.dataset}: accuracy against MACs",
+    )
     model_path = RESULTS / f"gated_cnn_{args.dataset}.keras"
     tmp = model_path.with_name("tmp_" + model_path.name)
     gated.save(tmp)

@@ -6,7 +6,7 @@ import pytest
 
 import spzoo.models
 from spzoo.layers import InhibitionConv2D, get_threshold, set_threshold
-from spzoo.metrics import macs, measure, threshold_curve
+from spzoo.metrics import macs, measure, plot_threshold_curve, threshold_curve
 
 SPEC = {
     "family": "gated_cnn",
@@ -103,7 +103,7 @@ def test_input_independent_gates_need_no_data():
         macs(_tiny(), threshold=0.0)
 
 
-def test_threshold_curve_and_compiled_predict():
+def test_threshold_curve_and_compiled_predict(tmp_path):
     model = _tiny()
     _spread_gates(model)
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -118,6 +118,9 @@ def test_threshold_curve_and_compiled_predict():
     assert rows[0]["macs"] >= rows[1]["macs"] >= rows[2]["macs"]
     assert all(0 <= row["accuracy"] <= 1 for row in rows)
     assert rows[0]["macs_fraction"] == pytest.approx(rows[0]["macs"] / 1000.0)
+    png = plot_threshold_curve(rows, tmp_path / "curve.png", reference_accuracy=0.5)
+    with open(png, "rb") as f:
+        assert f.read(4) == b"\x89PNG"
 
 
 def test_training_adds_the_sparsity_loss():

@@ -1,7 +1,13 @@
 """Metrics of models: parameters, MACs, scores."""
 
 from spzoo.metrics.counting import count_params, layer_macs, macs
-from spzoo.metrics.gated import expected_macs, measure, measure_at, threshold_curve
+from spzoo.metrics.gated import (
+    expected_macs,
+    measure,
+    measure_at,
+    plot_threshold_curve,
+    threshold_curve,
+)
 
 __all__ = [
     "count_params",
@@ -10,5 +16,6 @@ __all__ = [
     "macs",
     "measure",
     "measure_at",
+    "plot_threshold_curve",
     "threshold_curve",
 ]

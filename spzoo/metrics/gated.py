@@ -220,3 +220,61 @@ def threshold_curve(model: keras.Model, data, thresholds, batch_size: int = 256,
             row["macs_fraction"] = result["macs"] / reference_macs
         rows.append(row)
     return rows
+
+
+def plot_threshold_curve(rows: list[dict], path, reference_accuracy=None,
+                         title: str = "Accuracy against MACs") -> str:
+    """Plots accuracy against MAC fraction (rows of `threshold_curve`) as a PNG.
+
+    Each point is labelled with its threshold; a dashed line marks the
+    reference accuracy when given. The file is written atomically.
+
+    Args:
+        rows: Rows with `threshold`, `accuracy` and `macs_fraction`.
+        path: Output `.png` path.
+        reference_accuracy: Accuracy of the un-gated reference (a fraction).
+        title: Plot title.
+
+    Returns:
+        The path written.
+    """
+    import os
+
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError(
+            "Plotting needs matplotlib: pip install matplotlib"
+        ) from error
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    if not rows or any("macs_fraction" not in row for row in rows):
+        raise ValueError(
+            "`rows` must be non-empty rows of "
+            "`threshold_curve(..., reference_macs=...)`."
+        )
+    path = str(path)
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    fractions = [100 * row["macs_fraction"] for row in rows]
+    accuracies = [100 * row["accuracy"] for row in rows]
+    axes.plot(fractions, accuracies, "o-", label="gated model")
+    for row, x, y in zip(rows, fractions, accuracies, strict=True):
+        label = "none" if row["threshold"] is None else f"{row['threshold']:g}"
+        axes.annotate(label, (x, y), textcoords="offset points", xytext=(3, 3),
+                      fontsize=7)
+    if reference_accuracy is not None:
+        axes.axhline(100 * reference_accuracy, linestyle="--", color="grey",
+                     label="reference accuracy")
+        axes.plot([100], [100 * reference_accuracy], "s", color="grey")
+    axes.set_xlabel("MACs (% of reference)")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    tmp = f"{path}.tmp.png"
+    figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+    os.replace(tmp, path)
+    return path
