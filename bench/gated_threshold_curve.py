@@ -39,13 +39,10 @@ def train(arch, data, info, args):
     )
     x, y = data
     start = time.perf_counter()
-    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=2,
-              shuffle=True)
+    model.fit(
+        x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=2, shuffle=True
+    )
     return model, time.perf_counter() - start
-
-
-def _label(threshold) -> str:
-    return "none (-inf)" if threshold is None else f"{threshold:g}"
 
 
 def report(result: dict) -> str:
@@ -68,18 +65,16 @@ def report(result: dict) -> str:
         f"{result['gated']['static_macs']:,} MACs with every gate open; trained "
         f"in {result['gated']['train_seconds']:.0f} s.",
         "",
-        "| threshold | accuracy (%) | vs reference (points) | expected MACs | "
-        "% of reference MACs |",
-        "| --- | --- | --- | --- | --- |",
+        spzoo.metrics.format_threshold_table(result["curve"], ref["accuracy"]),
     ]
-    for row in result["curve"]:
-        lines.append(
-            f"| {_label(row['threshold'])} | {100 * row['accuracy']:.2f} | "
-            f"{100 * (row['accuracy'] - ref['accuracy']):+.2f} | "
-            f"{row['macs']:,.0f} | {100 * row['macs_fraction']:.1f} |"
-        )
-    lines += ["", f"MACs fall monotonically as the threshold rises: "
-              f"{'yes' if result['monotonic'] else 'NO'}.", "", result["verdict"], ""]
+    lines += [
+        "",
+        f"MACs fall monotonically as the threshold rises: "
+        f"{'yes' if result['monotonic'] else 'NO'}.",
+        "",
+        result["verdict"],
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -90,44 +85,66 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-examples", type=int, default=None,
-                        help="use only the first N training examples")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=None,
-                        help="thresholds on log-alpha (default: none, -3..8 by 0.5)")
+    parser.add_argument(
+        "--train-examples",
+        type=int,
+        default=None,
+        help="use only the first N training examples",
+    )
+    parser.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=None,
+        help="thresholds on log-alpha (default: none, -3..8 by 0.5)",
+    )
     args = parser.parse_args(argv)
-    thresholds = DEFAULT_THRESHOLDS if args.thresholds is None else [None] + sorted(
-        args.thresholds)
+    thresholds = (
+        DEFAULT_THRESHOLDS
+        if args.thresholds is None
+        else [None] + sorted(args.thresholds)
+    )
 
     info = spzoo.data.get(args.dataset)
     x, y = info.loader("train")
     if args.train_examples:
         x, y = x[: args.train_examples], y[: args.train_examples]
     x_eval, y_eval = info.loader("eval")
-    budget = (f"{args.epochs} epochs, batch {args.batch_size}, Adam lr "
-              f"{args.learning_rate:g}, seed {args.seed}")
+    budget = (
+        f"{args.epochs} epochs, batch {args.batch_size}, Adam lr "
+        f"{args.learning_rate:g}, seed {args.seed}"
+    )
     print(f"Machine: {machine()}\nBudget (each model): {budget}", flush=True)
 
     reference, ref_seconds = train("cnn_reference", (x, y), info, args)
     ref_accuracy = reference.evaluate(x_eval, y_eval, verbose=0, return_dict=True)[
-        "accuracy"]
+        "accuracy"
+    ]
     ref_macs = spzoo.metrics.macs(reference)
-    print(f"Baseline cnn_reference: accuracy {100 * ref_accuracy:.2f}%, "
-          f"{ref_macs:,} MACs", flush=True)
+    print(
+        f"Baseline cnn_reference: accuracy {100 * ref_accuracy:.2f}%, "
+        f"{ref_macs:,} MACs",
+        flush=True,
+    )
 
     gated, gated_seconds = train("gated_cnn", (x, y), info, args)
     curve = spzoo.metrics.threshold_curve(
         gated, (x_eval, y_eval), thresholds, reference_macs=ref_macs
     )
     macs_in_order = [row["macs"] for row in curve]
-    monotonic = all(a >= b for a, b in zip(macs_in_order, macs_in_order[1:],
-                                           strict=False))
-    passing = [row for row in curve
-               if row["accuracy"] >= ref_accuracy - TOLERANCE
-               and row["macs_fraction"] <= MAX_FRACTION]
+    monotonic = all(
+        a >= b for a, b in zip(macs_in_order, macs_in_order[1:], strict=False)
+    )
+    passing = [
+        row
+        for row in curve
+        if row["accuracy"] >= ref_accuracy - TOLERANCE
+        and row["macs_fraction"] <= MAX_FRACTION
+    ]
     if passing:
         best = min(passing, key=lambda row: row["macs_fraction"])
         verdict = (
-            f"Criterion met: at threshold {_label(best['threshold'])} the gated "
+            f"Criterion met: at threshold {best['threshold']} the gated "
             f"model reaches {100 * best['accuracy']:.2f}% (reference "
             f"{100 * ref_accuracy:.2f}%, within 0.5 points) with "
             f"{100 * best['macs_fraction']:.1f}% of the reference MACs (<= 70%)."
@@ -144,10 +161,16 @@ def main(argv=None):
         "train_examples": int(len(x)),
         "eval_examples": int(len(x_eval)),
         "budget": budget,
-        "reference": {"accuracy": ref_accuracy, "macs": ref_macs,
-                      "train_seconds": ref_seconds},
-        "gated": {"cell": json.dumps(cell), "static_macs": spzoo.metrics.macs(gated),
-                  "train_seconds": gated_seconds},
+        "reference": {
+            "accuracy": ref_accuracy,
+            "macs": ref_macs,
+            "train_seconds": ref_seconds,
+        },
+        "gated": {
+            "cell": json.dumps(cell),
+            "static_macs": spzoo.metrics.macs(gated),
+            "train_seconds": gated_seconds,
+        },
         "curve": curve,
         "monotonic": monotonic,
         "criterion_met": bool(passing),
@@ -161,15 +184,19 @@ def main(argv=None):
         json.dumps(result, indent=2) + "\n",
     )
     spzoo.metrics.plot_threshold_curve(
-        curve, RESULTS / "gated_threshold_curve.png", reference_accuracy=ref_accuracy,
+        curve,
+        RESULTS / "gated_threshold_curve.png",
+        reference_accuracy=ref_accuracy,
         title=f"gated_cnn on {args.dataset}: accuracy against MACs",
     )
     model_path = RESULTS / f"gated_cnn_{args.dataset}.keras"
     tmp = model_path.with_name("tmp_" + model_path.name)
     gated.save(tmp)
     tmp.replace(model_path)
-    print(f"Wrote {RESULTS / 'gated_threshold_curve.md'} and the trained model "
-          f"{model_path}")
+    print(
+        f"Wrote {RESULTS / 'gated_threshold_curve.md'} and the trained model "
+        f"{model_path}"
+    )
 
 
 if __name__ == "__main__":

@@ -61,8 +61,10 @@ def test_gated_cnn_structure_matches_the_reference():
 def test_gated_sp_resnet_uses_inhibition_cells():
     model = spzoo.models.build("gated_sp_resnet", (28, 28, 1), 10)
     cells = [layer for layer in model.layers if isinstance(layer, InhibitionConv2D)]
-    assert len(cells) > 20 and all(not cell.activation.__name__ == "relu"
-                                   for cell in cells)
+    assert len(cells) > 20
+    # As the plain cell: no bias, no activation (batch norm follows).
+    assert all(cell.activation.__name__ == "linear" for cell in cells)
+    assert not any(cell.conv.use_bias for cell in cells)
 
 
 def test_expected_macs_fall_monotonically_with_the_threshold():

@@ -34,8 +34,13 @@ class InhibitionConv2DTest(testing.TestCase):
     def test_layer_basics_presynaptic(self):
         self.run_layer_test(
             InhibitionConv2D,
-            init_kwargs={"filters": 4, "kernel_size": 3, "padding": "same",
-                         "sparsity_weight": 0.01, "seed": 1},
+            init_kwargs={
+                "filters": 4,
+                "kernel_size": 3,
+                "padding": "same",
+                "sparsity_weight": 0.01,
+                "seed": 1,
+            },
             input_shape=(2, 6, 6, 3),
             expected_output_shape=(2, 6, 6, 4),
             expected_num_trainable_weights=4,
@@ -48,10 +53,16 @@ class InhibitionConv2DTest(testing.TestCase):
     def test_layer_basics_both_paths_input_independent(self):
         self.run_layer_test(
             InhibitionConv2D,
-            init_kwargs={"filters": 4, "kernel_size": 3, "strides": 2,
-                         "postsynaptic": True, "input_dependent": False,
-                         "combination": "excitation", "sparsity_weight": 0.01,
-                         "seed": 1},
+            init_kwargs={
+                "filters": 4,
+                "kernel_size": 3,
+                "strides": 2,
+                "postsynaptic": True,
+                "input_dependent": False,
+                "combination": "excitation",
+                "sparsity_weight": 0.01,
+                "seed": 1,
+            },
             input_shape=(2, 6, 6, 3),
             expected_output_shape=(2, 2, 2, 4),
             expected_num_trainable_weights=5,
@@ -66,8 +77,9 @@ class InhibitionConv2DTest(testing.TestCase):
         conv = np.maximum(np.asarray(layer.conv(X)), 0)
         gate = _gate(np.array([-5.0, -1.0, 1.0, 3.0]))
         self.assertAllClose(layer(X), conv * gate, atol=1e-5)
-        self.assertAllClose(layer(X, threshold=2.0), conv * gate * [0, 0, 0, 1],
-                            atol=1e-5)
+        self.assertAllClose(
+            layer(X, threshold=2.0), conv * gate * [0, 0, 0, 1], atol=1e-5
+        )
 
     def test_combinations(self):
         for combination, expected in (
@@ -100,8 +112,9 @@ class InhibitionConv2DTest(testing.TestCase):
         self.assertEqual(layer.macs(), 4 * per_channel + 3 * 4)
         # The estimator is exactly 0 below log(-gamma/zeta) ~ -2.4: 3 open.
         self.assertAllClose(layer.needed_macs(X), [3 * per_channel + 12] * 2)
-        self.assertAllClose(layer.needed_macs(X, threshold=0.0),
-                            [2 * per_channel + 12] * 2)
+        self.assertAllClose(
+            layer.needed_macs(X, threshold=0.0), [2 * per_channel + 12] * 2
+        )
         self.assertAllClose(
             layer.needed_macs(X, threshold=0.0, input_fraction=np.array([1.0, 0.5])),
             [2 * per_channel + 12, (2 * per_channel + 12) / 2],
@@ -130,8 +143,9 @@ class InhibitionConv2DTest(testing.TestCase):
 
     def test_static_gate_of_input_independent_cell(self):
         layer = _cell(input_dependent=False)
-        self.assertAllClose(layer.static_gate(), _gate(np.array([-5.0, -1, 1, 3])),
-                            atol=1e-6)
+        self.assertAllClose(
+            layer.static_gate(), _gate(np.array([-5.0, -1, 1, 3])), atol=1e-6
+        )
         self.assertAllClose(layer.static_gate(threshold=0.0)[:2], [0, 0])
         self.assertEqual(layer.path_macs(), (0, 0))
         with self.assertRaisesRegex(ValueError, "input-dependent"):
@@ -144,8 +158,10 @@ class InhibitionConv2DTest(testing.TestCase):
         ({"presynaptic": False, "postsynaptic": False}, "both False"),
         ({"sparsity_weight": -1.0}, "sparsity_weight"),
         ({"combination": "sum"}, "combination"),
-        ({"presynaptic": False, "postsynaptic": True, "input_dependent": False},
-         "input_dependent"),
+        (
+            {"presynaptic": False, "postsynaptic": True, "input_dependent": False},
+            "input_dependent",
+        ),
         ({"threshold": float("nan")}, "NaN"),
         ({"initial_log_alpha": float("inf")}, "initial_log_alpha"),
     ],

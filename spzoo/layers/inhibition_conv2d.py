@@ -130,14 +130,19 @@ class InhibitionConv2D(layers.Layer):
                 "`input_dependent=False` applies to the pre-synaptic path; "
                 "set `presynaptic=True`."
             )
-        if not (isinstance(initial_log_alpha, int | float)
-                and math.isfinite(initial_log_alpha)):
+        if not (
+            isinstance(initial_log_alpha, int | float)
+            and math.isfinite(initial_log_alpha)
+        ):
             raise ValueError(
                 "`initial_log_alpha` must be a finite number; "
                 f"received {initial_log_alpha!r}."
             )
-        if not (isinstance(log_alpha_scale, int | float) and log_alpha_scale > 0
-                and math.isfinite(log_alpha_scale)):
+        if not (
+            isinstance(log_alpha_scale, int | float)
+            and log_alpha_scale > 0
+            and math.isfinite(log_alpha_scale)
+        ):
             raise ValueError(
                 "`log_alpha_scale` must be a finite number > 0; "
                 f"received {log_alpha_scale!r}."
@@ -166,12 +171,17 @@ class InhibitionConv2D(layers.Layer):
             name="conv",
         )
         gate_kwargs = dict(
-            gamma=gamma, zeta=zeta, beta=beta, threshold=threshold,
-            sparsity_weight=sparsity_weight, dtype=self.dtype_policy,
+            gamma=gamma,
+            zeta=zeta,
+            beta=beta,
+            threshold=threshold,
+            sparsity_weight=sparsity_weight,
+            dtype=self.dtype_policy,
         )
         self.presynaptic_gate = (
             HardConcreteGate(seed=seed, name="presynaptic_gate", **gate_kwargs)
-            if self.presynaptic else None
+            if self.presynaptic
+            else None
         )
         self.postsynaptic_gate = (
             HardConcreteGate(
@@ -179,7 +189,8 @@ class InhibitionConv2D(layers.Layer):
                 name="postsynaptic_gate",
                 **gate_kwargs,
             )
-            if self.postsynaptic else None
+            if self.postsynaptic
+            else None
         )
 
     def build(self, input_shape):
@@ -196,7 +207,8 @@ class InhibitionConv2D(layers.Layer):
         initial = initializers.Constant(self.initial_log_alpha / self.log_alpha_scale)
         if self.presynaptic and self.input_dependent:
             self.presynaptic_kernel = self.add_weight(
-                shape=(channels, self.filters), name="presynaptic_kernel",
+                shape=(channels, self.filters),
+                name="presynaptic_kernel",
                 initializer="zeros",
             )
             self.presynaptic_bias = self.add_weight(
@@ -211,7 +223,8 @@ class InhibitionConv2D(layers.Layer):
                 gate.build((input_shape[0], self.filters))
         if self.postsynaptic:
             self.postsynaptic_kernel = self.add_weight(
-                shape=(self.filters, self.filters), name="postsynaptic_kernel",
+                shape=(self.filters, self.filters),
+                name="postsynaptic_kernel",
                 initializer="zeros",
             )
             self.postsynaptic_bias = self.add_weight(
@@ -228,9 +241,7 @@ class InhibitionConv2D(layers.Layer):
             zeros = ops.zeros((ops.shape(inputs)[0], 1), dtype=self.compute_dtype)
             log_alpha = ops.cast(self.log_alpha, self.compute_dtype)[None, :]
             return zeros + self.log_alpha_scale * log_alpha
-        return self._project(
-            inputs, self.presynaptic_kernel, self.presynaptic_bias
-        )
+        return self._project(inputs, self.presynaptic_kernel, self.presynaptic_bias)
 
     def _project(self, tensor, kernel, bias):
         """`s * (mean_hw(tensor) @ kernel + bias)`."""
@@ -242,9 +253,7 @@ class InhibitionConv2D(layers.Layer):
         """`log_alpha_post`, shape `(B, C)`, from the activated conv output."""
         if not self.postsynaptic:
             raise ValueError(f"Layer {self.name!r} has no post-synaptic path.")
-        return self._project(
-            outputs, self.postsynaptic_kernel, self.postsynaptic_bias
-        )
+        return self._project(outputs, self.postsynaptic_kernel, self.postsynaptic_bias)
 
     def _forward(self, inputs, training, threshold):
         """Returns `(outputs, z_pre, gate)`; `z_pre` is None without that path."""
@@ -252,7 +261,8 @@ class InhibitionConv2D(layers.Layer):
         z_pre = None
         if self.presynaptic:
             z_pre = self.presynaptic_gate(
-                self.presynaptic_log_alpha(inputs), training=training,
+                self.presynaptic_log_alpha(inputs),
+                training=training,
                 threshold=threshold,
             )
         outputs = self.conv(ops.cast(inputs, self.compute_dtype))
@@ -260,7 +270,8 @@ class InhibitionConv2D(layers.Layer):
         gate = z_pre
         if self.postsynaptic:
             z_post = self.postsynaptic_gate(
-                self.postsynaptic_log_alpha(outputs), training=training,
+                self.postsynaptic_log_alpha(outputs),
+                training=training,
                 threshold=threshold,
             )
             if self.combination == "excitation":
@@ -312,8 +323,11 @@ class InhibitionConv2D(layers.Layer):
         """MACs of the gate projections `(pre, post)` on one example, all
         channels on: `C_in * C` (input-dependent pre path) and `C * C`."""
         input_shape, _ = self._shape_for_macs(input_shape)
-        pre = input_shape[-1] * self.filters if (
-            self.presynaptic and self.input_dependent) else 0
+        pre = (
+            input_shape[-1] * self.filters
+            if (self.presynaptic and self.input_dependent)
+            else 0
+        )
         post = self.filters * self.filters if self.postsynaptic else 0
         return int(pre), int(post)
 

@@ -3,6 +3,7 @@
 from spzoo.metrics.counting import count_params, layer_macs, macs
 from spzoo.metrics.gated import (
     expected_macs,
+    format_threshold_table,
     measure,
     measure_at,
     plot_threshold_curve,
@@ -12,6 +13,7 @@ from spzoo.metrics.gated import (
 __all__ = [
     "count_params",
     "expected_macs",
+    "format_threshold_table",
     "layer_macs",
     "macs",
     "measure",

@@ -25,20 +25,40 @@ from spzoo.metrics.counting import _flat_layers, layer_macs
 
 # Activations `f` with `f(0) = 0`: a zero channel stays zero through them.
 ZERO_PRESERVING_ACTIVATIONS = frozenset(
-    {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish",
-     "tanh", "mish", "softsign", "linear"}
+    {
+        "relu",
+        "relu6",
+        "leaky_relu",
+        "elu",
+        "selu",
+        "gelu",
+        "silu",
+        "swish",
+        "tanh",
+        "mish",
+        "softsign",
+        "linear",
+    }
 )
 _CHANNEL_PRESERVING = (
-    layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Dropout,
-    layers.SpatialDropout2D, layers.MaxPooling2D, layers.AveragePooling2D,
-    layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D, layers.Flatten,
+    layers.ReLU,
+    layers.LeakyReLU,
+    layers.ELU,
+    layers.Dropout,
+    layers.SpatialDropout2D,
+    layers.MaxPooling2D,
+    layers.AveragePooling2D,
+    layers.GlobalAveragePooling2D,
+    layers.GlobalMaxPooling2D,
+    layers.Flatten,
 )
 
 
 def _keeps_zero_channels(layer) -> bool:
     if isinstance(layer, _CHANNEL_PRESERVING):
-        return not (isinstance(layer, layers.Flatten) and layer.data_format
-                    == "channels_first")
+        return not (
+            isinstance(layer, layers.Flatten) and layer.data_format == "channels_first"
+        )
     if isinstance(layer, layers.Activation):
         name = keras.activations.serialize(layer.activation)
         return isinstance(name, str) and name in ZERO_PRESERVING_ACTIVATIONS
@@ -111,8 +131,11 @@ def measure(model: keras.Model, data, batch_size: int = 256) -> dict:
             f"are called once at its top level: {error}"
         ) from error
     sources = {layer.name: gated_source(layer) for layer in all_layers}
-    static = {layer.name: layer_macs(layer) for layer in all_layers
-              if not isinstance(layer, InhibitionConv2D)}
+    static = {
+        layer.name: layer_macs(layer)
+        for layer in all_layers
+        if not isinstance(layer, InhibitionConv2D)
+    }
     totals = dict.fromkeys((layer.name for layer in all_layers), 0.0)
     examples, correct, labelled = 0, 0, 0
     num_outputs = len(model.outputs)
@@ -170,8 +193,9 @@ def measure_at(model: keras.Model, data, threshold, batch_size: int = 256) -> di
             gate.set_threshold(old)
 
 
-def expected_macs(model: keras.Model, threshold=None, data=None,
-                  batch_size: int = 256) -> float:
+def expected_macs(
+    model: keras.Model, threshold=None, data=None, batch_size: int = 256
+) -> float:
     """Expected MACs per example of `model` on `data` at `threshold`.
 
     Args:
@@ -195,8 +219,13 @@ def expected_macs(model: keras.Model, threshold=None, data=None,
     return measure_at(model, data, threshold, batch_size)["macs"]
 
 
-def threshold_curve(model: keras.Model, data, thresholds, batch_size: int = 256,
-                    reference_macs: float | None = None) -> list[dict]:
+def threshold_curve(
+    model: keras.Model,
+    data,
+    thresholds,
+    batch_size: int = 256,
+    reference_macs: float | None = None,
+) -> list[dict]:
     """Accuracy and expected MACs of `model` on `data` for each threshold.
 
     Args:
@@ -214,16 +243,23 @@ def threshold_curve(model: keras.Model, data, thresholds, batch_size: int = 256,
     rows = []
     for threshold in thresholds:
         result = measure_at(model, data, threshold, batch_size)
-        row = {"threshold": threshold, "accuracy": result["accuracy"],
-               "macs": result["macs"]}
+        row = {
+            "threshold": threshold,
+            "accuracy": result["accuracy"],
+            "macs": result["macs"],
+        }
         if reference_macs:
             row["macs_fraction"] = result["macs"] / reference_macs
         rows.append(row)
     return rows
 
 
-def plot_threshold_curve(rows: list[dict], path, reference_accuracy=None,
-                         title: str = "Accuracy against MACs") -> str:
+def plot_threshold_curve(
+    rows: list[dict],
+    path,
+    reference_accuracy=None,
+    title: str = "Accuracy against MACs",
+) -> str:
     """Plots accuracy against MAC fraction (rows of `threshold_curve`) as a PNG.
 
     Each point is labelled with its threshold; a dashed line marks the
@@ -261,11 +297,16 @@ def plot_threshold_curve(rows: list[dict], path, reference_accuracy=None,
     axes.plot(fractions, accuracies, "o-", label="gated model")
     for row, x, y in zip(rows, fractions, accuracies, strict=True):
         label = "none" if row["threshold"] is None else f"{row['threshold']:g}"
-        axes.annotate(label, (x, y), textcoords="offset points", xytext=(3, 3),
-                      fontsize=7)
+        axes.annotate(
+            label, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7
+        )
     if reference_accuracy is not None:
-        axes.axhline(100 * reference_accuracy, linestyle="--", color="grey",
-                     label="reference accuracy")
+        axes.axhline(
+            100 * reference_accuracy,
+            linestyle="--",
+            color="grey",
+            label="reference accuracy",
+        )
         axes.plot([100], [100 * reference_accuracy], "s", color="grey")
     axes.set_xlabel("MACs (% of reference)")
     axes.set_ylabel("accuracy (%)")
@@ -278,3 +319,33 @@ def plot_threshold_curve(rows: list[dict], path, reference_accuracy=None,
     plt.close(figure)
     os.replace(tmp, path)
     return path
+
+
+def format_threshold_table(rows: list[dict], reference_accuracy=None) -> str:
+    """A markdown table of `threshold_curve` rows.
+
+    Columns: threshold, accuracy (%), difference to `reference_accuracy`
+    (points, when given), expected MACs, and % of the reference MACs (when
+    the rows have `macs_fraction`).
+    """
+    header = ["threshold", "accuracy (%)"]
+    if reference_accuracy is not None:
+        header.append("vs reference (points)")
+    header.append("expected MACs")
+    with_fraction = all("macs_fraction" in row for row in rows)
+    if with_fraction:
+        header.append("% of reference MACs")
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in rows:
+        threshold = row["threshold"]
+        cells = [
+            "none (-inf)" if threshold is None else f"{threshold:g}",
+            f"{100 * row['accuracy']:.2f}",
+        ]
+        if reference_accuracy is not None:
+            cells.append(f"{100 * (row['accuracy'] - reference_accuracy):+.2f}")
+        cells.append(f"{row['macs']:,.0f}")
+        if with_fraction:
+            cells.append(f"{100 * row['macs_fraction']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

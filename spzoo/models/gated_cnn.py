@@ -39,8 +39,11 @@ def check_gated_cnn_spec(spec: dict) -> dict:
             f"`spec['family']` must be 'gated_cnn'; received {spec.get('family')!r}."
         )
     filters = spec.get("filters", [32, 64, 128])
-    if (not isinstance(filters, list) or len(filters) != 3
-            or not all(isinstance(f, int) and f >= 1 for f in filters)):
+    if (
+        not isinstance(filters, list)
+        or len(filters) != 3
+        or not all(isinstance(f, int) and f >= 1 for f in filters)
+    ):
         raise ValueError(
             f"`spec['filters']` must be a list of 3 ints >= 1; received {filters!r}."
         )
