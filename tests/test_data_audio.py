@@ -200,3 +200,26 @@ def test_wav_data_chunk_parser_reads_declared_size(tmp_path):
         f.seek(40)
         f.write(struct.pack("<I", 400))
     assert audio._wav_data_sizes(path) == (400, 200)
+
+
+def test_tf_and_soundfile_decoders_agree(tmp_path):
+    import tensorflow as tf
+
+    path = _write(str(tmp_path / "q.wav"), np.linspace(-0.5, 0.5, 1000), 8000)
+    by_tf = audio.decode(tf.constant(path), tf.constant(True)).numpy()
+    by_sf = audio.decode(tf.constant(path), tf.constant(False)).numpy()
+    assert by_tf.shape == (1000,)
+    np.testing.assert_array_equal(by_tf, by_sf)
+    first = audio.decode(tf.constant(path), tf.constant(True), 10).numpy()
+    np.testing.assert_array_equal(first, by_tf[:10])
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(b"fLaC" + bytes(50))
+    # Eager: the Python error; inside tf.data: an OpError with its message.
+    errors = (tf.errors.OpError, audio.AudioFileError)
+    with pytest.raises(errors, match=r"Cannot decode audio file .*bad.flac"):
+        audio.decode(tf.constant(str(bad)), tf.constant(False)).numpy()
+    ds = tf.data.Dataset.from_tensors(str(bad)).map(
+        lambda p: audio.decode(p, tf.constant(False))
+    )
+    with pytest.raises(tf.errors.OpError, match=r"Cannot decode audio file .*bad.flac"):
+        next(iter(ds))

@@ -346,33 +346,48 @@ def resample(x, rate: int, target: int = TARGET_RATE):
     return _polyphase(x, table, half_len, up, down)
 
 
-def _read_with_soundfile(path) -> np.ndarray:
+def source_frames(config: "AudioConfig", rate: int) -> int:
+    """Input samples at `rate` that the first `config.clip_seconds` need.
+
+    The clip plus a margin longer than the resampling filter's half-length,
+    so clipping before resampling gives the same samples as after.
+    """
+    return int(math.ceil(config.clip_seconds * rate)) + 64
+
+
+def _read_with_soundfile(path, max_frames=-1) -> np.ndarray:
+    path = path.item() if isinstance(path, np.ndarray) else path
     path = path.decode() if isinstance(path, bytes) else str(path)
     try:
-        data, _ = sf.read(path, dtype="float32", always_2d=True)
+        data, _ = sf.read(path, frames=int(max_frames), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile raises its own error types
         raise AudioFileError(f"Cannot decode audio file {path}: {e}") from e
     return data.mean(axis=1).astype("float32")
 
 
-def decode(path, tf_decodable):
+def decode(path, tf_decodable, max_frames=-1):
     """Decodes one file to a mono float32 waveform in [-1, 1] (graph op).
 
     Args:
         path: Scalar string tensor.
         tf_decodable: Scalar bool tensor: True for 16-bit PCM WAV.
+        max_frames: Scalar int: read at most this many samples (-1: all).
 
     Returns:
         1-D float32 tensor.
     """
     import tensorflow as tf
 
+    max_frames = tf.cast(max_frames, tf.int64)
+
     def with_tf():
         audio, _ = tf.audio.decode_wav(tf.io.read_file(path))
-        return tf.reduce_mean(audio, axis=1)
+        audio = tf.reduce_mean(audio, axis=1)
+        size = tf.shape(audio, out_type=tf.int64)[0]
+        return audio[: tf.where(max_frames < 0, size, max_frames)]
 
     def with_soundfile():
-        audio = tf.numpy_function(_read_with_soundfile, [path], tf.float32)
+        audio = tf.numpy_function(_read_with_soundfile, [path, max_frames], tf.float32)
         return tf.reshape(audio, [-1])
 
     return tf.cond(tf_decodable, with_tf, with_soundfile)
@@ -441,13 +456,14 @@ def preprocess_waveform(x, rate: int, config: AudioConfig):
     Returns:
         `(P, size, size, 1)` float32 images.
     """
+    x = x[: source_frames(config, rate)]
     return log_mel_image(to_pieces(resample(x, rate, config.rate), config), config)
 
 
 def preprocess_file(path: str, config: AudioConfig):
     """Eager, one file: what the pipeline does, for loops and checks."""
     info = probe(path)
-    x = _read_with_soundfile(path)
+    x = _read_with_soundfile(path, source_frames(config, info.rate))
     return preprocess_waveform(x, info.rate, config)
 
 
@@ -484,23 +500,19 @@ def dataset_from_files(
     if not infos:
         raise ValueError("`infos` is empty: no audio files to load.")
     rates = sorted({i.rate for i in infos})
-    branches = []
-    for rate in rates:
-        max_in = int(math.ceil(config.clip_seconds * rate)) + 64
-        branches.append(
-            lambda x, rate=rate, max_in=max_in: resample(x[:max_in], rate, config.rate)
-        )
+    branches = [lambda x, rate=rate: resample(x, rate, config.rate) for rate in rates]
     ds = tf.data.Dataset.from_tensor_slices(
         (
             [i.path for i in infos],
             [i.tf_decodable for i in infos],
             np.asarray([rates.index(i.rate) for i in infos], "int32"),
+            np.asarray([source_frames(config, i.rate) for i in infos], "int64"),
             np.asarray(labels, "int32"),
         )
     )
 
-    def prepare(path, tf_decodable, rate_index, label):
-        x = decode(path, tf_decodable)
+    def prepare(path, tf_decodable, rate_index, max_frames, label):
+        x = decode(path, tf_decodable, max_frames)
         x = tf.switch_case(rate_index, [lambda f=f: f(x) for f in branches])
         images = log_mel_image(to_pieces(x, config), config)
         return images, tf.fill([config.num_pieces], label)
