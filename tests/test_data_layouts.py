@@ -50,7 +50,7 @@ def test_speech_commands_bad_inputs(speech_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="Speech Commands folder not found"):
         data.load("speech_commands", data_dir=str(tmp_path / "nowhere"))
     (speech_root / "up").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"Label folder .*up has no audio"):
+    with pytest.raises(FileNotFoundError, match=r"Label folder .*up has no files of"):
         data.load("speech_commands", data_dir=str(speech_root))
     os.rmdir(speech_root / "up")
     _wav(str(speech_root / "no" / "z_nohash_0.wav"), 1.0, 8000)
@@ -171,3 +171,62 @@ def test_cifar100_local_copy_and_bad_shape(tmp_path):
     _cifar_batch(bad / "test", 2, b"fine_labels", 1)
     with pytest.raises(ValueError, match=r"CIFAR batch .*train holds images of shape"):
         data.load("cifar100", data_dir=str(tmp_path / "bad"))
+
+
+def _png(path, height, width, seed):
+    import tensorflow as tf
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    tf.io.write_file(str(path), tf.io.encode_png(image))
+    return image
+
+
+def test_artworks_five_crops_normalised_and_split(tmp_path):
+    root = tmp_path / "best_artworks" / "images" / "images"
+    images = {}
+    # Folder names as the Kaggle archive spells them (Durer's umlaut decomposed).
+    for folder in ("Albrecht_Du\u0308rer", "Claude_Monet"):
+        for i in range(5):
+            path = root / folder / f"{folder}_{i}.png"
+            images[str(path)] = _png(path, 70 + i, 90, seed=i)
+    x, y = _examples("best_artworks", "train", data_dir=str(tmp_path / "best_artworks"))
+    # 4 of 5 images per artist in train, five crops each.
+    assert x.shape == (40, 64, 64, 3)
+    assert sorted(set(y.tolist())) == [0, 7]
+    np.testing.assert_allclose(x.mean(axis=(0, 1, 2)), 0.0, atol=1e-3)
+    np.testing.assert_allclose(x.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
+    x_eval, y_eval = _examples(
+        "best_artworks", "eval", data_dir=str(tmp_path / "best_artworks")
+    )
+    assert x_eval.shape == (10, 64, 64, 3)
+
+
+def test_five_crops_are_corners_and_centre():
+    from spzoo.data.visual import five_crops
+
+    image = np.arange(70 * 80 * 1, dtype=np.float32).reshape(70, 80, 1)
+    crops = five_crops(image, 64).numpy()
+    expected = [
+        image[:64, :64],
+        image[:64, 16:],
+        image[6:, :64],
+        image[6:, 16:],
+        image[3:67, 8:72],
+    ]
+    np.testing.assert_array_equal(crops, np.stack(expected))
+
+
+def test_artworks_bad_inputs(tmp_path):
+    import tensorflow as tf
+
+    root = tmp_path / "wikiart"
+    _png(root / "Baroque" / "small.png", 40, 90, seed=0)
+    _png(root / "Baroque" / "ok.png", 64, 64, seed=1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="small.png"):
+        for split in ("train", "eval"):
+            _examples("wikiart", split, data_dir=str(root))
+    _png(root / "Not_A_Style" / "a.png", 64, 64, seed=2)
+    with pytest.raises(ValueError, match="class 'Not_A_Style' is not one of"):
+        data.load("wikiart", data_dir=str(root))

@@ -9,10 +9,12 @@ names but the disk lacks is a clear error naming the path.
 import csv
 import os
 import pickle
+import re
+import unicodedata
 
 import numpy as np
 
-from spzoo.data.visual import split_80_20
+from spzoo.data.visual import IMAGE_EXTENSIONS, split_80_20
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".au")
 
@@ -40,18 +42,28 @@ def require(path: str, what: str, layout: str) -> str:
     return path
 
 
-def audio_files(folder: str) -> list[str]:
-    """Sorted audio files directly inside `folder`; an error if there are none."""
+def files_in(folder: str, extensions: tuple = AUDIO_EXTENSIONS) -> list[str]:
+    """Sorted files with `extensions` directly inside `folder`; an error if none."""
     files = sorted(
         os.path.join(folder, f)
         for f in os.listdir(folder)
-        if f.lower().endswith(AUDIO_EXTENSIONS) and not f.startswith(".")
+        if f.lower().endswith(extensions) and not f.startswith(".")
     )
     if not files:
         raise FileNotFoundError(
-            f"Label folder {folder} has no audio files ({', '.join(AUDIO_EXTENSIONS)})."
+            f"Label folder {folder} has no files of type {', '.join(extensions)}."
         )
     return files
+
+
+def folder_key(name: str) -> str:
+    """A folder or class name reduced to lowercase ASCII words joined by `_`.
+
+    Matches e.g. the folder "Albrecht_Du\u0308rer" to the class
+    "Albrecht_Durer".
+    """
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return "_".join(re.findall(r"[a-z0-9]+", ascii_name.lower()))
 
 
 def label_of(name: str, class_names: tuple, where: str) -> int:
@@ -107,7 +119,7 @@ def speech_commands(root: str, split: str, class_names: tuple):
     paths, labels = [], []
     for word in words:
         label = label_of(word, class_names, f"Folder {os.path.join(root, word)}")
-        for path in audio_files(os.path.join(root, word)):
+        for path in files_in(os.path.join(root, word)):
             rel = f"{word}/{os.path.basename(path)}"
             keep = (
                 rel in listed["testing_list.txt"]
@@ -179,24 +191,42 @@ def urbansound8k(root: str, split: str, class_names: tuple):
 GTZAN_LAYOUT = "<root>/genres/<genre>/*.wav (or genres_original/, or <root>/<genre>/)"
 
 
-def class_folders(root: str, split: str, class_names: tuple, seed: int = 0):
+def class_folders(
+    root: str,
+    split: str,
+    class_names: tuple,
+    seed: int = 0,
+    extensions: tuple = AUDIO_EXTENSIONS,
+):
     """Files of a `<root>/<class>/*` layout with a random 80/20 split.
 
-    Every class folder is split on its own (by file, so pieces of one
-    recording never straddle train and eval).
+    Folder names are matched to `class_names` by `folder_key`; a folder that
+    matches no class is an error. Every class folder is split on its own (by
+    file, so pieces or crops of one file never straddle train and eval).
+
+    Returns:
+        `(paths, labels)`.
     """
+    keys = {folder_key(c): i for i, c in enumerate(class_names)}
     paths, labels = [], []
-    for name in class_names:
+    for name in sorted(os.listdir(root)):
         folder = os.path.join(root, name)
-        if not os.path.isdir(folder):
+        if not os.path.isdir(folder) or name[0] in "_.":
             continue
-        files = audio_files(folder)
+        if folder_key(name) not in keys:
+            raise ValueError(
+                f"Folder {folder}: class {name!r} is not one of this dataset's "
+                f"classes {list(class_names)}."
+            )
+        files = files_in(folder, extensions)
         idx = split_80_20(len(files), split, seed) if len(files) > 1 else []
+        if len(files) == 1 and split == "train":
+            idx = [0]
         paths += [files[i] for i in idx]
-        labels += [class_names.index(name)] * len(idx)
+        labels += [keys[folder_key(name)]] * len(idx)
     if not paths and split == "train":
         raise FileNotFoundError(
-            f"No class folders of {list(class_names)} with audio files under {root}."
+            f"No class folders of {list(class_names)} with files under {root}."
         )
     return paths, labels
 
@@ -270,3 +300,16 @@ def cifar_local(root: str, classes: int, split: str):
         xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         ys.append(np.asarray(batch[key], np.int32))
     return np.concatenate(xs), np.concatenate(ys)
+
+
+ARTWORKS_LAYOUT = "<root>/<class>/*.jpg (or <root>/images/images/<class>/, Kaggle)"
+
+
+def artworks(root: str, split: str, class_names: tuple, seed: int = 0):
+    """Image files of an artwork set in class folders, random 80/20 split."""
+    require(root, "Artwork folder", ARTWORKS_LAYOUT)
+    for sub in (os.path.join("images", "images"), "images"):
+        if os.path.isdir(os.path.join(root, sub)):
+            root = os.path.join(root, sub)
+            break
+    return class_folders(root, split, class_names, seed, IMAGE_EXTENSIONS)

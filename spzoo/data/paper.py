@@ -13,7 +13,8 @@ import os
 
 from spzoo.data import layouts
 from spzoo.data.registry import DatasetInfo, register
-from spzoo.data.visual import channel_stats, standardize
+from spzoo.data.visual import channel_stats, crops_dataset, standardize
+from spzoo.data.visual import dataset_channel_stats as channel_stats_of
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -239,3 +240,73 @@ _audio_entry(
     layouts.GTZAN_LAYOUT,
     "random 80/20 split of the files of each genre (seed 0)",
 )
+
+
+BEST_ARTWORKS_CLASSES = tuple(
+    """Albrecht_Durer Alfred_Sisley Amedeo_Modigliani Andrei_Rublev Andy_Warhol
+    Camille_Pissarro Caravaggio Claude_Monet Diego_Rivera Diego_Velazquez
+    Edgar_Degas Edouard_Manet Edvard_Munch El_Greco Eugene_Delacroix
+    Francisco_Goya Frida_Kahlo Georges_Seurat Giotto_di_Bondone Gustav_Klimt
+    Gustave_Courbet Henri_Matisse Henri_Rousseau Henri_de_Toulouse-Lautrec
+    Hieronymus_Bosch Jackson_Pollock Jan_van_Eyck Joan_Miro Kazimir_Malevich
+    Leonardo_da_Vinci Marc_Chagall Michelangelo Mikhail_Vrubel Pablo_Picasso
+    Paul_Cezanne Paul_Gauguin Paul_Klee Peter_Paul_Rubens Pierre-Auguste_Renoir
+    Piet_Mondrian Pieter_Bruegel Raphael Rembrandt Rene_Magritte Salvador_Dali
+    Sandro_Botticelli Titian Vasiliy_Kandinsky Vincent_van_Gogh
+    William_Turner""".split()
+)
+WIKIART_CLASSES = tuple(
+    """Abstract_Expressionism Action_painting Analytical_Cubism Art_Nouveau_Modern
+    Baroque Color_Field_Painting Contemporary_Realism Cubism Early_Renaissance
+    Expressionism Fauvism High_Renaissance Impressionism Mannerism_Late_Renaissance
+    Minimalism Naive_Art_Primitivism New_Realism Northern_Renaissance Pointillism
+    Pop_Art Post_Impressionism Realism Rococo Romanticism Symbolism
+    Synthetic_Cubism Ukiyo_e""".split()
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _artwork_stats(name: str, root: str, classes: tuple):
+    """Per-channel statistics of the train crops (one decoding pass)."""
+    paths, labels = layouts.artworks(root, "train", classes)
+    return channel_stats_of(crops_dataset(paths, labels))
+
+
+def _artwork_entry(name: str, title: str, classes: tuple):
+    def loader(split: str, data_dir: str | None = None):
+        import tensorflow as tf
+
+        root = layouts.data_root(name, data_dir)
+        mean, std = _artwork_stats(name, root, classes)
+        paths, labels = layouts.artworks(root, split, classes)
+        if not paths:
+            raise FileNotFoundError(f"No {split} images for {name} under {root}.")
+        return crops_dataset(paths, labels).map(
+            lambda x, y: ((x - mean) / std, y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+
+    def check():
+        root = layouts.data_root(name)
+        return None if os.path.isdir(root) else f"not found at {root}"
+
+    register(
+        DatasetInfo(
+            name=name,
+            input_shape=(64, 64, 3),
+            class_names=classes,
+            description=f"{title}: five 64x64 crops per image (corners, centre), "
+            "each an example; per-channel mean/variance normalisation (train "
+            "crops); random 80/20 split of each class's images (seed 0).",
+            source=f"Your copy under $SPZOO_DATA_DIR/{name} or data_dir= "
+            f"({layouts.ARTWORKS_LAYOUT})",
+            loader=loader,
+            check=check,
+            paper=True,
+        )
+    )
+
+
+_artwork_entry(
+    "best_artworks", "Best Artworks of All Time (50 artists)", BEST_ARTWORKS_CLASSES
+)
+_artwork_entry("wikiart", "WikiArt (27 style folders, ArtGAN layout)", WIKIART_CLASSES)

@@ -113,25 +113,84 @@ def read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
 
 
-def five_crops(image: np.ndarray, size: int = 64) -> np.ndarray:
-    """The four corner crops and the centre crop of one HWC image.
+def five_crops(image, size: int = 64):
+    """The four corner crops and the centre crop of one HWC image (TF op).
 
     Args:
-        image: An `(H, W, C)` image with `H, W >= size`.
+        image: An `(H, W, C)` image tensor with `H, W >= size`.
         size: Side of the square crops.
 
     Returns:
-        `(5, size, size, C)` array: top-left, top-right, bottom-left,
+        `(5, size, size, C)` tensor: top-left, top-right, bottom-left,
         bottom-right, centre.
     """
-    h, w = image.shape[:2]
-    if h < size or w < size:
-        raise ValueError(
-            f"An image of {h}x{w} is smaller than the {size}x{size} crop (`size`)."
-        )
+    import tensorflow as tf
+
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
     top, left = (h - size) // 2, (w - size) // 2
     corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
-    return np.stack([image[r : r + size, c : c + size] for r, c in corners])
+    return tf.stack([image[r : r + size, c : c + size] for r, c in corners])
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def crops_dataset(paths: list[str], labels, size: int = 64):
+    """Decoded images cut into five `size` crops each, as a tf.data pipeline.
+
+    Args:
+        paths: Image files (JPEG, PNG, BMP, GIF; decoded to RGB).
+        labels: One int label per file.
+        size: Side of the square crops.
+
+    Returns:
+        An unbatched dataset of `(float32 (size, size, 3) in [0, 255], int32
+        label)`, five per file, in file order. An image smaller than the crop
+        fails with an error naming the file.
+    """
+    import tensorflow as tf
+
+    if len(paths) != len(labels):
+        raise ValueError(
+            f"`labels` has {len(labels)} entries for {len(paths)} `paths`."
+        )
+
+    def crops(path, label):
+        image = tf.io.decode_image(
+            tf.io.read_file(path), channels=3, expand_animations=False
+        )
+        shape = tf.shape(image)
+        check = tf.debugging.Assert(
+            tf.reduce_all(shape[:2] >= size),
+            [f"Image smaller than the {size}x{size} crops:", path, "shape", shape],
+        )
+        with tf.control_dependencies([check]):
+            out = five_crops(tf.cast(image, tf.float32), size)
+        return tf.ensure_shape(out, [5, size, size, 3]), tf.fill([5], label)
+
+    ds = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, "int32")))
+    ds = ds.map(crops, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    return ds.apply(tf.data.experimental.assert_cardinality(5 * len(paths)))
+
+
+def dataset_channel_stats(ds) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std over a dataset of `(HWC image, label)` (one pass)."""
+    import tensorflow as tf
+
+    def add(acc, example):
+        x = tf.cast(example[0], tf.float64)
+        return (
+            acc[0] + tf.reduce_sum(x, axis=[0, 1]),
+            acc[1] + tf.reduce_sum(tf.square(x), axis=[0, 1]),
+            acc[2] + tf.cast(tf.shape(x)[0] * tf.shape(x)[1], tf.float64),
+        )
+
+    channels = ds.element_spec[0].shape[-1]
+    zeros = tf.zeros([channels], tf.float64)
+    total, squares, count = ds.reduce((zeros, zeros, tf.constant(0.0, tf.float64)), add)
+    mean = (total / count).numpy()
+    std = np.sqrt(np.maximum((squares / count).numpy() - mean**2, 0.0))
+    return mean.astype("float32"), np.maximum(std, 1e-8).astype("float32")
 
 
 def augment(example, seed, pad: int = 4, cutout: int = 8):
