@@ -230,3 +230,41 @@ def test_artworks_bad_inputs(tmp_path):
     _png(root / "Not_A_Style" / "a.png", 64, 64, seed=2)
     with pytest.raises(ValueError, match="class 'Not_A_Style' is not one of"):
         data.load("wikiart", data_dir=str(root))
+
+
+def _idx(path, array):
+    import gzip
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_emnist_idx_layout_transposed(tmp_path):
+    import gzip
+
+    root = tmp_path / "emnist" / "gzip"
+    rng = np.random.default_rng(0)
+    stored = {}
+    for part, n in (("train", 3), ("test", 2)):
+        stored[part] = rng.integers(0, 256, (n, 28, 28))
+        prefix = str(root / f"emnist-byclass-{part}")
+        _idx(f"{prefix}-images-idx3-ubyte.gz", stored[part])
+        _idx(f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) + 59)
+    x, y = _examples("emnist", "train", data_dir=str(tmp_path / "emnist"))
+    assert x.shape == (3, 28, 28, 1) and y.tolist() == [59, 60, 61]
+    # EMNIST stores images transposed.
+    np.testing.assert_allclose(x[..., 0], stored["train"].transpose(0, 2, 1) / 255.0)
+    _, y = _examples("emnist", "eval", data_dir=str(tmp_path / "emnist"))
+    assert y.tolist() == [59, 60]
+    _idx(str(root / "emnist-byclass-test-labels-idx1-ubyte.gz"), np.array([0, 62]))
+    with pytest.raises(ValueError, match="labels < 62"):
+        data.load("emnist", "eval", data_dir=str(tmp_path / "emnist"))
+    with gzip.open(root / "emnist-byclass-train-images-idx3-ubyte.gz", "wb") as f:
+        dims = b"".join(d.to_bytes(4, "big") for d in (3, 28, 28))
+        f.write(bytes([0, 0, 8, 3]) + dims + bytes(28 * 28))  # 1 of 3 images
+    with pytest.raises(ValueError, match="emnist-byclass-train-images.*truncated"):
+        data.load("emnist", "train", data_dir=str(tmp_path / "emnist"))

@@ -11,9 +11,17 @@ paper prescribes (Table I sizes): 1 s, 5 s, 4 s, 30 s.
 import functools
 import os
 
+import numpy as np
+
 from spzoo.data import layouts
 from spzoo.data.registry import DatasetInfo, register
-from spzoo.data.visual import channel_stats, crops_dataset, standardize
+from spzoo.data.visual import (
+    channel_stats,
+    check_images,
+    crops_dataset,
+    read_idx,
+    standardize,
+)
 from spzoo.data.visual import dataset_channel_stats as channel_stats_of
 
 CIFAR10_CLASSES = (
@@ -310,3 +318,63 @@ _artwork_entry(
     "best_artworks", "Best Artworks of All Time (50 artists)", BEST_ARTWORKS_CLASSES
 )
 _artwork_entry("wikiart", "WikiArt (27 style folders, ArtGAN layout)", WIKIART_CLASSES)
+
+
+EMNIST_CLASSES = tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+EMNIST_LAYOUT = (
+    "<root>/gzip/emnist-byclass-{train,test}-{images-idx3,labels-idx1}-ubyte.gz "
+    "(or the files directly in <root>)"
+)
+
+
+def _emnist(split: str, data_dir: str | None = None):
+    import tensorflow as tf
+
+    root = layouts.data_root("emnist", data_dir)
+    layouts.require(root, "EMNIST folder", EMNIST_LAYOUT)
+    if os.path.isdir(os.path.join(root, "gzip")):
+        root = os.path.join(root, "gzip")
+    part = "train" if split == "train" else "test"
+    images = os.path.join(root, f"emnist-byclass-{part}-images-idx3-ubyte.gz")
+    x = read_idx(layouts.require(images, "EMNIST images", EMNIST_LAYOUT))
+    y = read_idx(
+        layouts.require(
+            os.path.join(root, f"emnist-byclass-{part}-labels-idx1-ubyte.gz"),
+            "EMNIST labels",
+            EMNIST_LAYOUT,
+        )
+    )
+    check_images(x, (28, 28), images)
+    if len(x) != len(y) or (len(y) and int(y.max()) >= len(EMNIST_CLASSES)):
+        raise ValueError(
+            f"{images}: {len(x)} images, {len(y)} labels (max {int(y.max())}); "
+            f"expected equal counts and labels < {len(EMNIST_CLASSES)}."
+        )
+    # EMNIST stores images transposed; kept as uint8 until the pipeline.
+    x = np.ascontiguousarray(x.transpose(0, 2, 1))[..., None]
+    ds = tf.data.Dataset.from_tensor_slices((x, y.astype("int32")))
+    return ds.map(
+        lambda image, label: (tf.cast(image, tf.float32) / 255.0, label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def _emnist_check():
+    root = layouts.data_root("emnist")
+    return None if os.path.isdir(root) else f"not found at {root}"
+
+
+register(
+    DatasetInfo(
+        name="emnist",
+        input_shape=(28, 28, 1),
+        class_names=EMNIST_CLASSES,
+        description="EMNIST ByClass: 697932/116323 greyscale 28x28 digits and "
+        "letters (62 classes); [0,1] scaling; predefined split.",
+        source=f"Your copy under $SPZOO_DATA_DIR/emnist or data_dir= ({EMNIST_LAYOUT})",
+        loader=_emnist,
+        sizes={"train": 697932, "eval": 116323},
+        check=_emnist_check,
+        paper=True,
+    )
+)

@@ -101,6 +101,8 @@ def read_idx(path: str) -> np.ndarray:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic).")
     ndim = data[3]
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"IDX file {path} is truncated inside its header.")
     dims = tuple(
         int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
     )
