@@ -5,6 +5,7 @@ from spzoo.blocks.gated import inhibition_cell
 from spzoo.blocks.neurons import check_neuron, neuron_layer
 from spzoo.blocks.ops import (
     KERNEL_SIZES,
+    batch_norm,
     check_kernel_fractions,
     kxk_op,
     mixed_kernel_op,
@@ -15,6 +16,7 @@ from spzoo.blocks.residual import residual_block
 
 __all__ = [
     "KERNEL_SIZES",
+    "batch_norm",
     "check_kernel_fractions",
     "check_neuron",
     "conv_cell",

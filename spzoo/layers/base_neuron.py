@@ -43,9 +43,6 @@ class NeuronLayer(layers.Layer):
         self._check_input_shape(input_shape)
         self.built = True
 
-    def gains(self):
-        raise NotImplementedError  # abstract: every subclass defines it
-
     def call(self, inputs, training=None):
         if "float" not in str(inputs.dtype):
             raise TypeError(

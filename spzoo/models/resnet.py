@@ -28,6 +28,7 @@ import keras
 from keras import layers
 
 from spzoo.blocks import (
+    batch_norm,
     check_kernel_fractions,
     check_neuron,
     reduction_layer,
@@ -143,7 +144,7 @@ def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.
                 cell,
                 name=f"stack{s}_reduction",
             )
-    x = layers.BatchNormalization(name="head_bn")(x)
+    x = batch_norm("head_bn")(x)
     x = neuron_layer(stacks[-1]["neuron"], name="head_neuron")(x)
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
