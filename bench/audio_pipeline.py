@@ -84,11 +84,13 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     where = machine()
+    load = os.getloadavg()
     rows = [run(which) for which in args.set]
     lines = [
         "# Audio pipeline: tf.data vs a plain Python loop (one run each)",
         "",
-        f"Machine: {where}",
+        f"Machine: {where}; load average before the run "
+        f"{load[0]:.1f} (the cores are shared)",
         f"Backends: {audio.backend_report()}",
         "",
         "| files | n | Python loop (ex/s) | tf.data (ex/s) | ratio |",
@@ -104,7 +106,10 @@ def main(argv=None) -> int:
     write_result("audio_pipeline.md", text)
     write_result(
         "audio_pipeline.json",
-        json.dumps({"machine": where, "results": rows}, indent=2) + "\n",
+        json.dumps(
+            {"machine": where, "load_average": load[0], "results": rows}, indent=2
+        )
+        + "\n",
     )
     return 0
 

@@ -268,3 +268,33 @@ def test_emnist_idx_layout_transposed(tmp_path):
         f.write(bytes([0, 0, 8, 3]) + dims + bytes(28 * 28))  # 1 of 3 images
     with pytest.raises(ValueError, match="emnist-byclass-train-images.*truncated"):
         data.load("emnist", "train", data_dir=str(tmp_path / "emnist"))
+
+
+def test_fma_medium_layout(tmp_path):
+    root = tmp_path / "fma"
+    os.makedirs(root / "fma_metadata")
+    rows = [
+        ("2", "small", "Hip-Hop"),
+        ("5", "medium", "Hip-Hop"),
+        ("10", "medium", "Pop"),
+    ]
+    rows += [("11", "large", "Pop"), ("12", "medium", "")]
+    with open(root / "fma_metadata" / "tracks.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["", "album", "set", "set", "track"])
+        w.writerow(["", "title", "split", "subset", "genre_top"])
+        w.writerow(["track_id", "", "", "", ""])
+        for tid, subset, genre in rows:
+            w.writerow([tid, "x", "training", subset, genre])
+    t = np.arange(30 * 8000) / 8000
+    for tid in ("2", "5", "10"):
+        path = root / "fma_medium" / f"{int(tid):06d}"[:3] / f"{int(tid):06d}.mp3"
+        os.makedirs(path.parent, exist_ok=True)
+        sf.write(str(path), 0.2 * np.sin(2 * np.pi * 300 * t), 8000, format="MP3")
+    x, y = _examples("fma_medium", "train", data_dir=str(root))
+    # Hip-Hop: 1 of 2 tracks in train, Pop: its one track; six 5 s pieces each.
+    assert x.shape == (12, 128, 128, 1)
+    genres = paper.FMA_GENRES
+    assert sorted(set(y.tolist())) == [genres.index("Hip-Hop"), genres.index("Pop")]
+    _, y_eval = _examples("fma_medium", "eval", data_dir=str(root))
+    assert y_eval.tolist() == [genres.index("Hip-Hop")] * 6

@@ -9,8 +9,9 @@ spzoo.data.scale_settings(num_examples=700_000, channels=1)  # Table I rule
 Offline datasets (installed from Debian/PyPI packages): `fashion_mnist`,
 `mnist_5k`, `animal_mnist`, `sklearn_digits`, `spoken_commands_synth`,
 `allison_digits`, `sonic_pi_samples`. The paper's datasets, read from the
-user's copy: `cifar10`, `cifar100`, `speech_commands`, `esc50`,
-`urbansound8k`, `gtzan`. Audio modules (`spzoo.data.audio`) load on first
+user's copy: `cifar10`, `cifar100`, `emnist`, `best_artworks`, `wikiart`,
+`speech_commands`, `esc50`, `urbansound8k`, `gtzan` (`spzoo data list`
+says which are present). Audio modules (`spzoo.data.audio`) load on first
 use of an audio dataset.
 """
 

@@ -25,6 +25,7 @@ import dataclasses
 import math
 import os
 import struct
+import sys
 import warnings
 
 import numpy as np
@@ -34,6 +35,7 @@ WINDOW = 512
 HOP = 256
 PIECE_SECONDS = 5.0
 LOG_FLOOR = 1e-6
+PROGRESS_MIN_FILES = 2000  # scans of this many files report progress
 
 
 def _import_backends():
@@ -191,7 +193,14 @@ def scan(
             f"`on_error` must be 'raise' or 'skip'; received {on_error!r}."
         )
     infos, skipped = [], []
-    for path in paths:
+    step = max(1, len(paths) // 10)
+    for done, path in enumerate(paths, 1):
+        if len(paths) >= PROGRESS_MIN_FILES and done % step == 0:
+            print(
+                f"spzoo: checked {done}/{len(paths)} audio files",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             infos.append(probe(path, expected_rate))
         except (AudioFileError, FileNotFoundError) as e:

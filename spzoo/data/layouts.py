@@ -66,6 +66,13 @@ def folder_key(name: str) -> str:
     return "_".join(re.findall(r"[a-z0-9]+", ascii_name.lower()))
 
 
+def _split_indices(n: int, split: str, seed: int) -> list[int]:
+    """80/20 split of `n` files; a lone file goes to train."""
+    if n > 1:
+        return split_80_20(n, split, seed).tolist()
+    return [0] if split == "train" else []
+
+
 def label_of(name: str, class_names: tuple, where: str) -> int:
     if name not in class_names:
         raise ValueError(
@@ -219,9 +226,7 @@ def class_folders(
                 f"classes {list(class_names)}."
             )
         files = files_in(folder, extensions)
-        idx = split_80_20(len(files), split, seed) if len(files) > 1 else []
-        if len(files) == 1 and split == "train":
-            idx = [0]
+        idx = _split_indices(len(files), split, seed)
         paths += [files[i] for i in idx]
         labels += [keys[folder_key(name)]] * len(idx)
     if not paths and split == "train":
@@ -313,3 +318,54 @@ def artworks(root: str, split: str, class_names: tuple, seed: int = 0):
             root = os.path.join(root, sub)
             break
     return class_folders(root, split, class_names, seed, IMAGE_EXTENSIONS)
+
+
+FMA_LAYOUT = "<root>/fma_metadata/tracks.csv and <root>/fma_medium/<NNN>/<NNNNNN>.mp3"
+
+
+def fma(
+    root: str, split: str, class_names: tuple, subset: str = "medium", seed: int = 0
+):
+    """Files of FMA (`fma_medium` by default) with a random 80/20 split per genre.
+
+    The label is the track's top genre (`track.genre_top` in `tracks.csv`);
+    `medium` holds the tracks of the `small` and `medium` subsets.
+    """
+    meta = require(
+        os.path.join(root, "fma_metadata", "tracks.csv"), "FMA metadata", FMA_LAYOUT
+    )
+    audio_dir = require(
+        os.path.join(root, f"fma_{subset}"), f"FMA {subset} audio", FMA_LAYOUT
+    )
+    subsets = {"small": {"small"}, "medium": {"small", "medium"}}.get(
+        subset, {"small", "medium", "large"}
+    )
+    with open(meta, newline="") as f:
+        rows = csv.reader(f)
+        top, second = next(rows), next(rows)
+        next(rows)  # "track_id" row
+        columns = list(zip(top, second, strict=True))
+        try:
+            genre_col = columns.index(("track", "genre_top"))
+            subset_col = columns.index(("set", "subset"))
+        except ValueError as e:
+            raise ValueError(
+                f"{meta} lacks the (track, genre_top) or (set, subset) column."
+            ) from e
+        by_genre: dict[int, list[str]] = {}
+        for row in rows:
+            if row[subset_col] not in subsets or not row[genre_col]:
+                continue
+            label = label_of(row[genre_col], class_names, f"{meta}, track {row[0]}")
+            tid = f"{int(row[0]):06d}"
+            path = os.path.join(audio_dir, tid[:3], f"{tid}.mp3")
+            by_genre.setdefault(label, []).append(
+                require(path, "FMA audio file", FMA_LAYOUT)
+            )
+    paths, labels = [], []
+    for label in sorted(by_genre):
+        files = sorted(by_genre[label])
+        idx = _split_indices(len(files), split, seed)
+        paths += [files[i] for i in idx]
+        labels += [label] * len(idx)
+    return paths, labels

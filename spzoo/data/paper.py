@@ -86,6 +86,24 @@ GTZAN_CLASSES = (
     "reggae",
     "rock",
 )
+FMA_GENRES = (
+    "Blues",
+    "Classical",
+    "Country",
+    "Easy Listening",
+    "Electronic",
+    "Experimental",
+    "Folk",
+    "Hip-Hop",
+    "Instrumental",
+    "International",
+    "Jazz",
+    "Old-Time / Historic",
+    "Pop",
+    "Rock",
+    "Soul-RnB",
+    "Spoken",
+)
 
 
 @functools.lru_cache(maxsize=4)
@@ -247,6 +265,16 @@ _audio_entry(
     "GTZAN music genres (10 classes)",
     layouts.GTZAN_LAYOUT,
     "random 80/20 split of the files of each genre (seed 0)",
+)
+_audio_entry(
+    "fma_medium",
+    layouts.fma,
+    FMA_GENRES,
+    30.0,
+    None,
+    "FMA medium (25000 tracks, 16 top genres; MP3 via libsndfile)",
+    layouts.FMA_LAYOUT,
+    "random 80/20 split of the tracks of each genre (seed 0)",
 )
 
 
