@@ -1,5 +1,27 @@
-"""KerasTuner oracles for the searches (growth, pruning, location-direction).
+"""KerasTuner oracles and tuners: growth NAS, pruning NAS, network statistics.
 
-Empty in this release: the oracles are the work of the growth/pruning NAS
-and NHN issues. Installed as `spzoo.tuners`.
+```python
+from spzoo.tuners import GrowthOracle, GrowthSpace, GrowthTuner
+```
+
+Attributes are imported on first use, so `spzoo.models` can read the growth
+spec helpers without importing KerasTuner.
 """
+
+import importlib
+
+_EXPORTS = {
+    "GrowthSpace": "spzoo.tuners.growth_space",
+    "GrowthOracle": "spzoo.tuners.growth_oracle",
+    "GrowthTuner": "spzoo.tuners.growth_tuner",
+    "PruningOracle": "spzoo.tuners.pruning",
+    "PruningTuner": "spzoo.tuners.pruning",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'spzoo.tuners' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,329 @@
+"""`GrowthOracle`: aging evolution for the growth NAS (Algorithm 1).
+
+Lee & Wang, "Growth NAS Search Algorithm", Algorithm 1 (Fig. 7):
+
+    history <- []
+    while |history| < n(P):                      # P_init
+        history += TrainAndEval(RandomModel)
+    fit the trade-off k on history
+    while |history| < n_iter:
+        population <- history[-n(P):]            # the oldest leaves
+        sample <- n(S) random members of population
+        parent <- highest epsilon in sample
+        history += TrainAndEval(Grow(parent))
+    return the highest-epsilon model of history
+
+The metric (Evaluation Procedure): `epsilon = alpha_bar / eta_bar**k` with
+`alpha_bar = alpha / alpha_init` (accuracy over the mean accuracy of
+P_init) and `eta_bar = eta / eta_init` (parameters over the mean parameters
+of P_init); `k` is the least-squares fit of `k = -log(alpha_bar) /
+log(eta_bar)` on P_init, i.e. the `k` minimising
+`sum_i (k * log(eta_bar_i) + log(alpha_bar_i))**2`:
+
+    k = -sum_i log(alpha_bar_i) log(eta_bar_i) / sum_i log(eta_bar_i)**2
+
+The search also stops when a child exceeds `n_op_max` conv ops.
+
+KerasTuner runs the trials: the history is KerasTuner's own record of
+completed trials in the order they ended (`end_order`), so it survives a
+crash with the trials; the oracle's own state (the fitted k, each child's
+parent and sample, the stop reason) goes through `get_state`/`set_state`.
+Each trial's architecture is the hyperparameter value `"architecture"`, a
+JSON growth spec. Trials report `val_accuracy` and `params`; the oracle
+scores them with epsilon (after k is fitted; the initial population is
+rescored then).
+"""
+
+import json
+import random
+
+import keras_tuner
+import numpy as np
+from keras_tuner.src.engine import trial as trial_module
+from spzoo.tuners.growth_space import GrowthSpace, spec_ops
+
+ARCHITECTURE = "architecture"
+ACCURACY = "val_accuracy"
+PARAMS = "params"
+
+
+def fit_tradeoff(accuracies, params) -> tuple:
+    """Least-squares fit of k on the initial population.
+
+    Args:
+        accuracies: alpha of each model of P_init.
+        params: eta (parameter count) of each model of P_init.
+
+    Returns:
+        `(k, alpha_init, eta_init)`: the fitted k and the two means. `k` is
+        0 when all models have the same parameter count (nothing to fit).
+    """
+    alpha = np.asarray(accuracies, dtype="float64")
+    eta = np.asarray(params, dtype="float64")
+    if alpha.size == 0 or alpha.shape != eta.shape:
+        raise ValueError(
+            "`accuracies` and `params` must be non-empty and of equal length; "
+            f"received {alpha.size} and {eta.size}."
+        )
+    if np.any(alpha <= 0) or np.any(eta <= 0):
+        raise ValueError("Accuracies and parameter counts must be > 0 to fit k.")
+    alpha_init, eta_init = float(alpha.mean()), float(eta.mean())
+    x = np.log(eta / eta_init)
+    y = -np.log(alpha / alpha_init)
+    denominator = float(np.sum(x * x))
+    k = float(np.sum(x * y) / denominator) if denominator > 0 else 0.0
+    return k, alpha_init, eta_init
+
+
+def epsilon(accuracy, params, k, alpha_init, eta_init) -> float:
+    """The cost-accuracy metric `(alpha / alpha_init) / (eta / eta_init)**k`."""
+    return (accuracy / alpha_init) / (params / eta_init) ** k
+
+
+class GrowthOracle(keras_tuner.Oracle):
+    """Aging (regularized) evolution over growth specs, as Algorithm 1.
+
+    Args:
+        space: The `GrowthSpace` (N_F, N_B, ops, procedures).
+        population_size: n(P), default 100.
+        sample_size: n(S), default 25; must be <= n(P).
+        num_iterations: n_iter, models evaluated in all (P_init included),
+            default 500.
+        max_ops: n_op_max, the search stops when a child has more conv
+            ops, default 100.
+        initial_growth: N_G_init, up to this many growth procedures per
+            block of a random initial model, default 10.
+        search_blocks: N_B_search, blocks grown per child, default 1.
+        search_growth: N_G_search, procedures per grown block, default 1.
+        k: Fix the trade-off exponent instead of fitting it (None: fit).
+        max_trials: KerasTuner's trial limit (default `num_iterations`;
+            the smaller of the two applies).
+        seed: Random seed; each trial's random choices are drawn from
+            `Random(f"{seed}-{trial_id}")`, so a re-run makes the same ones.
+        **kwargs: Other `keras_tuner.Oracle` arguments
+            (`max_retries_per_trial`, `max_consecutive_failed_trials`).
+    """
+
+    def __init__(
+        self,
+        space: GrowthSpace,
+        population_size: int = 100,
+        sample_size: int = 25,
+        num_iterations: int = 500,
+        max_ops: int = 100,
+        initial_growth: int = 10,
+        search_blocks: int = 1,
+        search_growth: int = 1,
+        k: float | None = None,
+        max_trials: int | None = None,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        if not isinstance(space, GrowthSpace):
+            raise ValueError(f"`space` must be a GrowthSpace; received {space!r}.")
+        for arg, value in (
+            ("population_size", population_size),
+            ("sample_size", sample_size),
+            ("num_iterations", num_iterations),
+            ("max_ops", max_ops),
+            ("search_blocks", search_blocks),
+            ("search_growth", search_growth),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{arg}` must be an int >= 1; received {value!r}.")
+        if not isinstance(initial_growth, int) or initial_growth < 0:
+            raise ValueError(
+                f"`initial_growth` must be an int >= 0; received {initial_growth!r}."
+            )
+        if sample_size > population_size:
+            raise ValueError(
+                f"`sample_size` n(S)={sample_size} must be <= `population_size` "
+                f"n(P)={population_size}."
+            )
+        if num_iterations < population_size:
+            raise ValueError(
+                f"`num_iterations` n_iter={num_iterations} must be >= "
+                f"`population_size` n(P)={population_size}."
+            )
+        total_blocks = 3 * space.blocks_per_stack
+        if search_blocks > total_blocks:
+            raise ValueError(
+                f"`search_blocks` must be <= the {total_blocks} search blocks; "
+                f"received {search_blocks}."
+            )
+        if max_trials is not None and (
+            not isinstance(max_trials, int) or max_trials < 1
+        ):
+            raise ValueError(
+                f"`max_trials` must be an int >= 1; received {max_trials!r}."
+            )
+        if spec_ops(space.initial_spec()) > max_ops:
+            raise ValueError(
+                f"`max_ops` n_op_max={max_ops} is below the initial network's "
+                f"{spec_ops(space.initial_spec())} ops."
+            )
+        hyperparameters = keras_tuner.HyperParameters()
+        hyperparameters.Fixed(ARCHITECTURE, space.to_json(space.initial_spec()))
+        super().__init__(
+            objective=keras_tuner.Objective(ACCURACY, "max"),
+            max_trials=min(max_trials or num_iterations, num_iterations),
+            hyperparameters=hyperparameters,
+            allow_new_entries=False,
+            tune_new_entries=False,
+            seed=seed,
+            **kwargs,
+        )
+        self.space = space
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.num_iterations = num_iterations
+        self.max_ops = max_ops
+        self.initial_growth = initial_growth
+        self.search_blocks = search_blocks
+        self.search_growth = search_growth
+        self.fixed_k = k
+        # Oracle state (get_state / set_state).
+        self.k = None if k is None else float(k)
+        self.alpha_init = None
+        self.eta_init = None
+        self.origins = {}  # trial_id -> {"parent": id | None, "sample": [ids]}
+        self.stop_reason = None
+
+    # -- history ---------------------------------------------------------
+    def _completed(self, trial_ids):
+        return [
+            t
+            for t in trial_ids
+            if self.trials[t].status == trial_module.TrialStatus.COMPLETED
+        ]
+
+    def history(self) -> list:
+        """Completed trial ids in the order they ended (Algorithm 1's history)."""
+        return self._completed(self.end_order)
+
+    def population(self) -> list:
+        """The newest n(P) of the history: the active population."""
+        return self.history()[-self.population_size :]
+
+    def initial_ids(self) -> list:
+        """Trial ids of the random initial population, in creation order."""
+        return [
+            t for t in self.start_order if self.origins.get(t, {}).get("parent") is None
+        ]
+
+    def metrics_of(self, trial_id) -> tuple:
+        """`(accuracy, params)` reported by a completed trial."""
+        metrics = self.trials[trial_id].metrics
+        return (
+            float(metrics.get_last_value(ACCURACY)),
+            float(metrics.get_last_value(PARAMS)),
+        )
+
+    def architecture(self, trial_id) -> dict:
+        """The growth spec of a trial."""
+        return json.loads(self.trials[trial_id].hyperparameters.values[ARCHITECTURE])
+
+    def epsilon_of(self, trial_id) -> float:
+        """epsilon of a completed trial (its accuracy until k is fitted)."""
+        accuracy, params = self.metrics_of(trial_id)
+        if self.k is None or self.alpha_init is None:
+            return accuracy
+        return epsilon(accuracy, params, self.k, self.alpha_init, self.eta_init)
+
+    def _maybe_fit(self) -> None:
+        """Fits k once every initial trial has ended; rescores them."""
+        if self.alpha_init is not None:
+            return
+        initial = self.initial_ids()
+        if len(initial) < self.population_size or any(
+            t not in self.end_order for t in initial
+        ):
+            return
+        done = self._completed(initial)
+        if not done:
+            raise RuntimeError("Every trial of the initial population failed.")
+        accuracies, params = zip(*(self.metrics_of(t) for t in done), strict=True)
+        k, self.alpha_init, self.eta_init = fit_tradeoff(accuracies, params)
+        self.k = k if self.fixed_k is None else float(self.fixed_k)
+        for trial_id in done:
+            self.trials[trial_id].score = self.epsilon_of(trial_id)
+            self._save_trial(self.trials[trial_id])
+
+    # -- KerasTuner hooks -----------------------------------------------
+    def populate_space(self, trial_id):
+        """Returns a random initial model, a grown child, IDLE or STOPPED."""
+        stopped = {"status": trial_module.TrialStatus.STOPPED, "values": None}
+        if self.stop_reason is not None or len(self.trials) >= self.num_iterations:
+            return stopped
+        rng = random.Random(f"{self.seed}-{trial_id}")
+        if len(self.initial_ids()) < self.population_size:
+            spec = self.space.random_spec(rng, self.initial_growth)
+            self.origins[trial_id] = {"parent": None, "sample": []}
+            return self._running(spec)
+        self._maybe_fit()
+        population = self.population()
+        if self.alpha_init is None or not population:
+            return {"status": trial_module.TrialStatus.IDLE, "values": None}
+        sample = rng.sample(population, min(self.sample_size, len(population)))
+        parent = max(sample, key=self.epsilon_of)
+        child = self.space.grow(
+            self.architecture(parent), rng, self.search_blocks, self.search_growth
+        )
+        ops = spec_ops(child)
+        if ops > self.max_ops:
+            self.stop_reason = (
+                f"a child of trial {parent} has {ops} ops > n_op_max={self.max_ops}"
+            )
+            return stopped
+        self.origins[trial_id] = {"parent": parent, "sample": sample}
+        return self._running(child)
+
+    def _running(self, spec):
+        return {
+            "status": trial_module.TrialStatus.RUNNING,
+            "values": {ARCHITECTURE: self.space.to_json(spec)},
+        }
+
+    def score_trial(self, trial):
+        super().score_trial(trial)
+        self._maybe_fit()
+        trial.score = self.epsilon_of(trial.trial_id)
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        super().end_trial(trial)
+        self._maybe_fit()
+        self.save()
+
+    def get_state(self):
+        state = super().get_state()
+        state.update(
+            {
+                "space": self.space.get_config(),
+                "k": self.k,
+                "alpha_init": self.alpha_init,
+                "eta_init": self.eta_init,
+                "origins": self.origins,
+                "stop_reason": self.stop_reason,
+            }
+        )
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        saved = GrowthSpace.from_config(state["space"])
+        if saved != self.space:
+            raise ValueError(
+                f"The search in this directory used the space {saved}; this run "
+                f"asks for {self.space}. Use another --directory or the same settings."
+            )
+        self.k = state["k"]
+        self.alpha_init = state["alpha_init"]
+        self.eta_init = state["eta_init"]
+        self.origins = state["origins"]
+        self.stop_reason = state["stop_reason"]
+
+    def best_trial_ids(self, num_trials: int = 1) -> list:
+        """Completed trials with the highest epsilon, best first."""
+        ranked = sorted(self.history(), key=self.epsilon_of, reverse=True)
+        return ranked[: max(0, int(num_trials))]
