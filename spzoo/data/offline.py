@@ -14,6 +14,7 @@ import pickle
 import numpy as np
 
 from spzoo.data import layouts, speech_synth
+from spzoo.data.audio_config import AudioConfig
 from spzoo.data.registry import DatasetInfo, register
 from spzoo.data.visual import check_images, read_idx, split_80_20, unit_range
 
@@ -228,10 +229,7 @@ register(
 # --- Audio ------------------------------------------------------------------
 
 
-def _one_second():
-    from spzoo.data.audio import AudioConfig
-
-    return AudioConfig(clip_seconds=1.0)
+ONE_SECOND = AudioConfig(clip_seconds=1.0)
 
 
 def _spoken_commands(
@@ -246,7 +244,7 @@ def _spoken_commands(
     config = speech_synth.SynthConfig(variants_per_word=variants_per_word, seed=seed)
     folder = speech_synth.generate(config, cache_dir=cache_dir)
     paths, labels = layouts.speech_commands(folder, split, config.words)
-    return audio.from_files(paths, labels, _one_second(), on_error)
+    return audio.from_files(paths, labels, ONE_SECOND, on_error)
 
 
 def _synth_check():
@@ -258,7 +256,7 @@ def _synth_check():
 register(
     DatasetInfo(
         name="spoken_commands_synth",
-        input_shape=(32, 32, 1),
+        input_shape=ONE_SECOND.input_shape,
         class_names=speech_synth.COMMANDS,
         description="Synthetic Speech-Commands-like words (10 digits + 10 "
         "commands), 60 clips each by default: espeak-ng/flite voices, speeds, "
@@ -290,13 +288,13 @@ def _allison_digits(split: str, data_dir: str | None = None, on_error: str = "ra
     folder = data_dir or ALLISON_DIGITS_DIR
     layouts.require(folder, "Allison digits", "asterisk-core-sounds-en-wav's digits/")
     paths, labels = _allison_files(folder)
-    return audio.from_files(paths, labels, _one_second(), on_error, expected_rate=8000)
+    return audio.from_files(paths, labels, ONE_SECOND, on_error, expected_rate=8000)
 
 
 register(
     DatasetInfo(
         name="allison_digits",
-        input_shape=(32, 32, 1),
+        input_shape=ONE_SECOND.input_shape,
         class_names=DIGIT_NAMES,
         description="Real spoken digits, one speaker (Allison), 8 kHz: 0-9 and "
         "'oh' (= zero), 11 recordings; an evaluation set: both splits are all "
@@ -342,14 +340,14 @@ def _sonic_pi(split: str, data_dir: str | None = None, on_error: str = "raise"):
     ]
     idx = split_80_20(len(files), split, seed=0)
     return audio.from_files(
-        [files[i] for i in idx], [labels[i] for i in idx], _one_second(), on_error
+        [files[i] for i in idx], [labels[i] for i in idx], ONE_SECOND, on_error
     )
 
 
 register(
     DatasetInfo(
         name="sonic_pi_samples",
-        input_shape=(32, 32, 1),
+        input_shape=ONE_SECOND.input_shape,
         class_names=SONIC_PI_CLASSES,
         description="165 Sonic Pi sound samples (FLAC, 44.1 kHz), 14 categories "
         "by file-name prefix; most common length 1 s -> clip/pad 1 s, 16 kHz, "

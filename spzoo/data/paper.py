@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from spzoo.data import layouts
+from spzoo.data.audio_config import AudioConfig
 from spzoo.data.registry import DatasetInfo, register
 from spzoo.data.visual import (
     channel_stats,
@@ -190,9 +191,7 @@ def _audio_entry(
     layout: str,
     split_note: str,
 ):
-    from spzoo.data import audio
-
-    config = audio.AudioConfig(clip_seconds=clip_seconds)
+    config = AudioConfig(clip_seconds=clip_seconds)
 
     def loader(
         split: str,
@@ -200,6 +199,8 @@ def _audio_entry(
         on_error: str = "raise",
         cache: bool = True,
     ):
+        from spzoo.data import audio
+
         paths, labels = reader(layouts.data_root(name, data_dir), split, classes)
         return audio.from_files(paths, labels, config, on_error, expected_rate, cache)
 
