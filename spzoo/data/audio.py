@@ -290,7 +290,10 @@ def source_frames(config: "AudioConfig", rate: int) -> int:
     The clip plus a margin longer than the resampling filter's half-length,
     so clipping before resampling gives the same samples as after.
     """
-    return int(math.ceil(config.clip_seconds * rate)) + 64
+    g = math.gcd(int(rate), int(config.rate))
+    up, down = int(config.rate) // g, int(rate) // g
+    margin = 10 * max(up, down) // up + 2  # polyphase_filter's half_len / up
+    return int(math.ceil(config.clip_seconds * rate)) + margin
 
 
 def _read_with_soundfile(path, max_frames=-1) -> np.ndarray:
@@ -409,20 +412,22 @@ def dataset_from_files(
     infos: list[AudioFileInfo],
     labels,
     config: AudioConfig,
-    cache: bool = True,
+    cache: bool | str = True,
     num_parallel_calls: int | None = None,
 ):
     """The audio pipeline over probed files, as an unbatched `tf.data.Dataset`.
 
     Decoding, resampling, clipping, piece cutting and the log-Mel image are
     TensorFlow ops in one parallel `map`; pieces are unbatched into examples
-    and the result is cached in memory.
+    and the result is cached (see `cache`).
 
     Args:
         infos: `AudioFileInfo`s from `scan`.
         labels: One int label per file.
         config: The `AudioConfig`.
-        cache: Cache the preprocessed examples in memory.
+        cache: `True`: cache the preprocessed examples in memory; a string:
+            in files with that prefix (`tf.data.Dataset.cache`); `False`:
+            preprocess again every epoch.
         num_parallel_calls: Parallel map calls; `None` = `tf.data.AUTOTUNE`.
 
     Returns:
@@ -463,6 +468,8 @@ def dataset_from_files(
     ds = ds.apply(
         tf.data.experimental.assert_cardinality(len(infos) * config.num_pieces)
     )
+    if isinstance(cache, str):
+        return ds.cache(cache)
     return ds.cache() if cache else ds
 
 
@@ -472,7 +479,7 @@ def from_files(
     config: AudioConfig,
     on_error: str = "raise",
     expected_rate: int | None = None,
-    cache: bool = True,
+    cache: bool | str = True,
 ):
     """Probes `paths`, then returns their pipeline (see `dataset_from_files`).
 
@@ -486,7 +493,7 @@ def from_files(
         config: The `AudioConfig`.
         on_error: `"raise"` or `"skip"` bad files (see `scan`).
         expected_rate: The sample rate every file must have, if any.
-        cache: Cache the examples in memory.
+        cache: Passed to `dataset_from_files`.
 
     Returns:
         An unbatched `tf.data.Dataset` of `(image, label)`.

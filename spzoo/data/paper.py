@@ -190,6 +190,7 @@ def _audio_entry(
     title: str,
     layout: str,
     split_note: str,
+    cache_default: bool = True,
 ):
     config = AudioConfig(clip_seconds=clip_seconds)
 
@@ -197,7 +198,7 @@ def _audio_entry(
         split: str,
         data_dir: str | None = None,
         on_error: str = "raise",
-        cache: bool = True,
+        cache: bool | str = cache_default,
     ):
         from spzoo.data import audio
 
@@ -275,7 +276,9 @@ _audio_entry(
     None,
     "FMA medium (25000 tracks, 16 top genres; MP3 via libsndfile)",
     layouts.FMA_LAYOUT,
-    "random 80/20 split of the tracks of each genre (seed 0)",
+    "random 80/20 split of the tracks of each genre (seed 0); not cached by "
+    "default (about 10 GB of images): pass cache=True or a file prefix",
+    cache_default=False,
 )
 
 
