@@ -1,0 +1,171 @@
+"""The metadata an exported model carries: what it is and how to feed it.
+
+Every artifact carries one JSON document (`model_metadata`):
+
+```
+{"format": "spzoo-export/1", "spzoo_version": ..., "architecture": ...,
+ "input": {"name": "image", "shape": [H, W, C], "dtype": "float32",
+           "preprocessing": ...},
+ "output": {"name": "logits", "classes": [...]},
+ "threshold": {"input": "threshold" | null, "default": t, "range": [lo, hi]},
+ ...}
+```
+
+It is stored as ONNX `metadata_props` (key `spzoo`), as the SavedModel asset
+`assets/spzoo_metadata.json`, and next to a TFLite file as the sidecar
+`<file>.tflite.json` (see `metadata_path`).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import spzoo
+from spzoo.layers.hard_concrete_gate import find_gates, get_threshold
+from spzoo.layers.inhibition_conv2d import InhibitionConv2D
+from spzoo.metrics.counting import _flat_layers
+
+FORMAT = "spzoo-export/1"
+METADATA_KEY = "spzoo"
+ASSET_NAME = "spzoo_metadata.json"
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+THRESHOLD_NAME = "threshold"
+
+
+def gated_cells(model: keras.Model) -> list:
+    """The `InhibitionConv2D` cells of a model (nested ones too)."""
+    return [
+        layer for layer in _flat_layers(model) if isinstance(layer, InhibitionConv2D)
+    ]
+
+
+def has_gates(model: keras.Model) -> bool:
+    """Whether the model holds hard-concrete gates (so takes a threshold)."""
+    return bool(find_gates(model))
+
+
+def default_threshold(model: keras.Model) -> float:
+    """The model's trained threshold; `-inf` (every gate by its estimator)
+    when the gates hold none."""
+    value = get_threshold(model)
+    return -math.inf if value is None else float(value)
+
+
+def threshold_range(model: keras.Model, x=None) -> list | None:
+    """`[lo, hi]`: the log-alpha values of the model's gates.
+
+    A threshold below `lo` closes no gate, one above `hi` closes all. Static
+    (input-independent) gates are read from the weights; input-dependent
+    pre-synaptic gates need example inputs `x` (a NumPy batch), whose
+    activations at each cell give their log-alpha. Returns None when the
+    model has no gates or the range needs `x` and none was given.
+    """
+    cells = gated_cells(model)
+    if not cells:
+        return None
+    values = []
+    dynamic = [c for c in cells if c.input_dependent or c.postsynaptic]
+    for cell in cells:
+        if not (cell.input_dependent or cell.postsynaptic):
+            values.append(np.asarray(cell.log_alpha) * cell.log_alpha_scale)
+    if dynamic:
+        if x is None:
+            return None
+        probe = keras.Model(model.inputs, [c.input for c in dynamic])
+        inputs = probe.predict(np.asarray(x[:256]), verbose=0)
+        if len(dynamic) == 1:
+            inputs = [inputs]
+        for cell, cell_input in zip(dynamic, inputs, strict=True):
+            if cell.presynaptic:
+                values.append(
+                    keras.ops.convert_to_numpy(cell.presynaptic_log_alpha(cell_input))
+                )
+    if not values:
+        return None
+    flat = np.concatenate([v.ravel() for v in values])
+    return [round(float(flat.min()), 4), round(float(flat.max()), 4)]
+
+
+def model_metadata(
+    model: keras.Model,
+    classes=None,
+    preprocessing: str | None = None,
+    dataset: str | None = None,
+    x=None,
+    threshold_input: bool | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """The metadata document of an export of `model`.
+
+    Args:
+        model: A built Keras model with one image input.
+        classes: Class names, index = logit; default `"0"`, `"1"`, ...
+        preprocessing: How inputs are prepared (e.g. the dataset's
+            description: "[0,1] scaling").
+        dataset: The dataset the model was trained on.
+        x: Example inputs, to measure the threshold range of
+            input-dependent gates.
+        threshold_input: Whether the artifact takes a threshold input
+            (default: when the model has gates).
+        extra: More keys (e.g. `{"slim": {...}}`).
+    """
+    input_shape = [int(d) for d in model.inputs[0].shape[1:]]
+    num_classes = int(model.outputs[0].shape[-1])
+    classes = [str(c) for c in (classes or range(num_classes))]
+    if len(classes) != num_classes:
+        raise ValueError(
+            f"`classes` has {len(classes)} names; the model has {num_classes} logits."
+        )
+    gated = has_gates(model)
+    if threshold_input is None:
+        threshold_input = gated
+    default = default_threshold(model) if gated else None
+    document = {
+        "format": FORMAT,
+        "spzoo_version": spzoo.__version__,
+        "keras_version": keras.__version__,
+        "architecture": model.name,
+        "dataset": dataset,
+        "input": {
+            "name": INPUT_NAME,
+            "shape": input_shape,
+            "dtype": "float32",
+            "layout": "NHWC",
+            "preprocessing": preprocessing,
+        },
+        "output": {"name": OUTPUT_NAME, "kind": "logits", "classes": classes},
+        "threshold": {
+            "gated": gated,
+            "input": THRESHOLD_NAME if threshold_input else None,
+            "default": None if default is None or math.isinf(default) else default,
+            "range": threshold_range(model, x) if gated else None,
+        },
+    }
+    if extra:
+        document.update(extra)
+    return document
+
+
+def dumps(metadata: dict) -> str:
+    """The metadata as JSON text."""
+    return json.dumps(metadata, indent=2, sort_keys=True)
+
+
+def metadata_path(tflite_path) -> Path:
+    """The sidecar JSON of a TFLite file: `<file>.tflite` -> `<file>.tflite.json`."""
+    path = Path(tflite_path)
+    return path.with_name(path.name + ".json")
+
+
+def check_metadata(metadata, where: str) -> dict:
+    """Checks that `metadata` is an spzoo export document; returns it."""
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise ValueError(
+            f"{where} holds no spzoo metadata of format {FORMAT!r}; was the "
+            "artifact written by `spzoo export`?"
+        )
+    return metadata

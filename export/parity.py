@@ -1,0 +1,192 @@
+"""Parity of an exported artifact with its Keras model, on real examples.
+
+```
+max_abs_diff = max |logits_artifact - logits_keras|       (over all examples)
+top1_agreement = mean(argmax logits_artifact == argmax logits_keras)
+```
+
+An export passes when `max_abs_diff <= atol` (1e-4 for float32) and the
+top-1 agreement is 1.0; `check_parity` raises `ParityError` otherwise.
+For gated models the check runs at the artifact's default threshold and at
+each threshold given, with Keras run at the same threshold
+(`threshold_scope`).
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from spzoo.layers.hard_concrete_gate import threshold_scope
+
+DEFAULT_ATOL = 1e-4
+MIN_EXAMPLES = 256
+
+
+class ParityError(RuntimeError):
+    """An export disagrees with its Keras model."""
+
+
+@dataclasses.dataclass
+class ParityResult:
+    """One parity measurement.
+
+    Attributes:
+        runtime: `"onnx"`, `"savedmodel"`, `"tflite"` or `"onnx-reference"`.
+        threshold: The threshold passed (None: the artifact's default).
+        examples: Number of examples compared.
+        max_abs_diff: Largest absolute difference of the logits.
+        top1_agreement: Fraction of examples with the same top-1 class.
+        atol: Tolerance on `max_abs_diff`.
+    """
+
+    runtime: str
+    threshold: float | None
+    examples: int
+    max_abs_diff: float
+    top1_agreement: float
+    atol: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.atol and self.top1_agreement == 1.0
+
+    def __str__(self) -> str:
+        at = "default" if self.threshold is None else f"{self.threshold:g}"
+        verdict = "ok" if self.passed else "FAILED"
+        return (
+            f"parity {self.runtime:<14} threshold {at:<8} {self.examples} examples: "
+            f"max |diff| {self.max_abs_diff:.2e} (<= {self.atol:g}), "
+            f"top-1 agreement {100 * self.top1_agreement:.2f}%  {verdict}"
+        )
+
+
+def parity_examples(dataset: str, input_shape, count: int = MIN_EXAMPLES) -> np.ndarray:
+    """The first `count` examples of `dataset`'s eval split, as float32.
+
+    Raises `ValueError` when the dataset's examples do not have
+    `input_shape` or it has fewer than `count` examples.
+    """
+    from spzoo import data
+
+    info = data.get(dataset)
+    if tuple(info.input_shape) != tuple(input_shape):
+        raise ValueError(
+            f"Dataset {dataset!r} has examples of shape {tuple(info.input_shape)}; "
+            f"the model expects {tuple(input_shape)}. Pass a `dataset` that matches."
+        )
+    batches = []
+    total = 0
+    for x, _ in data.load(dataset, "eval", batch_size=256, shuffle=False):
+        batches.append(np.asarray(x, np.float32))
+        total += len(batches[-1])
+        if total >= count:
+            break
+    x = np.concatenate(batches)[:count]
+    if len(x) < count:
+        raise ValueError(
+            f"Dataset {dataset!r} has {len(x)} eval examples; parity needs {count}."
+        )
+    return x
+
+
+def keras_logits(model: keras.Model, x, threshold=None, batch_size: int = 256):
+    """The Keras model's inference logits (at `threshold` when given)."""
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        if threshold is None:
+            outputs.append(np.asarray(model(batch, training=False)))
+        else:
+            with threshold_scope(threshold):
+                outputs.append(np.asarray(model(batch, training=False)))
+    return np.concatenate(outputs)
+
+
+def compare(reference, outputs, runtime: str, threshold=None, atol=DEFAULT_ATOL):
+    """A `ParityResult` of `outputs` against the `reference` logits."""
+    reference = np.asarray(reference, np.float64)
+    outputs = np.asarray(outputs, np.float64)
+    if reference.shape != outputs.shape:
+        raise ParityError(
+            f"{runtime}: logits of shape {outputs.shape}; "
+            f"Keras gives {reference.shape}."
+        )
+    diff = float(np.max(np.abs(reference - outputs))) if reference.size else 0.0
+    if not np.isfinite(outputs).all():
+        diff = float("inf")
+    agreement = float(np.mean(reference.argmax(-1) == outputs.argmax(-1)))
+    return ParityResult(runtime, threshold, len(reference), diff, agreement, atol)
+
+
+def check_parity(
+    model: keras.Model,
+    runner,
+    x,
+    thresholds=(None,),
+    atol: float = DEFAULT_ATOL,
+    reference_model: keras.Model | None = None,
+    batch_size: int = 64,
+) -> list[ParityResult]:
+    """Runs `runner` (a `spzoo.export.load` result) and Keras on `x`.
+
+    Args:
+        model: The Keras model the artifact was exported from.
+        runner: The loaded artifact.
+        x: Real examples, float32 `(N, H, W, C)`.
+        thresholds: Thresholds to check (None: the artifact's default, with
+            Keras at its own threshold variables).
+        atol: Tolerance on the max abs logit difference.
+        reference_model: The Keras model to compare with, if not `model`
+            (a slimmed export compares with the full model at its threshold).
+        batch_size: Batch size of the artifact's runs.
+
+    Returns:
+        One `ParityResult` per threshold; raises `ParityError` (listing every
+        result) if any fails.
+    """
+    reference_model = reference_model or model
+    results = []
+    for threshold in thresholds:
+        reference = keras_logits(reference_model, x, threshold)
+        outputs = np.concatenate(
+            [
+                runner(x[i : i + batch_size], threshold=threshold)
+                for i in range(0, len(x), batch_size)
+            ]
+        )
+        results.append(compare(reference, outputs, runner.format, threshold, atol))
+    raise_on_failure(results)
+    return results
+
+
+def check_onnx_reference(
+    path, model: keras.Model, x, thresholds=(None,), atol: float = DEFAULT_ATOL
+) -> list[ParityResult]:
+    """Checks an ONNX file with `onnx.checker` and runs it in ONNX's own
+    reference evaluator (`onnx.reference.ReferenceEvaluator`, no code shared
+    with ONNX Runtime) against Keras on `x`."""
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+    from spzoo.export.metadata import INPUT_NAME, OUTPUT_NAME, THRESHOLD_NAME
+
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    evaluator = ReferenceEvaluator(proto)
+    results = []
+    for threshold in thresholds:
+        feeds = {INPUT_NAME: np.asarray(x, np.float32)}
+        if threshold is not None:
+            feeds[THRESHOLD_NAME] = np.asarray(threshold, np.float32)
+        outputs = evaluator.run([OUTPUT_NAME], feeds)[0]
+        reference = keras_logits(model, x, threshold)
+        results.append(compare(reference, outputs, "onnx-reference", threshold, atol))
+    raise_on_failure(results)
+    return results
+
+
+def raise_on_failure(results) -> None:
+    """Raises `ParityError` listing every result if any failed."""
+    if not all(r.passed for r in results):
+        lines = "\n".join(f"  {r}" for r in results)
+        raise ParityError(f"Export parity failed:\n{lines}")

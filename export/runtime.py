@@ -1,0 +1,262 @@
+"""Runs an exported artifact in its own runtime: ONNX Runtime, TensorFlow, LiteRT.
+
+```python
+runner = spzoo.export.load("model.onnx")     # or a SavedModel dir, a .tflite
+logits = runner(images)                       # float32 (B, H, W, C) -> (B, K)
+logits = runner(images, threshold=-1.0)       # gated models
+runner.metadata["output"]["classes"]
+```
+
+The input is checked against the metadata (rank, shape, dtype) before it
+reaches the runtime, and a corrupted or truncated file raises `ValueError`
+naming the file and what was expected.
+"""
+
+import abc
+import json
+from pathlib import Path
+
+import numpy as np
+from spzoo.export.metadata import (
+    ASSET_NAME,
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    THRESHOLD_NAME,
+    check_metadata,
+    metadata_path,
+)
+
+from spzoo.layers.hard_concrete_gate import check_threshold
+
+FORMATS = ("onnx", "savedmodel", "tflite")
+
+
+def artifact_format(path) -> str:
+    """`"onnx"`, `"savedmodel"` or `"tflite"` from the path; `ValueError` else."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"Artifact {str(path)!r} does not exist.")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "savedmodel"
+        raise ValueError(
+            f"Directory {str(path)!r} is not a SavedModel (no saved_model.pb)."
+        )
+    if path.suffix == ".onnx":
+        return "onnx"
+    if path.suffix == ".tflite":
+        return "tflite"
+    raise ValueError(
+        f"Artifact {str(path)!r}: expected a .onnx file, a .tflite file or a "
+        "SavedModel directory."
+    )
+
+
+class Runner(abc.ABC):
+    """An exported model loaded in its runtime; call it on a batch of images.
+
+    Attributes:
+        path: The artifact.
+        format: One of `FORMATS`.
+        metadata: The export's metadata document.
+    """
+
+    def __init__(self, path, format: str, metadata: dict):
+        self.path = Path(path)
+        self.format = format
+        self.metadata = metadata
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.metadata["input"]["shape"])
+
+    @property
+    def takes_threshold(self) -> bool:
+        return bool(self.metadata["threshold"]["input"])
+
+    def check_input(self, x) -> np.ndarray:
+        """Returns `x` as a float32 batch, or raises `ValueError` naming the
+        expected shape."""
+        x = np.asarray(x)
+        expected = (
+            f"a float32 batch of shape (batch, {', '.join(map(str, self.input_shape))})"
+        )
+        if not (
+            np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
+        ):
+            raise ValueError(f"`inputs` of dtype {x.dtype}: expected {expected}.")
+        if (
+            x.ndim != len(self.input_shape) + 1
+            or tuple(x.shape[1:]) != self.input_shape
+        ):
+            raise ValueError(
+                f"`inputs` of shape {tuple(x.shape)}: expected {expected}."
+            )
+        return x.astype(np.float32, copy=False)
+
+    def check_threshold(self, threshold):
+        """Validates a run-time threshold; None when not given."""
+        if threshold is None:
+            return None
+        if not self.takes_threshold:
+            raise ValueError(
+                f"`threshold` was given, but {str(self.path)!r} "
+                f"({self.metadata['architecture']}) has no threshold input: "
+                "the model has no gated cells"
+                + (
+                    " left (a slimmed export fixes its threshold)."
+                    if self.metadata.get("slim")
+                    else "."
+                )
+            )
+        value = check_threshold(threshold)
+        return np.asarray(value, np.float32)
+
+    def __call__(self, x, threshold=None) -> np.ndarray:
+        """Logits `(B, K)` of the float32 images `x` `(B, H, W, C)`."""
+        x = self.check_input(x)
+        threshold = self.check_threshold(threshold)
+        return np.asarray(self._run(x, threshold))
+
+    @abc.abstractmethod
+    def _run(self, x, threshold):
+        """Runs the runtime on a checked batch (and threshold or None)."""
+
+
+class OnnxRunner(Runner):
+    """An ONNX file in ONNX Runtime (CPU)."""
+
+    def __init__(self, path, threads: int | None = None):
+        import onnx
+        import onnxruntime as ort
+
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as error:
+            raise ValueError(
+                f"ONNX file {str(path)!r} is corrupted or truncated: {error}"
+            ) from error
+        props = {p.key: p.value for p in proto.metadata_props}
+        where = f"ONNX file {str(path)!r} (metadata_props[{METADATA_KEY!r}])"
+        try:
+            metadata = json.loads(props[METADATA_KEY])
+        except (KeyError, json.JSONDecodeError):
+            metadata = None
+        super().__init__(path, "onnx", check_metadata(metadata, where))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                proto.SerializeToString(),
+                options,
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as error:
+            message = str(error)
+            opsets = [(o.domain or "ai.onnx", o.version) for o in proto.opset_import]
+            if "opset" in message.lower():
+                raise ValueError(
+                    f"ONNX Runtime {ort.__version__} cannot run {str(path)!r}: "
+                    f"{message}. Re-export with a lower `--opset` (the file "
+                    f"uses {opsets})."
+                ) from error
+            raise ValueError(
+                f"ONNX Runtime cannot load {str(path)!r}: {message}"
+            ) from error
+
+    def _run(self, x, threshold):
+        feeds = {INPUT_NAME: x}
+        if threshold is not None:
+            feeds[THRESHOLD_NAME] = threshold
+        return self.session.run([OUTPUT_NAME], feeds)[0]
+
+
+class SavedModelRunner(Runner):
+    """A SavedModel directory in TensorFlow."""
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        path = Path(path)
+        asset = path / "assets" / ASSET_NAME
+        try:
+            metadata = json.loads(asset.read_text())
+        except (OSError, json.JSONDecodeError):
+            metadata = None
+        super().__init__(
+            path,
+            "savedmodel",
+            check_metadata(metadata, f"SavedModel {str(path)!r} (assets/{ASSET_NAME})"),
+        )
+        try:
+            self.loaded = tf.saved_model.load(str(path))
+        except Exception as error:
+            raise ValueError(
+                f"SavedModel {str(path)!r} is corrupted or incomplete: "
+                f"{type(error).__name__}: {str(error)[:300]}"
+            ) from error
+        from spzoo.export.saved_model import SIGNATURE, THRESHOLD_SIGNATURE
+
+        self.serve = self.loaded.signatures[SIGNATURE]
+        self.serve_threshold = self.loaded.signatures.get(THRESHOLD_SIGNATURE)
+
+    def _run(self, x, threshold):
+        if threshold is None:
+            return self.serve(image=x)[OUTPUT_NAME].numpy()
+        return self.serve_threshold(image=x, threshold=threshold)[OUTPUT_NAME].numpy()
+
+
+class TFLiteRunner(Runner):
+    """A `.tflite` file in the LiteRT interpreter (`ai-edge-litert`)."""
+
+    def __init__(self, path, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = Path(path)
+        sidecar = metadata_path(path)
+        try:
+            metadata = json.loads(sidecar.read_text())
+        except (OSError, json.JSONDecodeError):
+            metadata = None
+        super().__init__(
+            path, "tflite", check_metadata(metadata, f"TFLite sidecar {str(sidecar)!r}")
+        )
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.runners = {
+                key: self.interpreter.get_signature_runner(key)
+                for key in self.interpreter.get_signature_list()
+            }
+        except Exception as error:
+            raise ValueError(
+                f"TFLite file {str(path)!r} is corrupted or truncated: {error}"
+            ) from error
+        from spzoo.export.saved_model import SIGNATURE, THRESHOLD_SIGNATURE
+
+        self.keys = (SIGNATURE, THRESHOLD_SIGNATURE)
+
+    def _run(self, x, threshold):
+        if threshold is None:
+            return self.runners[self.keys[0]](image=x)[OUTPUT_NAME]
+        return self.runners[self.keys[1]](image=x, threshold=threshold)[OUTPUT_NAME]
+
+
+def load(path, threads: int | None = None) -> Runner:
+    """Loads an artifact written by `spzoo.export` in its runtime.
+
+    Args:
+        path: A `.onnx` file, a `.tflite` file or a SavedModel directory.
+        threads: Intra-op threads of ONNX Runtime / LiteRT (default: theirs).
+
+    Raises:
+        ValueError: The path is not an artifact, is corrupted, or lacks
+            spzoo metadata.
+    """
+    kind = artifact_format(path)
+    if kind == "onnx":
+        return OnnxRunner(path, threads)
+    if kind == "tflite":
+        return TFLiteRunner(path, threads)
+    return SavedModelRunner(path)

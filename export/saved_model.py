@@ -1,0 +1,68 @@
+"""TensorFlow SavedModel export with serving signatures and a metadata asset."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from spzoo.export.metadata import ASSET_NAME, dumps, model_metadata
+from spzoo.export.serving import serving_functions
+
+SIGNATURE = "serving_default"
+THRESHOLD_SIGNATURE = "serve_threshold"
+
+
+def to_saved_model(
+    model: keras.Model,
+    path,
+    metadata: dict | None = None,
+    threshold_input: bool | None = None,
+) -> Path:
+    """Writes `model` as a TensorFlow SavedModel directory.
+
+    Signatures: `serving_default(image) -> {"logits"}` (the model's own
+    threshold) and, for gated models, `serve_threshold(image, threshold)`
+    with a scalar float32 threshold. The metadata is the asset
+    `assets/spzoo_metadata.json` (also returned by the `metadata()`
+    function of the loaded object). The directory is written next to
+    `path` and renamed into place.
+
+    Args:
+        model: A Keras model with one image input.
+        path: Output directory.
+        metadata: The metadata document (default: `model_metadata(model)`).
+        threshold_input: Add the threshold signature (default: gated models).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    metadata = metadata or model_metadata(model, threshold_input=threshold_input)
+    serve, serve_threshold = serving_functions(model, threshold_input)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        asset_file = staging / ASSET_NAME
+        asset_file.write_text(dumps(metadata))
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(SIGNATURE, serve)
+        if serve_threshold is not None:
+            archive.add_endpoint(THRESHOLD_SIGNATURE, serve_threshold)
+        # ExportArchive saves its `_tf_trackable`; an Asset tracked there is
+        # copied into `assets/`.
+        archive._tf_trackable.metadata_asset = tf.saved_model.Asset(str(asset_file))
+        text = dumps(metadata)
+        archive.add_endpoint(
+            "metadata", tf.function(lambda: tf.constant(text), input_signature=[])
+        )
+        out = staging / "model"
+        archive.write_out(str(out), verbose=False)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(out, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path

@@ -1,0 +1,80 @@
+"""Serving functions: the traced inference graphs that every export is made of.
+
+`serving_functions(model)` returns `tf.function`s with named inputs and a
+dynamic batch dimension:
+
+```
+serve(image[B, H, W, C])                       -> {"logits": [B, K]}
+serve_threshold(image[B, H, W, C], threshold[]) -> {"logits": [B, K]}
+```
+
+The second exists for models with gated cells: the scalar `threshold`
+reaches every gate through `threshold_scope`, so one graph serves every
+threshold; `serve` uses the gates' own (trained) threshold variables.
+Inference graphs call the model with `training=False`, so augmentation and
+dropout layers are inert and no custom gradient is traced.
+"""
+
+import keras
+import tensorflow as tf
+from spzoo.export.metadata import INPUT_NAME, OUTPUT_NAME, THRESHOLD_NAME, has_gates
+
+from spzoo.layers.hard_concrete_gate import threshold_scope
+
+
+def image_spec(model: keras.Model) -> tf.TensorSpec:
+    """The image input: float32 `(None, H, W, C)` named `image`."""
+    if len(model.inputs) != 1:
+        raise ValueError(
+            f"Export needs a model with one input; {model.name!r} has "
+            f"{len(model.inputs)}."
+        )
+    shape = tuple(model.inputs[0].shape[1:])
+    if any(d is None for d in shape):
+        raise ValueError(
+            f"Export needs a fixed example shape; {model.name!r} takes {shape}."
+        )
+    return tf.TensorSpec((None, *shape), tf.float32, name=INPUT_NAME)
+
+
+THRESHOLD_SPEC = tf.TensorSpec((), tf.float32, name=THRESHOLD_NAME)
+
+
+def ensure_called(model: keras.Model) -> keras.Model:
+    """Calls a model once (a model fresh from `load_model` must be called
+    before `tf.function` tracing sees its variables as built)."""
+    spec = image_spec(model)
+    model(tf.zeros((1, *spec.shape[1:]), tf.float32), training=False)
+    return model
+
+
+def serving_functions(model: keras.Model, threshold_input: bool | None = None):
+    """Returns `(serve, serve_threshold)`; `serve_threshold` is None for a
+    model without gates or with `threshold_input=False`.
+
+    Raises `ValueError` when `threshold_input=True` and the model has no gates.
+    """
+    gated = has_gates(model)
+    if threshold_input and not gated:
+        raise ValueError(
+            f"`threshold_input=True` needs a model with gated cells; "
+            f"{model.name!r} has none."
+        )
+    if threshold_input is None:
+        threshold_input = gated
+    ensure_called(model)
+    spec = image_spec(model)
+
+    @tf.function(input_signature=[spec])
+    def serve(image):
+        return {OUTPUT_NAME: model(image, training=False)}
+
+    if not threshold_input:
+        return serve, None
+
+    @tf.function(input_signature=[spec, THRESHOLD_SPEC])
+    def serve_threshold(image, threshold):
+        with threshold_scope(threshold):
+            return {OUTPUT_NAME: model(image, training=False)}
+
+    return serve, serve_threshold

@@ -1,0 +1,65 @@
+"""TFLite export from a SavedModel, with the metadata as a sidecar JSON.
+
+`TFLiteConverter.from_saved_model` converts the serving signatures written
+by `to_saved_model` (`from_concrete_functions` on a Keras 3 model gave
+silent NaN outputs here). The `.tflite` flatbuffer keeps the signatures:
+`serving_default(image) -> logits` and, for gated models,
+`serve_threshold(image, threshold) -> logits`. The metadata goes to the
+sidecar `<file>.tflite.json` (TFLite's metadata schema needs the
+`tflite-support` writer, which is not part of this stack).
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+from spzoo.export.metadata import dumps, metadata_path, model_metadata
+from spzoo.export.saved_model import SIGNATURE, THRESHOLD_SIGNATURE, to_saved_model
+
+
+def to_tflite(
+    model: keras.Model,
+    path,
+    metadata: dict | None = None,
+    threshold_input: bool | None = None,
+) -> Path:
+    """Writes `model` as a float32 `.tflite` file plus `<file>.tflite.json`.
+
+    Args:
+        model: A Keras model with one image input.
+        path: Output `.tflite` file (written through a temporary file).
+        metadata: The metadata document (default: `model_metadata(model)`).
+        threshold_input: Add the threshold signature (default: gated models).
+
+    Returns:
+        The path of the `.tflite` file.
+    """
+    import tensorflow as tf
+
+    metadata = metadata or model_metadata(model, threshold_input=threshold_input)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        saved = to_saved_model(
+            model, staging / "saved_model", metadata, threshold_input
+        )
+        keys = [SIGNATURE]
+        if metadata["threshold"]["input"]:
+            keys.append(THRESHOLD_SIGNATURE)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            str(saved), signature_keys=keys
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        flatbuffer = converter.convert()
+        tmp = staging / "model.tflite"
+        tmp.write_bytes(flatbuffer)
+        sidecar = staging / "model.json"
+        sidecar.write_text(dumps(metadata))
+        os.replace(sidecar, metadata_path(path))
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
