@@ -21,6 +21,7 @@ Backends (checked when this module is imported):
 """
 
 import dataclasses
+import functools
 import math
 import os
 import struct
@@ -221,6 +222,7 @@ def scan(
     return infos, skipped
 
 
+@functools.lru_cache(maxsize=32)
 def polyphase_filter(up: int, down: int) -> tuple[np.ndarray, int]:
     """The anti-aliasing filter of `scipy.signal.resample_poly`, by phase.
 
@@ -239,7 +241,9 @@ def polyphase_filter(up: int, down: int) -> tuple[np.ndarray, int]:
     h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * up
     k = -(-len(h) // up)
     h = np.concatenate([h, np.zeros(k * up - len(h))])
-    return h.reshape(k, up).T.astype("float32"), half_len
+    table = h.reshape(k, up).T.astype("float32")
+    table.flags.writeable = False  # shared by the cache
+    return table, half_len
 
 
 def _polyphase(x, table: np.ndarray, half_len: int, up: int, down: int):
