@@ -125,7 +125,7 @@ def check_parity(
     x,
     thresholds=(None,),
     atol: float = DEFAULT_ATOL,
-    reference_model: keras.Model | None = None,
+    reference_threshold: float | None = None,
     batch_size: int = 64,
 ) -> list[ParityResult]:
     """Runs `runner` (a `spzoo.export.load` result) and Keras on `x`.
@@ -137,18 +137,19 @@ def check_parity(
         thresholds: Thresholds to check (None: the artifact's default, with
             Keras at its own threshold variables).
         atol: Tolerance on the max abs logit difference.
-        reference_model: The Keras model to compare with, if not `model`
-            (a slimmed export compares with the full model at its threshold).
+        reference_threshold: Run Keras at this threshold whatever the
+            artifact is given (a slimmed export, whose threshold is fixed,
+            compares with the gated model at that threshold).
         batch_size: Batch size of the artifact's runs.
 
     Returns:
         One `ParityResult` per threshold; raises `ParityError` (listing every
         result) if any fails.
     """
-    reference_model = reference_model or model
     results = []
     for threshold in thresholds:
-        reference = keras_logits(reference_model, x, threshold)
+        at = threshold if reference_threshold is None else reference_threshold
+        reference = keras_logits(model, x, at)
         outputs = np.concatenate(
             [
                 runner(x[i : i + batch_size], threshold=threshold)
@@ -161,11 +162,16 @@ def check_parity(
 
 
 def check_onnx_reference(
-    path, model: keras.Model, x, thresholds=(None,), atol: float = DEFAULT_ATOL
+    path,
+    model: keras.Model,
+    x,
+    thresholds=(None,),
+    atol: float = DEFAULT_ATOL,
+    reference_threshold: float | None = None,
 ) -> list[ParityResult]:
     """Checks an ONNX file with `onnx.checker` and runs it in ONNX's own
     reference evaluator (`onnx.reference.ReferenceEvaluator`, no code shared
-    with ONNX Runtime) against Keras on `x`."""
+    with ONNX Runtime) against Keras on `x` (arguments as `check_parity`)."""
     import onnx
     from onnx.reference import ReferenceEvaluator
     from spzoo.export.metadata import INPUT_NAME, OUTPUT_NAME, THRESHOLD_NAME
@@ -179,7 +185,8 @@ def check_onnx_reference(
         if threshold is not None:
             feeds[THRESHOLD_NAME] = np.asarray(threshold, np.float32)
         outputs = evaluator.run([OUTPUT_NAME], feeds)[0]
-        reference = keras_logits(model, x, threshold)
+        at = threshold if reference_threshold is None else reference_threshold
+        reference = keras_logits(model, x, at)
         results.append(compare(reference, outputs, "onnx-reference", threshold, atol))
     raise_on_failure(results)
     return results

@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         data_cli = None
     if data_cli is not None and hasattr(data_cli, "add_parser"):
         data_cli.add_parser(sub)
+    try:
+        from spzoo.export import cli as export_cli
+    except ImportError:
+        export_cli = None
+    if export_cli is not None and hasattr(export_cli, "add_parser"):
+        export_cli.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,149 @@
+"""`spzoo export` and `spzoo infer`: the export sub-commands of the CLI.
+
+```
+spzoo export runs/gated_cnn.mnist_5k.keras --format onnx [--threshold T] [--slim]
+spzoo infer runs/gated_cnn.mnist_5k.onnx digit.png batch.npy [--threshold T]
+```
+"""
+
+import argparse
+import sys
+
+from spzoo.export.onnx import DEFAULT_OPSET
+from spzoo.export.parity import DEFAULT_ATOL, MIN_EXAMPLES
+from spzoo.export.runtime import FORMATS
+
+
+def export_command(args) -> int:
+    from spzoo.export.exporter import default_path, export
+    from spzoo.export.parity import ParityError
+
+    output = args.output or default_path(
+        args.model, args.format, args.slim, args.threshold
+    )
+    try:
+        report = export(
+            args.model,
+            output,
+            format=args.format,
+            dataset=args.dataset,
+            examples=args.examples,
+            threshold=args.threshold,
+            slim=args.slim,
+            opset=args.opset,
+            atol=args.atol,
+        )
+    except ParityError as error:
+        print(f"spzoo export: {error}", file=sys.stderr)
+        print("spzoo export: nothing was written.", file=sys.stderr)
+        return 1
+    metadata = report.metadata
+    print(f"{report.format} written to {report.path}")
+    print(
+        f"  input {metadata['input']['name']} (batch, "
+        f"{', '.join(map(str, metadata['input']['shape']))}) float32, output "
+        f"{metadata['output']['name']} (batch, {len(metadata['output']['classes'])})"
+    )
+    threshold = metadata["threshold"]
+    if threshold["input"]:
+        print(
+            f"  threshold input {threshold['input']!r}: default "
+            f"{threshold['default']}, range {threshold['range']}"
+        )
+    if "slim" in metadata:
+        slim = metadata["slim"]
+        print(
+            f"  slim at threshold {slim['threshold']:g}: channels "
+            f"{slim['channels']}, MACs {slim['macs_slim']:,} of "
+            f"{slim['macs_full']:,} ({100 * slim['mac_fraction']:.1f}%)"
+        )
+    for result in report.parity:
+        print(f"  {result}")
+    return 0
+
+
+def infer_command(args) -> int:
+    import numpy as np
+    from spzoo.export.inputs import read_input
+    from spzoo.export.runtime import load
+
+    runner = load(args.artifact)
+    classes = runner.metadata["output"]["classes"]
+    if args.top < 1:
+        raise ValueError(f"`--top` must be >= 1; received {args.top}.")
+    batches = [
+        (path, read_input(path, runner.input_shape, args.clip_seconds))
+        for path in args.inputs
+    ]
+    at = "" if args.threshold is None else f" at threshold {args.threshold:g}"
+    print(f"{runner.metadata['architecture']} ({runner.format}, {runner.path}){at}")
+    for path, x in batches:
+        logits = runner(x, threshold=args.threshold)
+        shifted = logits - logits.max(-1, keepdims=True)
+        probs = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+        for i, p in enumerate(probs):
+            name = path if len(probs) == 1 else f"{path}[{i}]"
+            top = np.argsort(-p)[: args.top]
+            ranked = ", ".join(f"{classes[k]} {p[k]:.3f}" for k in top)
+            print(f"{name}: {ranked}")
+    return 0
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number (log-alpha threshold), got {text!r}"
+        ) from None
+    if value != value:
+        raise argparse.ArgumentTypeError("expected a number, got NaN")
+    return value
+
+
+def add_parser(subparsers) -> None:
+    """Adds `export` and `infer` to the `spzoo` sub-command parsers."""
+    p = subparsers.add_parser(
+        "export",
+        help="export a .keras model to ONNX / SavedModel / TFLite, with parity checks",
+    )
+    p.add_argument("model", help="a .keras file (e.g. from `spzoo train`)")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument(
+        "--output", default=None, help="target path (default: next to the model)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=None,
+        help="gated models: the default threshold (with --slim: the fixed one)",
+    )
+    p.add_argument(
+        "--slim",
+        action="store_true",
+        help="remove the channels that input-independent gates close at the threshold",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset of the parity examples (default: the training record's)",
+    )
+    p.add_argument("--examples", type=int, default=MIN_EXAMPLES)
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    p.add_argument("--atol", type=float, default=DEFAULT_ATOL)
+    p.set_defaults(func=export_command)
+
+    p = subparsers.add_parser(
+        "infer", help="run an exported artifact on image, .npy or audio files"
+    )
+    p.add_argument("artifact", help="a .onnx / .tflite file or a SavedModel dir")
+    p.add_argument("inputs", nargs="+", help="image, .npy or audio files")
+    p.add_argument("--threshold", type=_threshold, default=None)
+    p.add_argument("--top", type=int, default=3, help="classes to print")
+    p.add_argument(
+        "--clip-seconds",
+        type=float,
+        default=1.0,
+        help="audio inputs: clip length of the log-Mel pipeline",
+    )
+    p.set_defaults(func=infer_command)

@@ -1,0 +1,243 @@
+"""`export`: write an artifact, check its parity on real data, then move it in place.
+
+```python
+report = spzoo.export.export(model, "model.onnx", dataset="mnist_5k")
+report = spzoo.export.export("runs/gated_cnn.mnist_5k.keras", "m.tflite")
+report = spzoo.export.export(model, "slim.onnx", slim=True, threshold=0.5)
+```
+
+The artifact is written to a staging path next to the target, loaded in its
+own runtime and compared with Keras (`spzoo.export.parity`); only when every
+check passes is it renamed to the target, otherwise `ParityError` is raised
+and nothing is left behind.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+from spzoo.export.metadata import has_gates, metadata_path, model_metadata
+from spzoo.export.onnx import DEFAULT_OPSET, to_onnx
+from spzoo.export.parity import (
+    DEFAULT_ATOL,
+    MIN_EXAMPLES,
+    ParityResult,
+    check_onnx_reference,
+    check_parity,
+    parity_examples,
+)
+from spzoo.export.runtime import FORMATS, load
+from spzoo.export.saved_model import to_saved_model
+from spzoo.export.slim import slim_model
+from spzoo.export.tflite import to_tflite
+
+from spzoo.layers.hard_concrete_gate import (
+    check_threshold,
+    get_threshold,
+    set_threshold,
+)
+
+WRITERS = {"onnx": to_onnx, "savedmodel": to_saved_model, "tflite": to_tflite}
+SUFFIXES = {"onnx": ".onnx", "savedmodel": "", "tflite": ".tflite"}
+REFERENCE_EXAMPLES = 16
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What `export` wrote and measured.
+
+    Attributes:
+        path: The artifact.
+        format: One of `spzoo.export.FORMATS`.
+        metadata: Its metadata document.
+        parity: The parity results (all passed).
+    """
+
+    path: Path
+    format: str
+    metadata: dict
+    parity: list[ParityResult]
+
+
+def load_keras_model(path) -> tuple[keras.Model, dict]:
+    """Loads a `.keras` file and the training record `<stem>.json` beside it
+    (written by `spzoo train`; `{}` when absent)."""
+    import spzoo.layers  # noqa: F401  (registers the layers)
+    import spzoo.models  # noqa: F401
+
+    path = Path(path)
+    if not path.is_file() or path.suffix != ".keras":
+        raise ValueError(f"`model` must be a .keras file; {str(path)!r} is not one.")
+    try:
+        model = keras.saving.load_model(str(path))
+    except Exception as error:
+        raise ValueError(
+            f"Cannot load {str(path)!r}: {type(error).__name__}: {error}"
+        ) from error
+    record_path = path.with_suffix(".json")
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    return model, record
+
+
+def format_of(path, format: str | None = None) -> str:
+    """The export format: `format`, or guessed from the target path."""
+    if format is None:
+        suffix = Path(path).suffix
+        format = {".onnx": "onnx", ".tflite": "tflite", "": "savedmodel"}.get(suffix)
+        if format is None:
+            raise ValueError(
+                f"Cannot tell the format of {str(path)!r}; pass `format` "
+                f"(one of {FORMATS})."
+            )
+    if format not in FORMATS:
+        raise ValueError(f"`format` must be one of {FORMATS}; received {format!r}.")
+    return format
+
+
+def probe_thresholds(metadata: dict, count: int = 3) -> list[float]:
+    """Thresholds spread over the metadata's threshold range (for parity)."""
+    span = metadata["threshold"]["range"]
+    if not span:
+        return []
+    return [
+        float(v) for v in np.round(np.linspace(span[0], span[1], count + 2), 4)[1:-1]
+    ]
+
+
+def export(
+    model,
+    path,
+    format: str | None = None,
+    dataset: str | None = None,
+    examples: int = MIN_EXAMPLES,
+    threshold: float | None = None,
+    slim: bool = False,
+    opset: int = DEFAULT_OPSET,
+    atol: float = DEFAULT_ATOL,
+    classes=None,
+) -> ExportReport:
+    """Exports `model` to `path` and checks parity on real examples.
+
+    Args:
+        model: A Keras model or a `.keras` path (its `spzoo train` record,
+            `<stem>.json`, supplies the dataset and class names).
+        path: Target: `x.onnx`, `x.tflite` or a SavedModel directory.
+        format: `"onnx"`, `"savedmodel"` or `"tflite"` (default: from `path`).
+        dataset: Dataset whose eval examples are used for parity (default:
+            the training record's, else `mnist_5k`).
+        examples: Number of parity examples (>= 256 for the zoo's checks).
+        threshold: Gated models: the artifact's default threshold (full
+            export) or its fixed threshold (`slim=True`); default the model's.
+        slim: Remove the channels closed at `threshold` (`slim_model`).
+        opset: ONNX opset.
+        atol: Tolerance of the max abs logit difference.
+        classes: Class names (default: the record's, else the dataset's).
+
+    Returns:
+        An `ExportReport`. Raises `ParityError` if any check fails.
+    """
+    record = {}
+    if isinstance(model, str | os.PathLike):
+        model, record = load_keras_model(model)
+    format = format_of(path, format)
+    if not isinstance(examples, int) or examples < 1:
+        raise ValueError(f"`examples` must be an int >= 1; received {examples!r}.")
+    threshold = check_threshold(threshold)
+    gated = has_gates(model)
+    if threshold is not None and not gated:
+        raise ValueError(
+            f"`threshold` was given, but {model.name!r} has no gated cells."
+        )
+    dataset = dataset or record.get("dataset") or "mnist_5k"
+    from spzoo import data
+
+    info = data.get(dataset)
+    x = parity_examples(dataset, model.inputs[0].shape[1:], examples)
+    classes = classes or record.get("classes") or list(info.class_names)
+    if len(classes) != model.outputs[0].shape[-1]:
+        classes = None
+    saved_threshold = get_threshold(model) if gated else None
+    try:
+        if threshold is not None and not slim:
+            set_threshold(model, threshold)
+        exported, reference_threshold, extra = model, None, {}
+        if slim:
+            exported, slim_report = slim_model(model, threshold)
+            reference_threshold = slim_report.threshold
+            extra = {"slim": slim_report.as_dict(), "source": model.name}
+        metadata = model_metadata(
+            exported,
+            classes=classes,
+            preprocessing=info.description,
+            dataset=dataset,
+            x=x,
+            threshold_input=False if slim else None,
+            extra=extra,
+        )
+        if slim and metadata["threshold"]["gated"]:
+            metadata["threshold"]["default"] = reference_threshold
+        return _write_checked(
+            model, exported, path, format, metadata, x, reference_threshold, opset, atol
+        )
+    finally:
+        if gated:
+            set_threshold(model, saved_threshold)
+
+
+def _write_checked(
+    model, exported, path, format, metadata, x, reference_threshold, opset, atol
+):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        target = staging / f"model{SUFFIXES[format]}"
+        kwargs = {"opset": opset} if format == "onnx" else {}
+        threshold_input = bool(metadata["threshold"]["input"])
+        WRITERS[format](exported, target, metadata, threshold_input, **kwargs)
+        runner = load(target)
+        thresholds = [None]
+        if threshold_input:
+            thresholds += probe_thresholds(metadata)
+        results = check_parity(model, runner, x, thresholds, atol, reference_threshold)
+        if format == "onnx":
+            results += check_onnx_reference(
+                target,
+                model,
+                x[:REFERENCE_EXAMPLES],
+                thresholds[:2],
+                atol,
+                reference_threshold,
+            )
+        del runner
+        _move(target, path, format)
+        return ExportReport(path, format, metadata, results)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move(source: Path, target: Path, format: str) -> None:
+    if format == "savedmodel":
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(source, target)
+        return
+    if format == "tflite":
+        os.replace(metadata_path(source), metadata_path(target))
+    os.replace(source, target)
+
+
+def default_path(model_path, format: str, slim: bool = False, threshold=None) -> Path:
+    """`runs/m.keras` -> `runs/m.onnx`, `runs/m.savedmodel/`, `runs/m.tflite`
+    (slim: `runs/m.slim_t0.5.onnx`)."""
+    path = Path(model_path)
+    stem = path.stem
+    if slim:
+        stem += ".slim" + ("" if threshold is None else f"_t{threshold:g}")
+    suffix = SUFFIXES[format] or ".savedmodel"
+    return path.with_name(stem + suffix)
