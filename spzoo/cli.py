@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         export_cli = None
     if export_cli is not None and hasattr(export_cli, "add_parser"):
         export_cli.add_parser(sub)
+    from spzoo.tuners import cli as tuners_cli
+
+    tuners_cli.add_parser(sub)
     return parser
 
 
