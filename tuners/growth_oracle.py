@@ -36,9 +36,11 @@ rescored then).
 
 import json
 import random
+from datetime import datetime
 
 import keras_tuner
 import numpy as np
+from keras_tuner.src.engine import oracle as oracle_module
 from keras_tuner.src.engine import trial as trial_module
 from spzoo.tuners.growth_space import GrowthSpace, spec_ops
 
@@ -78,6 +80,49 @@ def fit_tradeoff(accuracies, params) -> tuple:
 def epsilon(accuracy, params, k, alpha_init, eta_init) -> float:
     """The cost-accuracy metric `(alpha / alpha_init) / (eta / eta_init)**k`."""
     return (accuracy / alpha_init) / (params / eta_init) ** k
+
+
+class GrowthDisplay(oracle_module.Display):
+    """KerasTuner's progress display, with the growth NAS's own numbers.
+
+    Each trial shows its origin (random or the parent's id) and size; each
+    finished trial its accuracy, parameters and epsilon (the score).
+    """
+
+    def show_hyperparameter_table(self, trial):
+        parent = self.oracle.origins.get(trial.trial_id, {}).get("parent")
+        spec = json.loads(trial.hyperparameters.values[ARCHITECTURE])
+        print(
+            f"architecture: {spec_ops(spec)} ops, "
+            + (
+                "random (initial population)"
+                if parent is None
+                else f"Grow(trial {parent})"
+            )
+        )
+
+    def on_trial_end(self, trial):
+        if self.verbose < 1:
+            return
+        duration = self.format_duration(
+            datetime.now() - self.trial_start[trial.trial_id]
+        )
+        print(f"Trial {self.trial_number[trial.trial_id]} {trial.status} [{duration}]")
+        if trial.status == trial_module.TrialStatus.COMPLETED:
+            accuracy, params = self.oracle.metrics_of(trial.trial_id)
+            k = "not fitted yet" if self.oracle.k is None else f"{self.oracle.k:.4g}"
+            print(
+                f"val_accuracy: {accuracy:.4f}, params: {params:,.0f}, "
+                f"epsilon: {trial.score:.4f} (k {k})"
+            )
+        best = self.oracle.best_trial_ids(1)
+        if best:
+            print(
+                f"Best epsilon so far: {self.oracle.epsilon_of(best[0]):.4f} "
+                f"(trial {best[0]})"
+            )
+        elapsed = self.format_duration(datetime.now() - self.search_start)
+        print(f"Total elapsed time: {elapsed}")
 
 
 class GrowthOracle(keras_tuner.Oracle):
@@ -173,6 +218,7 @@ class GrowthOracle(keras_tuner.Oracle):
             seed=seed,
             **kwargs,
         )
+        self._display = GrowthDisplay(oracle=self)
         self.space = space
         self.population_size = population_size
         self.sample_size = sample_size

@@ -8,11 +8,14 @@ from the trial alone. Each trial trains with the paper's recipe
 `params`; `GrowthOracle` turns them into epsilon.
 """
 
+import dataclasses
+import json
 import os
 
 import keras
 import keras_tuner
 from spzoo.tuners.growth_oracle import ACCURACY, ARCHITECTURE, PARAMS, GrowthOracle
+from spzoo.tuners.growth_space import GrowthSpace, spec_ops
 
 from spzoo import metrics
 from spzoo.models.growth import build_growth
@@ -96,6 +99,7 @@ class GrowthTuner(keras_tuner.Tuner):
             optimizer=paper_optimizer(self.steps),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
+            jit_compile=False,
         )
         steps_per_epoch = -(-self.steps // self.epochs)
         model.fit(
@@ -114,3 +118,141 @@ class GrowthTuner(keras_tuner.Tuner):
         tmp = path.replace(".weights.h5", f".{os.getpid()}.tmp.weights.h5")
         model.save_weights(tmp)
         os.replace(tmp, path)
+
+
+def run_growth_search(
+    dataset: str,
+    directory: str,
+    budget: str = "small",
+    max_trials: int | None = None,
+    population_size: int = 100,
+    sample_size: int = 25,
+    num_iterations: int = 500,
+    max_ops: int = 100,
+    initial_growth: int = 10,
+    search_blocks: int = 1,
+    search_growth: int = 1,
+    blocks_per_stack: int = 3,
+    seed: int = 0,
+    overwrite: bool = False,
+    verbose: int = 1,
+) -> dict | None:
+    """Runs (or resumes) a growth NAS on a dataset with KerasTuner.
+
+    Trials, their weights and the oracle live in `<directory>/growth/`; run
+    the same call again after an interruption and it continues. With
+    KerasTuner's chief/worker environment variables set, the chief serves
+    the oracle and the workers train.
+
+    Args:
+        dataset: A name from `spzoo.data.list_datasets()`.
+        directory: Where the KerasTuner project goes.
+        budget: `"paper"`, `"small"` or `"tiny"` (see `spzoo.tuners.budget`).
+        max_trials: Trial limit (default n_iter).
+        population_size, sample_size, num_iterations, max_ops,
+        initial_growth, search_blocks, search_growth: `GrowthOracle`
+            settings (n(P), n(S), n_iter, n_op_max, N_G_init, N_B_search,
+            N_G_search).
+        blocks_per_stack: N_B.
+        seed: Seed of the oracle and of the weights.
+        overwrite: Start afresh instead of resuming.
+        verbose: KerasTuner / Keras verbosity.
+
+    Returns:
+        The summary written to `<directory>/growth/search.json` (None on a
+        worker, which has no oracle).
+    """
+    from keras_tuner.src.distribute import utils as dist_utils
+    from spzoo.tuners.budget import search_settings
+    from spzoo.tuners.growth_space import check_input_shape
+
+    from spzoo import data as spdata
+    from spzoo.training import atomic_write_text
+
+    info = spdata.get(dataset)
+    check_input_shape(info.input_shape)
+    settings = search_settings(info, budget)
+    space = GrowthSpace(filters=settings.filters, blocks_per_stack=blocks_per_stack)
+    oracle = GrowthOracle(
+        space,
+        population_size=population_size,
+        sample_size=sample_size,
+        num_iterations=num_iterations,
+        max_ops=max_ops,
+        initial_growth=initial_growth,
+        search_blocks=search_blocks,
+        search_growth=search_growth,
+        max_trials=max_trials,
+        seed=seed + 1,
+    )
+    tuner = GrowthTuner(
+        oracle,
+        info.input_shape,
+        info.num_classes,
+        steps=settings.steps,
+        epochs=settings.epochs,
+        seed=seed,
+        directory=directory,
+        project_name="growth",
+        overwrite=overwrite,
+    )
+    if verbose:
+        print(
+            f"Growth NAS on {dataset} ({budget} budget): N_F={settings.filters}, "
+            f"N_B={blocks_per_stack}, {settings.steps} steps x batch "
+            f"{settings.batch_size} per network, n(P)={population_size}, "
+            f"n(S)={sample_size}, n_iter={num_iterations}, "
+            f"n_op_max={max_ops}, N_G_init={initial_growth}"
+        )
+    train = spdata.load(dataset, "train", batch_size=settings.batch_size, seed=seed)
+    evaluation = spdata.load(dataset, "eval", batch_size=settings.batch_size)
+    tuner.search(train, evaluation, verbose=verbose)
+    if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
+        return None
+    best = oracle.best_trial_ids(1)
+    summary = {
+        "kind": "growth",
+        "dataset": dataset,
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
+        "settings": dataclasses.asdict(settings),
+        "oracle": {
+            "population_size": population_size,
+            "sample_size": sample_size,
+            "num_iterations": num_iterations,
+            "max_ops": max_ops,
+            "initial_growth": initial_growth,
+            "search_blocks": search_blocks,
+            "search_growth": search_growth,
+            "seed": oracle.seed,
+        },
+        "space": space.get_config(),
+        "k": oracle.k,
+        "alpha_init": oracle.alpha_init,
+        "eta_init": oracle.eta_init,
+        "stop_reason": oracle.stop_reason,
+        "history": [
+            {
+                "trial_id": t,
+                "parent": oracle.origins.get(t, {}).get("parent"),
+                "val_accuracy": oracle.metrics_of(t)[0],
+                "params": oracle.metrics_of(t)[1],
+                "epsilon": oracle.epsilon_of(t),
+                "ops": spec_ops(oracle.architecture(t)),
+            }
+            for t in oracle.history()
+        ],
+        "best_trial": best[0] if best else None,
+    }
+    project = os.path.join(directory, "growth")
+    atomic_write_text(
+        os.path.join(project, "search.json"), json.dumps(summary, indent=2) + "\n"
+    )
+    if best:
+        spec = oracle.architecture(best[0])
+        spec["name"] = f"growth_{dataset}_trial{best[0]}"
+        atomic_write_text(
+            os.path.join(project, "best_architecture.json"),
+            json.dumps(spec, indent=2) + "\n",
+        )
+    return summary

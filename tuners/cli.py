@@ -1,0 +1,161 @@
+"""`spzoo search growth|pruning` and `spzoo analyze RUN_DIR`."""
+
+import argparse
+
+from spzoo.tuners.budget import BUDGETS
+
+
+def growth_command(args) -> int:
+    """Runs or resumes a growth NAS; prints the best architecture."""
+    from spzoo.tuners.growth_tuner import run_growth_search
+
+    summary = run_growth_search(
+        args.dataset,
+        args.directory,
+        budget=args.budget,
+        max_trials=args.max_trials,
+        population_size=args.population,
+        sample_size=args.sample,
+        num_iterations=args.iterations,
+        max_ops=args.max_ops,
+        initial_growth=args.initial_growth,
+        search_blocks=args.search_blocks,
+        search_growth=args.search_growth,
+        blocks_per_stack=args.blocks,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        verbose=args.verbose,
+    )
+    if summary is None:
+        print("worker finished: the chief holds the search results")
+        return 0
+    history = summary["history"]
+    print(f"{len(history)} architectures evaluated; k = {summary['k']}")
+    if summary["stop_reason"]:
+        print(f"stopped: {summary['stop_reason']}")
+    if summary["best_trial"] is not None:
+        best = next(h for h in history if h["trial_id"] == summary["best_trial"])
+        print(
+            f"best: trial {best['trial_id']}, epsilon {best['epsilon']:.4f}, "
+            f"val_accuracy {best['val_accuracy']:.4f}, params {best['params']:,.0f}, "
+            f"{best['ops']} ops"
+        )
+        print(f"spec written to {args.directory}/growth/best_architecture.json")
+    return 0
+
+
+def pruning_command(args) -> int:
+    """Runs or resumes a pruning NAS; prints the pruned network's size."""
+    from spzoo.tuners.pruning import run_pruning_search
+
+    summary = run_pruning_search(
+        args.dataset,
+        args.directory,
+        budget=args.budget,
+        num_iterations=args.iterations,
+        num_remove=args.remove,
+        max_drop=args.max_drop,
+        blocks_per_stack=args.blocks,
+        max_trials=args.max_trials,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        verbose=args.verbose,
+    )
+    if summary is None:
+        print("worker finished: the chief holds the search results")
+        return 0
+    first, last = summary["iterations"][0], summary["iterations"][-1]
+    print(
+        f"{len(summary['iterations']) - 1} pruning iterations; stopped: "
+        f"{summary['stop_reason']}"
+    )
+    print(
+        f"accuracy {first['val_accuracy']:.4f} -> {last['val_accuracy']:.4f}, "
+        f"params {first['params']:,} -> {last['params']:,}, "
+        f"pruned neurons {first['neurons']} -> {last['neurons']}"
+    )
+    print(f"pruned model written to {summary['model_path']}")
+    return 0
+
+
+def analyze_command(args) -> int:
+    """Writes the network statistics tables and plots of a finished search."""
+    from spzoo.tuners.statistics import analyze
+
+    written = analyze(args.run_dir, output_dir=args.output_dir, top=args.top)
+    for path in written:
+        if path.endswith(".md"):
+            with open(path) as f:
+                print(f.read())
+    print("written: " + ", ".join(written))
+    return 0
+
+
+def _common(p) -> None:
+    p.add_argument("--dataset", required=True, help="dataset name (see `spzoo data list`)")
+    p.add_argument(
+        "--budget",
+        choices=sorted(BUDGETS),
+        default="small",
+        help="shrink epochs and widths: paper (Table I), small, tiny (default small)",
+    )
+    p.add_argument(
+        "--directory", default="searches", help="KerasTuner directory (default searches)"
+    )
+    p.add_argument("--max-trials", type=int, default=None, help="KerasTuner trial limit")
+    p.add_argument("--blocks", type=int, default=3, help="N_B, blocks per stack (3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--overwrite", action="store_true", help="start afresh instead of resuming"
+    )
+    p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress")
+
+
+def add_parser(subparsers) -> None:
+    """Adds `search` (growth, pruning) and `analyze` to the `spzoo` command."""
+    search = subparsers.add_parser(
+        "search",
+        help="run or resume a growth / pruning NAS with KerasTuner",
+        description=(
+            "Runs a neural architecture search with KerasTuner. Run the same "
+            "command again after an interruption to resume; set KerasTuner's "
+            "KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT "
+            "to share one search between a chief and workers."
+        ),
+    )
+    kinds = search.add_subparsers(dest="kind", required=True)
+
+    p = kinds.add_parser("growth", help="aging-evolution growth NAS (Algorithm 1)")
+    _common(p)
+    p.add_argument("--population", type=int, default=100, help="n(P) (100)")
+    p.add_argument("--sample", type=int, default=25, help="n(S) (25)")
+    p.add_argument("--iterations", type=int, default=500, help="n_iter (500)")
+    p.add_argument("--max-ops", type=int, default=100, help="n_op_max (100)")
+    p.add_argument("--initial-growth", type=int, default=10, help="N_G_init (10)")
+    p.add_argument("--search-blocks", type=int, default=1, help="N_B_search (1)")
+    p.add_argument("--search-growth", type=int, default=1, help="N_G_search (1)")
+    p.set_defaults(func=growth_command)
+
+    p = kinds.add_parser("pruning", help="L2-importance pruning NAS of a ResNet")
+    _common(p)
+    p.add_argument("--iterations", type=int, default=1000, help="n_iter (1000)")
+    p.add_argument("--remove", type=int, default=1, help="N_R, neurons per iteration")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=0.02,
+        help="delta_alpha_max, largest accuracy drop (0.02 = 2 points)",
+    )
+    p.set_defaults(func=pruning_command)
+
+    p = subparsers.add_parser(
+        "analyze",
+        help="network statistics (Figs. 10-12) of finished searches",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run_dir", help="a --directory of `spzoo search` or its project")
+    p.add_argument("--output-dir", default=None, help="default RUN_DIR/analysis")
+    p.add_argument(
+        "--top", type=int, default=10, help="top-performing growth networks (10)"
+    )
+    p.set_defaults(func=analyze_command)
