@@ -51,3 +51,28 @@ def test_reference_and_bad_arguments():
         scale_settings(0, 3)
     with pytest.raises(ValueError, match="channels"):
         scale_settings(10, -1)
+
+
+# Table I (audio datasets): N_DS and the printed N_F. The text's N_S row for
+# audio did not survive extraction.
+TABLE_I_AUDIO = {
+    "Commands": (85_000, 20),
+    "Vocalset": (3_500, 4),
+    "ESC": (2_000, 4),
+    "Urbansound": (8_000, 6),
+    "GTZAN": (1_000, 3),
+    "FMA": (25_000, 12),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_I_AUDIO))
+def test_table_one_audio_filters_without_channel_factor(name):
+    """The audio N_F follow the square-root rule with C_DS/C_C = 1.
+
+    With the formula's 1/3 for one-channel spectrograms, Commands would get
+    about 7 filters, not the printed 20; without it every audio N_F is
+    within one filter of 16 * sqrt(N_DS / 50000).
+    """
+    n, filters = TABLE_I_AUDIO[name]
+    assert abs(scale_settings(n, channels=3).filters - filters) < 1.0
+    assert abs(scale_settings(n, channels=1).filters - filters) > 1.0

@@ -100,11 +100,14 @@ def show_command(args) -> int:
     )
     print(f"status:       {_status(info)}")
     if info.sizes:
-        scaled = scale_settings(info.sizes["train"], c)
+        # Table I's audio column follows the rule without the channel factor.
+        audio = info.modality == "audio"
+        scaled = scale_settings(info.sizes["train"], 3 if audio else c)
+        note = ", no channel factor as in Table I's audio column" if audio else ""
         print(
             f"Table I rule: N_F = {scaled.filters:.1f} (~{scaled.num_filters}), "
             f"N_S = {scaled.steps:.0f} (~{scaled.num_steps}) relative to CIFAR-10 "
-            "(16 filters, 3900 steps)"
+            f"(16 filters, 3900 steps{note})"
         )
     if getattr(args, "count", False):
         for split in ("train", "eval"):
