@@ -20,6 +20,13 @@ stack `blocks` residual blocks (two Ops each, so a stack has `2 * blocks`
 layers), with a reduction layer (3x3 conv stride 2 -> BN -> neuron) between
 consecutive stacks that maps to the next stack's filters; then BN -> neuron
 -> global average pooling -> a dense layer of logits (no softmax).
+
+Optional, for pruned networks (the pruning NAS, `spzoo.tuners.pruning`): a
+stack may carry `"inner_neurons"`, one `[relu, max, coincidence]` list of
+neuron counts per block. Block `b` then has `sum(inner_neurons[b])` channels
+between its two Ops (the first Op's convolution outputs that many, the
+second Op's prunable neuron layer holds those neurons in that
+composition), instead of `filters`. Only 3x3 stacks (`{"3": 1.0}`) take it.
 """
 
 import copy
@@ -31,6 +38,8 @@ from spzoo.blocks import (
     batch_norm,
     check_kernel_fractions,
     check_neuron,
+    conv_cell,
+    mixed_kernel_op,
     reduction_layer,
     residual_block,
 )
@@ -92,7 +101,50 @@ def check_spec(spec: dict) -> dict:
         check_kernel_fractions(stack["kernels"], f"{where}['kernels']")
         stack.setdefault("neuron", "relu")
         check_neuron(stack["neuron"], f"{where}['neuron']")
+        if "inner_neurons" in stack:
+            _check_inner_neurons(stack, where)
     return spec
+
+
+def _check_inner_neurons(stack: dict, where: str) -> None:
+    inner = stack["inner_neurons"]
+    if not isinstance(inner, list) or len(inner) != stack["blocks"]:
+        raise ValueError(
+            f"`{where}['inner_neurons']` must be a list of {stack['blocks']} "
+            f"[relu, max, coincidence] counts (one per block); received {inner!r}."
+        )
+    for b, counts in enumerate(inner):
+        if (
+            not isinstance(counts, list)
+            or len(counts) != 3
+            or any(not isinstance(c, int) or c < 0 for c in counts)
+            or sum(counts) < 1
+        ):
+            raise ValueError(
+                f"`{where}['inner_neurons'][{b}]` must be 3 non-negative ints "
+                f"[relu, max, coincidence] with a sum >= 1; received {counts!r}."
+            )
+    if check_kernel_fractions(stack["kernels"]) != {3: 1.0}:
+        raise ValueError(
+            f"`{where}['inner_neurons']` needs 3x3 Ops (kernels {{'3': 1.0}}); "
+            f"received kernels {stack['kernels']!r}."
+        )
+
+
+def _pruned_residual_block(x, filters, counts, neuron, cell, name):
+    """A residual block with `sum(counts)` inner neurons of a fixed composition.
+
+    The layer names match `spzoo.blocks.residual_block`, so weights of an
+    unpruned model map onto it by name.
+    """
+    inner = sum(counts)
+    shortcut = x
+    if x.shape[-1] != filters:
+        shortcut = conv_cell("conv", filters, 1, name=f"{name}_shortcut")(x)
+    y = mixed_kernel_op(x, inner, {3: 1.0}, neuron, cell, f"{name}_op1")
+    composition = [c / inner for c in counts]
+    y = mixed_kernel_op(y, filters, {3: 1.0}, composition, cell, f"{name}_op2")
+    return layers.Add(name=f"{name}_add")([y, shortcut])
 
 
 def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.Model:
@@ -128,6 +180,16 @@ def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.
     for s, stack in enumerate(stacks, start=1):
         kernels = check_kernel_fractions(stack["kernels"])
         for b in range(1, stack["blocks"] + 1):
+            if "inner_neurons" in stack:
+                x = _pruned_residual_block(
+                    x,
+                    stack["filters"],
+                    stack["inner_neurons"][b - 1],
+                    stack["neuron"],
+                    cell,
+                    name=f"stack{s}_block{b}",
+                )
+                continue
             x = residual_block(
                 x,
                 stack["filters"],
