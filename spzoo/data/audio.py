@@ -27,8 +27,12 @@ import os
 import struct
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 from spzoo.data.audio_config import (  # noqa: F401  (re-exported)
     HOP,
@@ -264,7 +268,7 @@ def _polyphase(x, table: np.ndarray, half_len: int, up: int, down: int):
     return tf.reduce_sum(weights * tf.gather(padded, idx), axis=1)
 
 
-def resample(x, rate: int, target: int = TARGET_RATE):
+def resample(x, rate: int, target: int = TARGET_RATE) -> "tf.Tensor":
     """Band-limited resampling of a 1-D float waveform from `rate` to `target`.
 
     Args:
@@ -288,11 +292,15 @@ def resample(x, rate: int, target: int = TARGET_RATE):
     return _polyphase(x, table, half_len, up, down)
 
 
-def source_frames(config: "AudioConfig", rate: int) -> int:
+def source_frames(config: AudioConfig, rate: int) -> int:
     """Input samples at `rate` that the first `config.clip_seconds` need.
 
     The clip plus a margin longer than the resampling filter's half-length,
     so clipping before resampling gives the same samples as after.
+
+    Args:
+        config: The `AudioConfig`.
+        rate: The file's sample rate in Hz.
     """
     g = math.gcd(int(rate), int(config.rate))
     up, down = int(config.rate) // g, int(rate) // g
@@ -310,7 +318,7 @@ def _read_with_soundfile(path, max_frames=-1) -> np.ndarray:
     return data.mean(axis=1).astype("float32")
 
 
-def decode(path, tf_decodable, max_frames=-1):
+def decode(path, tf_decodable, max_frames=-1) -> "tf.Tensor":
     """Decodes one file to a mono float32 waveform in [-1, 1] (graph op).
 
     Args:
@@ -338,7 +346,7 @@ def decode(path, tf_decodable, max_frames=-1):
     return tf.cond(tf_decodable, with_tf, with_soundfile)
 
 
-def to_pieces(x, config: AudioConfig):
+def to_pieces(x, config: AudioConfig) -> "tf.Tensor":
     """Clips or zero-pads a 16 kHz waveform, then cuts it into pieces.
 
     Args:
@@ -357,7 +365,7 @@ def to_pieces(x, config: AudioConfig):
     return tf.reshape(x, [config.num_pieces, config.piece_length])
 
 
-def log_mel_image(pieces, config: AudioConfig):
+def log_mel_image(pieces, config: AudioConfig) -> "tf.Tensor":
     """Log-Mel spectrogram images of waveform pieces.
 
     Power spectrogram (periodic Hann window of `config.window` points, hop
@@ -390,7 +398,7 @@ def log_mel_image(pieces, config: AudioConfig):
     return tf.image.resize(image, [size, size], method="bilinear")
 
 
-def preprocess_waveform(x, rate: int, config: AudioConfig):
+def preprocess_waveform(x, rate: int, config: AudioConfig) -> "tf.Tensor":
     """Resample, clip/pad, cut into pieces and log-Mel one waveform.
 
     Args:
@@ -405,8 +413,16 @@ def preprocess_waveform(x, rate: int, config: AudioConfig):
     return log_mel_image(to_pieces(resample(x, rate, config.rate), config), config)
 
 
-def preprocess_file(path: str, config: AudioConfig):
-    """Eager, one file: what the pipeline does, for loops and checks."""
+def preprocess_file(path: str, config: AudioConfig) -> "tf.Tensor":
+    """Eager, one file: what the pipeline does, for loops and checks.
+
+    Args:
+        path: The audio file.
+        config: The `AudioConfig`.
+
+    Returns:
+        `(P, size, size, 1)` float32 images.
+    """
     info = probe(path)
     x = _read_with_soundfile(path, source_frames(config, info.rate))
     return preprocess_waveform(x, info.rate, config)
@@ -418,7 +434,7 @@ def dataset_from_files(
     config: AudioConfig,
     cache: bool | str = True,
     num_parallel_calls: int | None = None,
-):
+) -> "tf.data.Dataset":
     """The audio pipeline over probed files, as an unbatched `tf.data.Dataset`.
 
     Decoding, resampling, clipping, piece cutting and the log-Mel image are
@@ -484,7 +500,7 @@ def from_files(
     on_error: str = "raise",
     expected_rate: int | None = None,
     cache: bool | str = True,
-):
+) -> "tf.data.Dataset":
     """Probes `paths`, then returns their pipeline (see `dataset_from_files`).
 
     Warns when the most common length of these files differs from

@@ -22,6 +22,9 @@ def most_common_seconds(durations) -> int:
 
     Lengths are rounded to the nearest second (under 0.5 s counts as 1 s);
     ties go to the shorter length.
+
+    Args:
+        durations: Recording lengths in seconds.
     """
     counts = collections.Counter(max(1, int(round(d))) for d in durations)
     if not counts:
@@ -31,7 +34,11 @@ def most_common_seconds(durations) -> int:
 
 
 def mels_for_seconds(seconds: float) -> int:
-    """Mel channels for a piece of `seconds`: 32 (<=2 s), 64 (<=4 s), else 128."""
+    """Mel channels for a piece of `seconds`: 32 (<=2 s), 64 (<=4 s), else 128.
+
+    Args:
+        seconds: Length of one piece (at most 5 s in the paper).
+    """
     if seconds <= 0:
         raise ValueError(f"`seconds` must be > 0; received {seconds!r}.")
     if seconds <= 2:

@@ -16,6 +16,7 @@ import numpy as np
 
 from spzoo.data.visual import IMAGE_EXTENSIONS, split_80_20
 
+FileList = tuple[list[str], list[int]]
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".au")
 
 
@@ -23,6 +24,10 @@ def data_root(name: str, data_dir: str | None = None) -> str:
     """Where dataset `name` lives: `data_dir`, else `$SPZOO_DATA_DIR/name`.
 
     Without `SPZOO_DATA_DIR` the parent folder is `~/spzoo_data`.
+
+    Args:
+        name: The registry name.
+        data_dir: The user's explicit folder, if any.
     """
     if data_dir:
         return os.path.expanduser(data_dir)
@@ -33,7 +38,13 @@ def data_root(name: str, data_dir: str | None = None) -> str:
 
 
 def require(path: str, what: str, layout: str) -> str:
-    """Returns `path`, or raises FileNotFoundError saying what is missing."""
+    """Returns `path`, or raises FileNotFoundError saying what is missing.
+
+    Args:
+        path: The file or folder that must exist.
+        what: What it is, for the message (e.g. "ESC-50 metadata").
+        layout: The expected layout, for the message.
+    """
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"{what} not found: {path} does not exist. Expected layout: {layout}. "
@@ -43,7 +54,12 @@ def require(path: str, what: str, layout: str) -> str:
 
 
 def files_in(folder: str, extensions: tuple = AUDIO_EXTENSIONS) -> list[str]:
-    """Sorted files with `extensions` directly inside `folder`; an error if none."""
+    """Sorted files with `extensions` directly inside `folder`; an error if none.
+
+    Args:
+        folder: A label folder.
+        extensions: Lowercase file name endings to take.
+    """
     files = sorted(
         os.path.join(folder, f)
         for f in os.listdir(folder)
@@ -61,6 +77,9 @@ def folder_key(name: str) -> str:
 
     Matches e.g. the folder "Albrecht_Du\u0308rer" to the class
     "Albrecht_Durer".
+
+    Args:
+        name: The name to reduce.
     """
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     return "_".join(re.findall(r"[a-z0-9]+", ascii_name.lower()))
@@ -74,6 +93,13 @@ def _split_indices(n: int, split: str, seed: int) -> list[int]:
 
 
 def label_of(name: str, class_names: tuple, where: str) -> int:
+    """The index of class `name`; an error naming `where` if it is unknown.
+
+    Args:
+        name: A class name read from a folder, file name or metadata.
+        class_names: The registered classes.
+        where: The folder or file it came from, for the message.
+    """
     if name not in class_names:
         raise ValueError(
             f"{where}: class {name!r} is not one of this dataset's classes "
@@ -88,7 +114,7 @@ SPEECH_COMMANDS_LAYOUT = (
 )
 
 
-def speech_commands(root: str, split: str, class_names: tuple):
+def speech_commands(root: str, split: str, class_names: tuple) -> FileList:
     """Files of the Speech Commands layout.
 
     Train is every file in neither `validation_list.txt` nor
@@ -142,8 +168,17 @@ def speech_commands(root: str, split: str, class_names: tuple):
 ESC50_LAYOUT = "<root>/meta/esc50.csv and <root>/audio/*.wav (folds 1-5)"
 
 
-def esc50(root: str, split: str, class_names: tuple):
-    """Files of ESC-50: folds 1-4 train, fold 5 eval (first 80% of folds)."""
+def esc50(root: str, split: str, class_names: tuple) -> FileList:
+    """Files of ESC-50: folds 1-4 train, fold 5 eval (first 80% of folds).
+
+    Args:
+        root: The dataset's folder.
+        split: `"train"` or `"eval"`.
+        class_names: The registered classes; label = index.
+
+    Returns:
+        `(paths, labels)`.
+    """
     meta = require(
         os.path.join(root, "meta", "esc50.csv"), "ESC-50 metadata", ESC50_LAYOUT
     )
@@ -168,8 +203,17 @@ URBANSOUND8K_LAYOUT = (
 )
 
 
-def urbansound8k(root: str, split: str, class_names: tuple):
-    """Files of UrbanSound8K: folds 1-8 train, folds 9-10 eval."""
+def urbansound8k(root: str, split: str, class_names: tuple) -> FileList:
+    """Files of UrbanSound8K: folds 1-8 train, folds 9-10 eval.
+
+    Args:
+        root: The dataset's folder.
+        split: `"train"` or `"eval"`.
+        class_names: The registered classes; label = index.
+
+    Returns:
+        `(paths, labels)`.
+    """
     meta = require(
         os.path.join(root, "metadata", "UrbanSound8K.csv"),
         "UrbanSound8K metadata",
@@ -204,12 +248,19 @@ def class_folders(
     class_names: tuple,
     seed: int = 0,
     extensions: tuple = AUDIO_EXTENSIONS,
-):
+) -> FileList:
     """Files of a `<root>/<class>/*` layout with a random 80/20 split.
 
     Folder names are matched to `class_names` by `folder_key`; a folder that
     matches no class is an error. Every class folder is split on its own (by
     file, so pieces or crops of one file never straddle train and eval).
+
+    Args:
+        root: The dataset's folder.
+        split: `"train"` or `"eval"`.
+        class_names: The registered classes; label = index.
+        seed: Seed of the 80/20 split.
+        extensions: File name endings to take.
 
     Returns:
         `(paths, labels)`.
@@ -236,8 +287,18 @@ def class_folders(
     return paths, labels
 
 
-def gtzan(root: str, split: str, class_names: tuple, seed: int = 0):
-    """Files of GTZAN (genre folders) with a random 80/20 split per genre."""
+def gtzan(root: str, split: str, class_names: tuple, seed: int = 0) -> FileList:
+    """Files of GTZAN (genre folders) with a random 80/20 split per genre.
+
+    Args:
+        root: The dataset's folder.
+        split: `"train"` or `"eval"`.
+        class_names: The registered classes; label = index.
+        seed: Seed of the 80/20 split.
+
+    Returns:
+        `(paths, labels)`.
+    """
     require(root, "GTZAN folder", GTZAN_LAYOUT)
     for sub in ("genres_original", "genres"):
         if os.path.isdir(os.path.join(root, sub)):
@@ -265,7 +326,7 @@ def _unpickle(path: str) -> dict:
         raise ValueError(f"Cannot read CIFAR batch {path}: {e}") from e
 
 
-def cifar_local(root: str, classes: int, split: str):
+def cifar_local(root: str, classes: int, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Reads a local copy of CIFAR-10/100 (the python-pickle archive, unpacked).
 
     Args:
@@ -310,8 +371,18 @@ def cifar_local(root: str, classes: int, split: str):
 ARTWORKS_LAYOUT = "<root>/<class>/*.jpg (or <root>/images/images/<class>/, Kaggle)"
 
 
-def artworks(root: str, split: str, class_names: tuple, seed: int = 0):
-    """Image files of an artwork set in class folders, random 80/20 split."""
+def artworks(root: str, split: str, class_names: tuple, seed: int = 0) -> FileList:
+    """Image files of an artwork set in class folders, random 80/20 split.
+
+    Args:
+        root: The dataset's folder.
+        split: `"train"` or `"eval"`.
+        class_names: The registered classes; label = index.
+        seed: Seed of the 80/20 split.
+
+    Returns:
+        `(paths, labels)`.
+    """
     require(root, "Artwork folder", ARTWORKS_LAYOUT)
     for sub in (os.path.join("images", "images"), "images"):
         if os.path.isdir(os.path.join(root, sub)):
@@ -325,11 +396,21 @@ FMA_LAYOUT = "<root>/fma_metadata/tracks.csv and <root>/fma_medium/<NNN>/<NNNNNN
 
 def fma(
     root: str, split: str, class_names: tuple, subset: str = "medium", seed: int = 0
-):
+) -> FileList:
     """Files of FMA (`fma_medium` by default) with a random 80/20 split per genre.
 
     The label is the track's top genre (`track.genre_top` in `tracks.csv`);
     `medium` holds the tracks of the `small` and `medium` subsets.
+
+    Args:
+        root: The dataset's folder.
+        split: `"train"` or `"eval"`.
+        class_names: The registered classes; label = index.
+        subset: "small", "medium" or "large".
+        seed: Seed of the 80/20 split.
+
+    Returns:
+        `(paths, labels)`.
     """
     meta = require(
         os.path.join(root, "fma_metadata", "tracks.csv"), "FMA metadata", FMA_LAYOUT

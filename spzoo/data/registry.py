@@ -2,8 +2,12 @@
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 MODALITIES = ("image", "audio")
 
@@ -63,7 +67,14 @@ _REGISTRY: dict[str, DatasetInfo] = {}
 
 
 def register(info: DatasetInfo) -> DatasetInfo:
-    """Adds a dataset to the registry (its name must be new)."""
+    """Adds a dataset to the registry (its name must be new).
+
+    Args:
+        info: The `DatasetInfo`.
+
+    Returns:
+        `info`.
+    """
     if info.name in _REGISTRY:
         raise ValueError(f"Dataset {info.name!r} is already registered.")
     _REGISTRY[info.name] = info
@@ -76,7 +87,11 @@ def list_datasets() -> list[str]:
 
 
 def get(name: str) -> DatasetInfo:
-    """Returns the `DatasetInfo` of `name`; a clear error if unknown."""
+    """Returns the `DatasetInfo` of `name`; a clear error if unknown.
+
+    Args:
+        name: A registered dataset name.
+    """
     if name not in _REGISTRY:
         raise ValueError(
             f"Unknown `dataset` {name!r}; expected one of {list_datasets()}."
@@ -92,7 +107,7 @@ def load(
     seed: int = 0,
     augment: bool = False,
     **options,
-):
+) -> "tf.data.Dataset":
     """Returns `split` of dataset `name` as a batched `tf.data.Dataset`.
 
     Args:

@@ -8,8 +8,12 @@ cut into five 64x64 crops, each an example; no augmentation by default.
 
 import gzip
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 SPLITS = ("train", "eval")
 
@@ -29,7 +33,11 @@ def unit_range(x: np.ndarray, max_value: float = 255.0) -> np.ndarray:
 
 
 def channel_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation of NHWC training images."""
+    """Per-channel mean and standard deviation of NHWC training images.
+
+    Args:
+        x_train: `(N, H, W, C)` images.
+    """
     x = np.asarray(x_train, "float64")
     mean = x.mean(axis=(0, 1, 2))
     std = x.std(axis=(0, 1, 2))
@@ -37,7 +45,13 @@ def channel_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Normalises NHWC colour images by per-channel `mean` and `std`."""
+    """Normalises NHWC colour images by per-channel `mean` and `std`.
+
+    Args:
+        x: `(N, H, W, C)` images.
+        mean: `(C,)` means (of the training images).
+        std: `(C,)` standard deviations.
+    """
     return ((np.asarray(x, "float32") - mean) / std).astype("float32")
 
 
@@ -115,7 +129,7 @@ def read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
 
 
-def five_crops(image, size: int = 64):
+def five_crops(image, size: int = 64) -> "tf.Tensor":
     """The four corner crops and the centre crop of one HWC image (TF op).
 
     Args:
@@ -137,7 +151,7 @@ def five_crops(image, size: int = 64):
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
-def crops_dataset(paths: list[str], labels, size: int = 64):
+def crops_dataset(paths: list[str], labels, size: int = 64) -> "tf.data.Dataset":
     """Decoded images cut into five `size` crops each, as a tf.data pipeline.
 
     Args:
@@ -176,7 +190,11 @@ def crops_dataset(paths: list[str], labels, size: int = 64):
 
 
 def dataset_channel_stats(ds) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std over a dataset of `(HWC image, label)` (one pass)."""
+    """Per-channel mean and std over a dataset of `(HWC image, label)` (one pass).
+
+    Args:
+        ds: An unbatched `tf.data.Dataset` of `(image, label)`.
+    """
     import tensorflow as tf
 
     def add(acc, example):
@@ -195,7 +213,7 @@ def dataset_channel_stats(ds) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype("float32"), np.maximum(std, 1e-8).astype("float32")
 
 
-def augment(example, seed, pad: int = 4, cutout: int = 8):
+def augment(example, seed, pad: int = 4, cutout: int = 8) -> tuple:
     """Pad-and-crop, horizontal flip and cutout of one `(image, label)`.
 
     The NHN recipe's augmentation; off by default (the paper's NAS uses
