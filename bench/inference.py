@@ -1,0 +1,441 @@
+"""Inference speed of one model in every runtime, and of slimmed exports.
+
+Default run (the speed table): the paper's small gated CNN (`gated_cnn`
+filters 32/64/128, 28x28x1 inputs, 10 classes) with input-independent
+gates (`input_dependent=False`) whose log-alpha is spread N(1, 2) per
+channel (seeded; untrained weights: speed does not depend on training).
+Side by side in one run:
+
+- latency at batch 1 and throughput at batch 64 of Keras `predict`, a
+  compiled call (`tf.function`, and with XLA), the TensorFlow SavedModel,
+  ONNX Runtime and the TFLite (LiteRT) interpreter;
+- latency against threshold of the slimmed exports (`slim_model`, ONNX
+  Runtime and LiteRT) against the full gated ONNX at the same threshold
+  and the un-gated plain CNN;
+- achieved GFLOP/s (2 * MACs * batch / time) as a fraction of this
+  machine's measured float32 matrix-multiply GFLOP/s.
+
+Every artifact is parity-checked against Keras on 256 real examples
+(`mnist_5k` eval) before it is timed.
+
+`--parity` instead exports every zoo architecture (`list_architectures()`,
+28x28x1 inputs, 10 classes, untrained weights, gate projections randomised
+so gates differ across channels and examples) to all three formats with
+`spzoo.export.export` and records the parity (resumable: finished
+architectures are kept in `bench/results/export_parity.partial.json`).
+
+    python bench/inference.py                 # speed table
+    python bench/inference.py --parity        # parity of every architecture
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from _common import RESULTS, machine, write_result
+from spzoo.export.parity import keras_logits
+
+import spzoo.models
+from spzoo import export, metrics
+from spzoo.layers import InhibitionConv2D, set_threshold
+
+INPUT_SHAPE = (28, 28, 1)
+DATASET = "mnist_5k"
+THREADS = os.cpu_count()
+
+
+def timed(fn, repeats: int, min_seconds: float = 0.0) -> float:
+    """Median seconds of `fn()` over `repeats` calls (after two warm-ups)."""
+    fn()
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_gflops(n: int = 1024) -> dict:
+    """Measured float32 matrix-multiply GFLOP/s (NumPy and TensorFlow)."""
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    flops = 2 * n**3
+    numpy_s = timed(lambda: a @ b, 10)
+    ta, tb = tf.constant(a), tf.constant(b)
+    tf_s = timed(lambda: tf.linalg.matmul(ta, tb).numpy(), 10)
+    return {
+        "n": n,
+        "numpy": flops / numpy_s / 1e9,
+        "tensorflow": flops / tf_s / 1e9,
+    }
+
+
+def gated_model(seed: int) -> keras.Model:
+    """The paper's small CNN with input-independent gates, log-alpha ~ N(1, 2)."""
+    spec = dict(spzoo.models.get_spec("gated_cnn"))
+    spec["cell"] = dict(
+        spec["cell"], input_dependent=False, log_alpha_scale=1.0, sparsity_weight=0.0
+    )
+    keras.utils.set_random_seed(seed)
+    model = spzoo.models.build(spec, INPUT_SHAPE, 10, name="gated_cnn_static")
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, InhibitionConv2D):
+            layer.log_alpha.assign(rng.normal(1.0, 2.0, layer.filters).astype("f4"))
+    return model
+
+
+def thresholds_for(model, fractions) -> list[tuple[float, export.SlimReport]]:
+    """For each target MAC fraction, the threshold whose slim model is closest."""
+    values = np.concatenate(
+        [
+            np.asarray(c.log_alpha)
+            for c in model.layers
+            if isinstance(c, InhibitionConv2D)
+        ]
+    )
+    candidates = np.quantile(values, np.linspace(0.0, 0.95, 40))
+    reports = [(float(t), export.slim_model(model, float(t))[1]) for t in candidates]
+    reports.insert(0, (-np.inf, export.slim_model(model, -np.inf)[1]))
+    chosen = []
+    for fraction in fractions:
+        t, report = min(reports, key=lambda r: abs(r[1].mac_fraction - fraction))
+        if all(t != c[0] for c in chosen):
+            chosen.append((t, report))
+    return chosen
+
+
+def speed_rows(name, call, batch_x, one_x, macs, peak, repeats) -> dict:
+    latency = timed(lambda: call(one_x), repeats, 1.0)
+    batch_s = timed(lambda: call(batch_x), max(5, repeats // 10), 1.0)
+    throughput = len(batch_x) / batch_s
+    gflops = 2 * macs * throughput / 1e9
+    return {
+        "runtime": name,
+        "latency_ms": 1e3 * latency,
+        "throughput": throughput,
+        "gflops": gflops,
+        "peak_fraction": gflops / peak,
+    }
+
+
+def speed(args) -> dict:
+    x = export.parity_examples(DATASET, INPUT_SHAPE, 256)
+    one, batch = x[:1], x[:64]
+    peak_info = matmul_gflops()
+    peak = max(peak_info["numpy"], peak_info["tensorflow"])
+    print(
+        f"matmul {peak_info['n']}^3 float32: NumPy {peak_info['numpy']:.1f}, "
+        f"TensorFlow {peak_info['tensorflow']:.1f} GFLOP/s",
+        flush=True,
+    )
+    model = gated_model(args.seed)
+    reference = spzoo.models.build("cnn_reference", INPUT_SHAPE, 10)
+    macs_full = metrics.macs(model)
+    work = Path(tempfile.mkdtemp(prefix="spzoo_bench_"))
+    compiled = tf.function(lambda v: model(v, training=False), reduce_retracing=True)
+    xla = tf.function(
+        lambda v: model(v, training=False), jit_compile=True, reduce_retracing=True
+    )
+    print("exporting the full gated model (ONNX, SavedModel, TFLite)...", flush=True)
+    runners = {}
+    for fmt, writer, suffix in (
+        ("onnx", export.to_onnx, ".onnx"),
+        ("savedmodel", export.to_saved_model, ""),
+        ("tflite", export.to_tflite, ".tflite"),
+    ):
+        path = writer(model, work / f"full{suffix or '_savedmodel'}")
+        runners[fmt] = (
+            export.load(path, threads=THREADS)
+            if fmt != "savedmodel"
+            else export.load(path)
+        )
+        export.check_parity(model, runners[fmt], x)
+    rows = []
+    candidates = [
+        ("Keras predict", lambda v: model.predict(v, batch_size=64, verbose=0)),
+        ("Keras compiled call (tf.function)", lambda v: compiled(v).numpy()),
+        ("Keras compiled call (XLA)", lambda v: xla(v).numpy()),
+        ("TensorFlow SavedModel", runners["savedmodel"]),
+        ("ONNX Runtime", runners["onnx"]),
+        ("TFLite (LiteRT)", runners["tflite"]),
+    ]
+    for name, call in candidates:
+        row = speed_rows(name, call, batch, one, macs_full, peak, args.repeats)
+        rows.append(row)
+        print(
+            f"  {name:<34} {row['latency_ms']:8.3f} ms  {row['throughput']:9.0f} /s",
+            flush=True,
+        )
+
+    print("slimmed exports across thresholds...", flush=True)
+    ref_path = export.to_onnx(reference, work / "reference.onnx")
+    ref_runner = export.load(ref_path, threads=THREADS)
+    slim_rows = []
+    ref_row = speed_rows(
+        "plain CNN (no gates), ONNX Runtime",
+        ref_runner,
+        batch,
+        one,
+        metrics.macs(reference),
+        peak,
+        args.repeats,
+    )
+    for t, report in thresholds_for(model, args.fractions):
+        slim, _ = export.slim_model(model, t)
+        set_threshold(model, t)
+        full_row = speed_rows(
+            "full gated, ONNX Runtime",
+            lambda v, t=t: runners["onnx"](v, threshold=t),
+            batch,
+            one,
+            macs_full,
+            peak,
+            args.repeats,
+        )
+        entry = {
+            "threshold": t,
+            "mac_fraction": report.mac_fraction,
+            "macs_slim": report.macs_slim,
+            "channels": report.channels,
+            "full_onnx": full_row,
+        }
+        for fmt, writer, suffix in (
+            ("onnx", export.to_onnx, ".onnx"),
+            ("tflite", export.to_tflite, ".tflite"),
+        ):
+            path = writer(slim, work / f"slim_{len(slim_rows)}{suffix}")
+            runner = export.load(path, threads=THREADS)
+            export.check_parity(model, runner, x, reference_threshold=t)
+            entry[f"slim_{fmt}"] = speed_rows(
+                f"slim, {fmt}", runner, batch, one, report.macs_slim, peak, args.repeats
+            )
+        set_threshold(model, None)
+        entry["speedup_onnx_b1"] = (
+            full_row["latency_ms"] / entry["slim_onnx"]["latency_ms"]
+        )
+        entry["speedup_onnx_b64"] = (
+            entry["slim_onnx"]["throughput"] / full_row["throughput"]
+        )
+        slim_rows.append(entry)
+        print(
+            f"  t={t:7.3f}  MACs {100 * report.mac_fraction:5.1f}%  "
+            f"full {full_row['latency_ms']:.3f} ms  slim ONNX "
+            f"{entry['slim_onnx']['latency_ms']:.3f} ms "
+            f"({entry['speedup_onnx_b1']:.2f}x)  slim TFLite "
+            f"{entry['slim_tflite']['latency_ms']:.3f} ms",
+            flush=True,
+        )
+    return {
+        "machine": machine(),
+        "model": "gated_cnn (32/64/128) with input-independent gates, "
+        f"input {INPUT_SHAPE}, 10 classes, log-alpha ~ N(1, 2), seed {args.seed}",
+        "macs_full": macs_full,
+        "macs_reference": metrics.macs(reference),
+        "threads": THREADS,
+        "matmul": peak_info,
+        "peak_gflops": peak,
+        "runtimes": rows,
+        "reference": ref_row,
+        "slim": slim_rows,
+        "parity": f"every artifact: max |diff| <= 1e-4 and 100% top-1 on 256 "
+        f"{DATASET} eval examples",
+    }
+
+
+def speed_report(result: dict) -> str:
+    lines = [
+        "# Inference: runtimes side by side, and slimmed exports",
+        "",
+        f"Machine: {result['machine']}",
+        "",
+        f"Model: {result['model']}; {result['macs_full']:,} MACs per example "
+        f"(plain CNN: {result['macs_reference']:,}). ONNX Runtime and LiteRT "
+        f"with {result['threads']} threads. Parity: {result['parity']}.",
+        "",
+        f"Measured float32 matmul ({result['matmul']['n']}^3): NumPy "
+        f"{result['matmul']['numpy']:.1f} GFLOP/s, TensorFlow "
+        f"{result['matmul']['tensorflow']:.1f} GFLOP/s; the fractions below "
+        f"are of {result['peak_gflops']:.1f} GFLOP/s.",
+        "",
+        "## Full gated model (threshold input at its default)",
+        "",
+        "| runtime | latency batch 1 (ms) | throughput batch 64 (/s) | "
+        "GFLOP/s at 64 | of matmul |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    base = result["runtimes"][0]
+    for row in result["runtimes"]:
+        lines.append(
+            f"| {row['runtime']} | {row['latency_ms']:.3f} "
+            f"({base['latency_ms'] / row['latency_ms']:.1f}x) | "
+            f"{row['throughput']:.0f} ({row['throughput'] / base['throughput']:.1f}x)"
+            f" | {row['gflops']:.2f} | {100 * row['peak_fraction']:.1f}% |"
+        )
+    ref = result["reference"]
+    lines += [
+        "",
+        "(ratios against Keras predict)",
+        "",
+        "## Slimmed exports against threshold (ONNX Runtime and LiteRT)",
+        "",
+        f"Plain CNN without gates in ONNX Runtime: {ref['latency_ms']:.3f} ms at "
+        f"batch 1, {ref['throughput']:.0f}/s at batch 64.",
+        "",
+        "| threshold | MACs kept | channels kept (conv2, conv3) | full ONNX b1 (ms) "
+        "| slim ONNX b1 (ms) | speed-up b1 | full ONNX b64 (/s) | slim ONNX b64 (/s) "
+        "| speed-up b64 | slim TFLite b1 (ms) | slim TFLite b64 (/s) | slim ONNX "
+        "GFLOP/s b64 |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
+    ]
+    for e in result["slim"]:
+        ch = ", ".join(f"{k}/{n}" for k, n in e["channels"].values())
+        lines.append(
+            f"| {e['threshold']:.3f} | {100 * e['mac_fraction']:.1f}% | {ch} | "
+            f"{e['full_onnx']['latency_ms']:.3f} | {e['slim_onnx']['latency_ms']:.3f} "
+            f"| {e['speedup_onnx_b1']:.2f}x | {e['full_onnx']['throughput']:.0f} | "
+            f"{e['slim_onnx']['throughput']:.0f} | {e['speedup_onnx_b64']:.2f}x | "
+            f"{e['slim_tflite']['latency_ms']:.3f} | "
+            f"{e['slim_tflite']['throughput']:.0f} | {e['slim_onnx']['gflops']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def randomise_gates(model, seed: int) -> None:
+    """Spreads the gates' log-alpha (untrained projections start at zero)."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not isinstance(layer, InhibitionConv2D):
+            continue
+        if layer.input_dependent:
+            shape = layer.presynaptic_kernel.shape
+            layer.presynaptic_kernel.assign(
+                rng.normal(0.0, 1.0, shape).astype("f4") / layer.log_alpha_scale
+            )
+        else:
+            layer.log_alpha.assign(
+                rng.normal(1.0, 2.0, layer.filters).astype("f4") / layer.log_alpha_scale
+            )
+
+
+def parity(args) -> dict:
+    partial_path = RESULTS / "export_parity.partial.json"
+    done = json.loads(partial_path.read_text()) if partial_path.is_file() else {}
+    names = spzoo.models.list_architectures()
+    work = Path(tempfile.mkdtemp(prefix="spzoo_parity_"))
+    x = export.parity_examples(DATASET, INPUT_SHAPE, 256)
+    for i, name in enumerate(names, 1):
+        if name in done:
+            print(f"[{i}/{len(names)}] {name}: done earlier", flush=True)
+            continue
+        keras.utils.set_random_seed(args.seed)
+        model = spzoo.models.build(name, INPUT_SHAPE, 10)
+        randomise_gates(model, args.seed)
+        entry = {"params": metrics.count_params(model), "formats": {}}
+        for fmt, suffix in (
+            ("onnx", ".onnx"),
+            ("savedmodel", ""),
+            ("tflite", ".tflite"),
+        ):
+            start = time.perf_counter()
+            report = export.export(
+                model, work / f"{name}{suffix or '_savedmodel'}", fmt, dataset=DATASET
+            )
+            entry["formats"][fmt] = {
+                "seconds": round(time.perf_counter() - start, 1),
+                "threshold_input": report.metadata["threshold"]["input"],
+                "checks": [
+                    {
+                        "runtime": r.runtime,
+                        "threshold": r.threshold,
+                        "examples": r.examples,
+                        "max_abs_diff": r.max_abs_diff,
+                        "top1_agreement": r.top1_agreement,
+                    }
+                    for r in report.parity
+                ],
+            }
+            worst = max(r.max_abs_diff for r in report.parity)
+            print(
+                f"[{i}/{len(names)}] {name} {fmt}: {len(report.parity)} checks, "
+                f"max |diff| {worst:.2e}, "
+                f"{entry['formats'][fmt]['seconds']} s",
+                flush=True,
+            )
+        if any(isinstance(v, InhibitionConv2D) for v in model._flatten_layers()):
+            logits = [keras_logits(model, x, t) for t in (-np.inf, 2.0)]
+            entry["threshold_changes_logits"] = bool(
+                np.abs(logits[0] - logits[1]).max() > 1e-3
+            )
+        done[name] = entry
+        partial_path.parent.mkdir(parents=True, exist_ok=True)
+        partial_path.write_text(json.dumps(done, indent=1))
+    return {"machine": machine(), "dataset": DATASET, "architectures": done}
+
+
+def parity_report(result: dict) -> str:
+    lines = [
+        "# Export parity of every zoo architecture",
+        "",
+        f"Machine: {result['machine']}",
+        "",
+        f"Each architecture (28x28x1 inputs, 10 classes, untrained weights; gate "
+        f"projections randomised) exported with `spzoo.export.export` and compared "
+        f"with Keras on 256 `{result['dataset']}` eval examples (ONNX's reference "
+        "evaluator on 16). Gated models are checked at their default threshold and "
+        "at three thresholds across their log-alpha range, passed at run time.",
+        "",
+        "| architecture | params | format | checks | worst max abs diff | "
+        "min top-1 agreement | export + checks (s) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, entry in result["architectures"].items():
+        for fmt, f in entry["formats"].items():
+            checks = f["checks"]
+            lines.append(
+                f"| {name} | {entry['params']:,} | {fmt}"
+                f"{' (+threshold input)' if f['threshold_input'] else ''} | "
+                f"{len(checks)} | {max(c['max_abs_diff'] for c in checks):.2e} | "
+                f"{100 * min(c['top1_agreement'] for c in checks):.1f}% | "
+                f"{f['seconds']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parity", action="store_true")
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument(
+        "--fractions", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.3]
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(machine(), flush=True)
+    if args.parity:
+        result = parity(args)
+        name, text = "export_parity", parity_report(result)
+    else:
+        result = speed(args)
+        name, text = "inference", speed_report(result)
+    write_result(f"{name}.json", json.dumps(result, indent=2) + "\n")
+    path = write_result(f"{name}.md", text)
+    print(text)
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Tests of spzoo.export: ONNX / SavedModel / TFLite export, the run-time
+threshold input, slimmed exports, parity checks and the export/infer CLI."""
+
+import json
+
+import keras
+import numpy as np
+import onnx
+import pytest
+from onnx.reference import ReferenceEvaluator
+from spzoo.export.metadata import ASSET_NAME, metadata_path
+from spzoo.export.parity import keras_logits
+
+import spzoo.models
+from spzoo import export
+from spzoo.cli import main
+from spzoo.layers import InhibitionConv2D, set_threshold, threshold_scope
+from spzoo.training import save_model_atomic
+
+SHAPE = (28, 28, 1)
+GATED = {
+    "family": "gated_cnn",
+    "name": "tiny_gated",
+    "filters": [4, 8, 8],
+    "cell": {"type": "inhibition", "presynaptic": True, "log_alpha_scale": 1.0},
+}
+
+
+def _resnet():
+    """A tiny ResNet with mixed kernels (1x1 + 3x3) and a neuron mixture
+    (ReLU / max / coincidence)."""
+    spec = spzoo.models.resnet_spec(1, 4, [0.45, 0.4, 0.15])
+    spec["stacks"][0]["kernels"] = {"1": 0.5, "3": 0.5}
+    keras.utils.set_random_seed(0)
+    return spzoo.models.build(spec, SHAPE, 10, name="tiny_resnet")
+
+
+def _gated(input_dependent=True):
+    spec = {**GATED, "cell": {**GATED["cell"], "input_dependent": input_dependent}}
+    keras.utils.set_random_seed(0)
+    model = spzoo.models.build(spec, SHAPE, 10)
+    rng = np.random.default_rng(1)
+    for cell in model.layers:
+        if not isinstance(cell, InhibitionConv2D):
+            continue
+        if input_dependent:
+            shape = cell.presynaptic_kernel.shape
+            cell.presynaptic_kernel.assign(rng.normal(0, 4, shape).astype("f4"))
+            cell.presynaptic_bias.assign(np.linspace(-2, 4, cell.filters))
+        else:
+            cell.log_alpha.assign(rng.normal(1, 2, cell.filters).astype("f4"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def x():
+    return export.parity_examples("mnist_5k", SHAPE, 256)
+
+
+@pytest.fixture(scope="module")
+def gated_onnx(tmp_path_factory, x):
+    model = _gated()
+    path = tmp_path_factory.mktemp("gated") / "gated.onnx"
+    report = export.export(model, path, dataset="mnist_5k")
+    return model, path, report
+
+
+def test_resnet_exports_to_onnx_and_tflite_with_parity(tmp_path, x):
+    model = _resnet()
+    for fmt, name in (("onnx", "m.onnx"), ("tflite", "m.tflite")):
+        report = export.export(model, tmp_path / name, dataset="mnist_5k")
+        assert report.format == fmt
+        assert all(r.passed and r.examples >= 16 for r in report.parity)
+        assert report.parity[0].examples == 256
+        assert report.parity[0].max_abs_diff <= 1e-4
+        assert report.metadata["threshold"]["input"] is None
+        assert report.metadata["output"]["classes"][:2] == ["0", "1"]
+        assert report.metadata["input"]["shape"] == list(SHAPE)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    assert [i.name for i in proto.graph.input] == ["image"]
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["spzoo"])
+    assert meta["architecture"] == "tiny_resnet"
+    assert meta["spzoo_version"]
+    sidecar = json.loads(metadata_path(tmp_path / "m.tflite").read_text())
+    assert sidecar["architecture"] == "tiny_resnet"
+    # dynamic batch in both runtimes
+    for name in ("m.onnx", "m.tflite"):
+        runner = export.load(tmp_path / name)
+        for n in (1, 5):
+            out = runner(x[:n])
+            np.testing.assert_allclose(out, keras_logits(model, x[:n]), atol=1e-4)
+
+
+def test_gated_onnx_threshold_input_matches_keras_at_two_thresholds(gated_onnx, x):
+    model, path, report = gated_onnx
+    assert all(r.passed for r in report.parity)
+    assert {r.runtime for r in report.parity} == {"onnx", "onnx-reference"}
+    assert len([r for r in report.parity if r.runtime == "onnx"]) == 4
+    proto = onnx.load(str(path))
+    assert sorted(i.name for i in proto.graph.input) == ["image", "threshold"]
+    runner = export.load(path)
+    low, high = runner(x, threshold=-10.0), runner(x, threshold=2.0)
+    assert np.abs(low - high).max() > 1e-2
+    np.testing.assert_allclose(low, keras_logits(model, x, -10.0), atol=1e-4)
+    np.testing.assert_allclose(high, keras_logits(model, x, 2.0), atol=1e-4)
+    # omitted threshold: the trained default (here none: every gate open)
+    np.testing.assert_allclose(runner(x), keras_logits(model, x), atol=1e-4)
+    evaluator = ReferenceEvaluator(proto)
+    feeds = {"image": x[:8], "threshold": np.float32(2.0)}
+    np.testing.assert_allclose(evaluator.run(["logits"], feeds)[0], high[:8], atol=1e-5)
+
+
+def test_gated_savedmodel_threshold_signature_and_asset(tmp_path, x):
+    model = _gated()
+    set_threshold(model, 1.0)
+    report = export.export(model, tmp_path / "sm", "savedmodel", dataset="mnist_5k")
+    assert report.metadata["threshold"]["default"] == 1.0
+    assert all(r.passed for r in report.parity) and len(report.parity) == 4
+    asset = json.loads((tmp_path / "sm" / "assets" / ASSET_NAME).read_text())
+    assert asset["threshold"]["input"] == "threshold"
+    runner = export.load(tmp_path / "sm")
+    np.testing.assert_allclose(runner(x[:32]), keras_logits(model, x[:32]), atol=1e-5)
+    for t in (-10.0, 2.5):
+        with threshold_scope(t):
+            expected = np.asarray(model(x[:32], training=False))
+        np.testing.assert_allclose(runner(x[:32], threshold=t), expected, atol=1e-5)
+
+
+def test_slim_model_removes_closed_channels_and_matches_gated():
+    model = _gated(input_dependent=False)
+    xs = np.random.default_rng(0).random((16, *SHAPE), dtype=np.float32)
+    for t in (-10.0, 1.0, 20.0):
+        slim, report = export.slim_model(model, t)
+        assert set(report.slimmed) == {"conv2", "conv3"}
+        for name, (kept, total) in report.channels.items():
+            assert slim.get_layer(name).filters == max(kept, 1)
+            assert total == 8
+        assert not any(isinstance(v, InhibitionConv2D) for v in slim.layers)
+        np.testing.assert_allclose(
+            np.asarray(slim(xs)), keras_logits(model, xs, t), atol=1e-5
+        )
+    assert report.macs_slim < report.macs_full
+
+
+def test_slim_needs_input_independent_gates():
+    with pytest.raises(ValueError, match="input-independent"):
+        export.slim_model(_gated(input_dependent=True), 0.0)
+    with pytest.raises(ValueError, match="input-independent"):
+        export.slim_model(_resnet(), 0.0)
+
+
+def test_parity_failure_is_loud_and_writes_nothing(tmp_path, gated_onnx, x):
+    model, path, _ = gated_onnx
+    other = _gated()
+    other.get_layer("logits").bias.assign(np.full(10, 0.5, "f4"))
+    with pytest.raises(export.ParityError, match="FAILED"):
+        export.check_parity(other, export.load(path), x)
+    with pytest.raises(export.ParityError):
+        export.export(model, tmp_path / "bad.onnx", atol=-1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_runner_errors_are_clear(tmp_path, gated_onnx, x):
+    _, path, _ = gated_onnx
+    runner = export.load(path)
+    with pytest.raises(
+        ValueError, match=r"expected a float32 batch of shape \(batch, 28, 28, 1\)"
+    ):
+        runner(x[0])
+    with pytest.raises(ValueError, match="shape"):
+        runner(np.zeros((2, 32, 32, 1), "f4"))
+    with pytest.raises(ValueError, match="dtype"):
+        runner(np.array([["a"]]))
+    with pytest.raises(ValueError, match="scalar"):
+        runner(x[:2], threshold=[1.0, 2.0])
+    truncated = tmp_path / "cut.onnx"
+    truncated.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ValueError, match="corrupted or truncated"):
+        export.load(truncated)
+    with pytest.raises(ValueError, match="SavedModel"):
+        export.load(tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        export.load(tmp_path / "missing.onnx")
+    bogus = tmp_path / "x.tflite"
+    bogus.write_bytes(b"not a flatbuffer")
+    with pytest.raises(ValueError, match="metadata"):
+        export.load(bogus)
+    metadata_path(bogus).write_text(json.dumps(runner.metadata))
+    with pytest.raises(ValueError, match="corrupted or truncated"):
+        export.load(bogus)
+    with pytest.raises(ValueError, match="no gated cells"):
+        export.export(_resnet(), tmp_path / "r.onnx", threshold=1.0)
+
+
+def test_cli_export_slim_and_infer(tmp_path, capsys, x):
+    model = _gated(input_dependent=False)
+    model_path = tmp_path / "tiny.keras"
+    save_model_atomic(model, model_path)
+    out = tmp_path / "slim.onnx"
+    argv = ["export", str(model_path), "--format", "onnx", "--slim"]
+    assert main([*argv, "--threshold", "1.0", "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "onnx written to" in text and "slim at threshold 1" in text
+    assert "top-1 agreement 100.00%" in text and "FAILED" not in text
+
+    png = tmp_path / "digit.png"
+    keras.utils.save_img(png, x[0] * 255.0, scale=False)
+    npy = tmp_path / "batch.npy"
+    np.save(npy, x[:3])
+    assert main(["infer", str(out), str(png), str(npy), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 + 1 + 3
+    assert lines[1].startswith(f"{png}:") and lines[2].startswith(f"{npy}[0]:")
+    expected = keras_logits(model, x[:1], 1.0).argmax()
+    assert lines[2].split(": ")[1].startswith(f"{expected} ")
+
+    assert main(["infer", str(out), str(png), "--threshold", "0.5"]) == 2
+    assert "no threshold input" in capsys.readouterr().err
+    np.save(npy, np.zeros((3, 8, 8), "f4"))
+    assert main(["infer", str(out), str(npy)]) == 2
+    assert "expected an example of shape (28, 28, 1)" in capsys.readouterr().err
+    assert main(["infer", str(out), str(model_path)]) == 2
+    assert "expected an image" in capsys.readouterr().err
