@@ -1,0 +1,531 @@
+"""The pruning NAS of Lee & Wang (Algorithm 2, Figs. 8 and 9).
+
+From a fully trained ResNet whose prunable neuron layers (PL) hold equal
+thirds of ReLU, max and coincidence neurons, each iteration removes the
+N_R neurons with the lowest L2 importance `phi_c = mean(W[..., c]**2)` (the
+mean squared weight feeding neuron `c`), then fine-tunes briefly with a
+reduced learning rate (one epoch at 2e-3, one at 4e-4). The search stops
+after n_iter iterations or when the accuracy falls more than
+delta_alpha_max (2 points) below the starting network's.
+
+Which neurons are pruned: the inner neurons of each residual block, those of
+the second Op's PL, fed by the first Op's 3x3 convolution. Removing neuron
+`c` there removes output channel `c` of that convolution, entry `c` of the
+batch norm and the PL, and input channel `c` of the second convolution, so
+the pruned network is physically smaller (its spec records the counts in
+`"inner_neurons"`, see `spzoo.models.resnet`). The first Op's PL acts on the
+block's residual stream, which every block of the stack adds into; its
+neurons have no single feeding kernel and are not pruned here.
+
+Why an oracle *and* a tuner: KerasTuner's oracle decides what runs next and
+owns the search's state, but it never sees weights (on a chief it runs in
+another process). So `PruningOracle` holds the chain of iterations, the
+starting accuracy and the stopping rule, and issues one trial per iteration
+whose hyperparameters name the parent trial; `PruningTuner.run_trial` loads
+the parent's saved model, removes the neurons, fine-tunes and saves the
+smaller model in its trial directory (atomically). Each iteration is a
+KerasTuner trial, so a crash loses at most the running iteration, which
+KerasTuner retries from the parent's saved model.
+"""
+
+import dataclasses
+import json
+import os
+
+import keras
+import keras_tuner
+import numpy as np
+from keras_tuner.src.engine import base_tuner
+from keras_tuner.src.engine import trial as trial_module
+
+from spzoo import metrics
+from spzoo.layers.trainable_neuron_layer import NEURON_TYPES
+from spzoo.models import build_resnet, check_spec, resnet_spec
+from spzoo.training import atomic_write_text, paper_optimizer, save_model_atomic
+
+ACCURACY = "val_accuracy"
+MODEL_FILE = "model.keras"
+RECORD_FILE = "pruning.json"
+
+
+def initial_spec(filters_per_type: int, blocks_per_stack: int = 3) -> dict:
+    """The pruning NAS's starting ResNet (Fig. 8): PLs with equal thirds.
+
+    Stack `s` has `3 * filters_per_type * 2**s` channels (the paper: N_F =
+    16 per neuron type, 48 channels), every PL an equal share of each type.
+    """
+    spec = resnet_spec(blocks_per_stack, 3 * filters_per_type, neuron="prunable")
+    spec["name"] = f"pruning_resnet_{blocks_per_stack}_{3 * filters_per_type}"
+    for s, stack in enumerate(spec["stacks"]):
+        count = filters_per_type * 2**s
+        stack["inner_neurons"] = [[count] * 3 for _ in range(blocks_per_stack)]
+    return spec
+
+
+def inner_layers(spec: dict):
+    """Yields `(stack, block, prefix)` of every prunable inner neuron layer."""
+    for s, stack in enumerate(spec["stacks"], start=1):
+        for b in range(1, stack["blocks"] + 1):
+            yield s, b, f"stack{s}_block{b}"
+
+
+def importance(model: keras.Model, spec: dict) -> dict:
+    """L2 importance and type of every inner neuron.
+
+    Returns:
+        `{prefix: (phi, types)}`: `phi` a NumPy array over the layer's
+        neurons, `types` their neuron type names.
+    """
+    found = {}
+    for _, _, prefix in inner_layers(spec):
+        layer = model.get_layer(f"{prefix}_op2_neuron")
+        kernel = model.get_layer(f"{prefix}_op1_conv3x3").kernel
+        found[prefix] = (layer.l2_importance(kernel), layer.neuron_types())
+    return found
+
+
+def select_neurons(scores: dict, num_remove: int) -> dict:
+    """The `num_remove` lowest-importance neurons, each layer keeping one.
+
+    Args:
+        scores: `importance(...)` output.
+        num_remove: N_R.
+
+    Returns:
+        `{prefix: sorted channel indices to remove}`.
+    """
+    candidates = sorted(
+        (float(phi[c]), prefix, c)
+        for prefix, (phi, _) in scores.items()
+        for c in range(phi.size)
+    )
+    left = {prefix: phi.size for prefix, (phi, _) in scores.items()}
+    chosen: dict = {}
+    for _, prefix, c in candidates:
+        if sum(len(v) for v in chosen.values()) == num_remove:
+            break
+        if left[prefix] > 1:
+            chosen.setdefault(prefix, []).append(c)
+            left[prefix] -= 1
+    return {prefix: sorted(c) for prefix, c in chosen.items()}
+
+
+def prune_network(model: keras.Model, spec: dict, input_shape, num_classes, remove):
+    """Removes neurons physically: a smaller model with the kept weights.
+
+    Args:
+        model: A model built from `spec`.
+        spec: Its ResNet spec (with `"inner_neurons"`).
+        input_shape: `(H, W, C)`.
+        num_classes: Number of classes.
+        remove: `{prefix: channel indices}` (see `select_neurons`).
+
+    Returns:
+        `(new_model, new_spec)`.
+    """
+    spec = check_spec(spec)
+    keep = {}
+    for s, b, prefix in inner_layers(spec):
+        layer = model.get_layer(f"{prefix}_op2_neuron")
+        types = layer.neuron_types()
+        gone = set(remove.get(prefix, []))
+        kept = [c for c in range(len(types)) if c not in gone]
+        keep[prefix] = np.asarray(kept)
+        spec["stacks"][s - 1]["inner_neurons"][b - 1] = [
+            sum(1 for c in kept if types[c] == t) for t in NEURON_TYPES
+        ]
+    new = build_resnet(spec, input_shape, num_classes, name=model.name)
+    for layer in new.layers:
+        if not layer.weights:
+            continue
+        old = model.get_layer(layer.name).get_weights()
+        prefix = layer.name.rsplit("_op", 1)[0]
+        values = []
+        for source, target in zip(old, layer.get_weights(), strict=True):
+            if source.shape != target.shape:
+                axis = next(
+                    i
+                    for i, (a, b) in enumerate(
+                        zip(source.shape, target.shape, strict=True)
+                    )
+                    if a != b
+                )
+                source = np.take(source, keep[prefix], axis=axis)
+            values.append(source)
+        layer.set_weights(values)
+    return new, spec
+
+
+def finetune_optimizer(phase_steps: int, rates=(2e-3, 4e-4)):
+    """SGD (momentum 0.9, weight decay 5e-4) at `rates[i]` for phase `i`."""
+    optimizer = paper_optimizer(len(rates) * phase_steps, rates[0])
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+        [phase_steps * i for i in range(1, len(rates))], list(rates)
+    )
+    optimizer.learning_rate = schedule
+    return optimizer
+
+
+class PruningOracle(keras_tuner.Oracle):
+    """The pruning NAS's iteration chain and stopping rule.
+
+    Trial 0 trains the starting ResNet; trial `i` prunes trial `i - 1`'s
+    network. One trial runs at a time (others get IDLE).
+
+    Args:
+        spec: The starting ResNet spec (with `"inner_neurons"`).
+        num_iterations: n_iter, pruning iterations (the paper: 1000).
+        num_remove: N_R, neurons removed per iteration (the paper: 1).
+        max_drop: delta_alpha_max as a fraction (the paper: 0.02).
+        max_trials: KerasTuner's trial limit (default n_iter + 1).
+        **kwargs: Other `keras_tuner.Oracle` arguments.
+    """
+
+    def __init__(
+        self,
+        spec: dict,
+        num_iterations: int = 1000,
+        num_remove: int = 1,
+        max_drop: float = 0.02,
+        max_trials: int | None = None,
+        **kwargs,
+    ):
+        spec = check_spec(spec)
+        if not all("inner_neurons" in stack for stack in spec["stacks"]):
+            raise ValueError("`spec` must give 'inner_neurons' in every stack.")
+        for arg, value in (
+            ("num_iterations", num_iterations),
+            ("num_remove", num_remove),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{arg}` must be an int >= 1; received {value!r}.")
+        if not 0 < max_drop < 1:
+            raise ValueError(f"`max_drop` must be in (0, 1); received {max_drop!r}.")
+        prunable = sum(
+            sum(map(sum, s["inner_neurons"])) - s["blocks"] for s in spec["stacks"]
+        )
+        if num_remove > prunable:
+            raise ValueError(
+                f"`num_remove` N_R={num_remove} exceeds the {prunable} removable "
+                "inner neurons of `spec` (each layer keeps one)."
+            )
+        hyperparameters = keras_tuner.HyperParameters()
+        hyperparameters.Fixed("iteration", 0)
+        hyperparameters.Fixed("parent", "")
+        super().__init__(
+            objective=keras_tuner.Objective(ACCURACY, "max"),
+            max_trials=max_trials or num_iterations + 1,
+            hyperparameters=hyperparameters,
+            allow_new_entries=False,
+            tune_new_entries=False,
+            **kwargs,
+        )
+        self.spec = spec
+        self.num_iterations = num_iterations
+        self.num_remove = num_remove
+        self.max_drop = float(max_drop)
+        self.chain = []  # completed trial ids, iteration 0, 1, ...
+        self.start_accuracy = None
+        self.stop_reason = None
+
+    def populate_space(self, trial_id):
+        if self.stop_reason is not None:
+            return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+        if self.ongoing_trials:
+            return {"status": trial_module.TrialStatus.IDLE, "values": None}
+        return {
+            "status": trial_module.TrialStatus.RUNNING,
+            "values": {
+                "iteration": len(self.chain),
+                "parent": self.chain[-1] if self.chain else "",
+                "num_remove": self.num_remove,
+                "spec": json.dumps(self.spec) if not self.chain else "",
+            },
+        }
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        super().end_trial(trial)
+        trial = self.trials[trial.trial_id]
+        if trial.status == trial_module.TrialStatus.COMPLETED:
+            accuracy = float(trial.metrics.get_last_value(ACCURACY))
+            if not self.chain:
+                self.start_accuracy = accuracy
+                self.chain.append(trial.trial_id)
+            elif self.start_accuracy - accuracy > self.max_drop:
+                self.stop_reason = (
+                    f"accuracy {accuracy:.4f} fell more than {self.max_drop:.3f} "
+                    f"below the start {self.start_accuracy:.4f} (iteration "
+                    f"{len(self.chain)} rejected)"
+                )
+            else:
+                self.chain.append(trial.trial_id)
+                if trial.metrics.get_last_value("removable") < self.num_remove:
+                    self.stop_reason = "fewer than N_R removable neurons left"
+            if self.stop_reason is None and len(self.chain) > self.num_iterations:
+                self.stop_reason = f"n_iter={self.num_iterations} iterations done"
+        self.save()
+
+    def get_state(self):
+        state = super().get_state()
+        state.update(
+            {
+                "spec": self.spec,
+                "num_remove": self.num_remove,
+                "max_drop": self.max_drop,
+                "chain": self.chain,
+                "start_accuracy": self.start_accuracy,
+                "stop_reason": self.stop_reason,
+            }
+        )
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        if state["spec"] != self.spec or state["num_remove"] != self.num_remove:
+            raise ValueError(
+                "The pruning search in this directory started from another network "
+                "or N_R; use another --directory or the same settings."
+            )
+        self.chain = state["chain"]
+        self.start_accuracy = state["start_accuracy"]
+        self.stop_reason = state["stop_reason"]
+
+
+class PruningTuner(base_tuner.BaseTuner):
+    """Runs the pruning NAS's iterations (see the module docstring).
+
+    Args:
+        oracle: A `PruningOracle`.
+        input_shape: `(H, W, C)` of one example.
+        num_classes: Number of classes.
+        base_steps: Training steps of the starting network (trial 0).
+        finetune_steps: Steps per fine-tune phase (None: one epoch).
+        seed: Seed of the weights.
+        **kwargs: `BaseTuner` arguments (`directory`, `project_name`, ...).
+    """
+
+    def __init__(
+        self,
+        oracle,
+        input_shape,
+        num_classes: int,
+        base_steps: int,
+        finetune_steps: int | None = None,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(oracle=oracle, hypermodel=None, **kwargs)
+        self.input_shape = tuple(input_shape)
+        self.num_classes = int(num_classes)
+        self.base_steps = int(base_steps)
+        self.finetune_steps = finetune_steps
+        self.seed = int(seed)
+
+    def _fit(self, model, optimizer, train_data, steps, verbose):
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+            jit_compile=False,
+        )
+        model.fit(train_data.repeat(), epochs=1, steps_per_epoch=steps, verbose=verbose)
+
+    def run_trial(self, trial, train_data, eval_data, verbose="auto"):
+        """One iteration: train (iteration 0) or prune + fine-tune."""
+        values = trial.hyperparameters.values
+        keras.utils.set_random_seed(self.seed + int(values["iteration"]))
+        record = {"iteration": int(values["iteration"]), "parent": values["parent"]}
+        if not values["parent"]:
+            spec = json.loads(values["spec"])
+            model = build_resnet(spec, self.input_shape, self.num_classes)
+            self._fit(
+                model,
+                paper_optimizer(self.base_steps),
+                train_data,
+                self.base_steps,
+                verbose,
+            )
+            record["removed"] = {}
+        else:
+            parent_dir = self.get_trial_dir(values["parent"])
+            with open(os.path.join(parent_dir, RECORD_FILE)) as f:
+                spec = json.load(f)["spec"]
+            parent = keras.models.load_model(os.path.join(parent_dir, MODEL_FILE))
+            scores = importance(parent, spec)
+            remove = select_neurons(scores, int(values["num_remove"]))
+            model, spec = prune_network(
+                parent, spec, self.input_shape, self.num_classes, remove
+            )
+            phase = self.finetune_steps or int(train_data.cardinality())
+            self._fit(model, finetune_optimizer(phase), train_data, 2 * phase, verbose)
+            record["removed"] = {
+                prefix: [scores[prefix][1][c] for c in channels]
+                for prefix, channels in remove.items()
+            }
+        _, accuracy = model.evaluate(eval_data, verbose=0)
+        scores = importance(model, spec)
+        record.update(
+            {
+                "spec": spec,
+                "val_accuracy": float(accuracy),
+                "params": metrics.count_params(model),
+                "neurons": int(sum(phi.size for phi, _ in scores.values())),
+                "importance": {
+                    prefix: {"phi": phi.tolist(), "types": types}
+                    for prefix, (phi, types) in scores.items()
+                },
+            }
+        )
+        trial_dir = self.get_trial_dir(trial.trial_id)
+        save_model_atomic(model, os.path.join(trial_dir, MODEL_FILE))
+        atomic_write_text(
+            os.path.join(trial_dir, RECORD_FILE), json.dumps(record) + "\n"
+        )
+        removable = record["neurons"] - len(scores)
+        return {
+            ACCURACY: float(accuracy),
+            "params": float(record["params"]),
+            "removable": float(removable),
+        }
+
+    def load_model(self, trial):
+        """The (pruned) model a trial saved."""
+        return keras.models.load_model(
+            os.path.join(self.get_trial_dir(trial.trial_id), MODEL_FILE)
+        )
+
+    def save_model(self, trial_id, model, step=0):
+        save_model_atomic(model, os.path.join(self.get_trial_dir(trial_id), MODEL_FILE))
+
+
+def importance_shares(importance_record: dict) -> dict:
+    """Share of the total phi per neuron type, per stack (Fig. 12).
+
+    Args:
+        importance_record: `{prefix: {"phi": [...], "types": [...]}}`.
+
+    Returns:
+        `{stack: {type: share}}` with stacks numbered from 1.
+    """
+    totals: dict = {}
+    for prefix, entry in importance_record.items():
+        stack = int(prefix.split("_")[0].removeprefix("stack"))
+        sums = totals.setdefault(stack, dict.fromkeys(NEURON_TYPES, 0.0))
+        for phi, kind in zip(entry["phi"], entry["types"], strict=True):
+            sums[kind] += phi
+    return {
+        stack: {
+            kind: value / (sum(sums.values()) or 1.0) for kind, value in sums.items()
+        }
+        for stack, sums in sorted(totals.items())
+    }
+
+
+def run_pruning_search(
+    dataset: str,
+    directory: str,
+    budget: str = "small",
+    num_iterations: int = 1000,
+    num_remove: int = 1,
+    max_drop: float = 0.02,
+    blocks_per_stack: int = 3,
+    max_trials: int | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    verbose: int = 1,
+) -> dict | None:
+    """Runs (or resumes) the pruning NAS on a dataset.
+
+    The KerasTuner project is `<directory>/pruning/`; each iteration's model
+    is `trial_<id>/model.keras`, its spec, importance and removed neurons
+    `trial_<id>/pruning.json`; the summary `search.json` and the final
+    model `pruned_model.keras`.
+
+    Args:
+        dataset: A name from `spzoo.data.list_datasets()`.
+        directory: Where the KerasTuner project goes.
+        budget: `"paper"`, `"small"` or `"tiny"` (see `spzoo.tuners.budget`).
+        num_iterations: n_iter.
+        num_remove: N_R.
+        max_drop: delta_alpha_max (fraction).
+        blocks_per_stack: N_B.
+        max_trials: KerasTuner trial limit (default n_iter + 1).
+        seed: Seed of the weights.
+        overwrite: Start afresh instead of resuming.
+        verbose: KerasTuner / Keras verbosity.
+
+    Returns:
+        The summary (None on a worker).
+    """
+    from keras_tuner.src.distribute import utils as dist_utils
+    from spzoo.tuners.budget import search_settings
+
+    from spzoo import data as spdata
+
+    info = spdata.get(dataset)
+    settings = search_settings(info, budget)
+    spec = initial_spec(settings.filters, blocks_per_stack)
+    oracle = PruningOracle(
+        spec,
+        num_iterations=num_iterations,
+        num_remove=num_remove,
+        max_drop=max_drop,
+        max_trials=max_trials,
+        seed=seed + 1,
+    )
+    tuner = PruningTuner(
+        oracle,
+        info.input_shape,
+        info.num_classes,
+        base_steps=settings.base_steps,
+        finetune_steps=settings.finetune_steps,
+        seed=seed,
+        directory=directory,
+        project_name="pruning",
+        overwrite=overwrite,
+    )
+    if verbose:
+        print(
+            f"Pruning NAS on {dataset} ({budget} budget): ResNet N_B="
+            f"{blocks_per_stack}, {settings.filters} neurons of each type in the "
+            f"first stack, {settings.base_steps} training steps, fine-tune "
+            f"{settings.finetune_steps or 'one epoch'} steps at 2e-3 then 4e-4, "
+            f"N_R={num_remove}, n_iter={num_iterations}, "
+            f"delta_alpha_max={max_drop}"
+        )
+    train = spdata.load(dataset, "train", batch_size=settings.batch_size, seed=seed)
+    evaluation = spdata.load(dataset, "eval", batch_size=settings.batch_size)
+    tuner.search(train, evaluation, verbose=verbose)
+    if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
+        return None
+    project = os.path.join(directory, "pruning")
+    iterations = []
+    for trial_id in oracle.chain:
+        with open(os.path.join(project, f"trial_{trial_id}", RECORD_FILE)) as f:
+            record = json.load(f)
+        record["trial_id"] = trial_id
+        record["importance_shares"] = importance_shares(record.pop("importance"))
+        iterations.append(record)
+    final = oracle.chain[-1]
+    model_path = os.path.join(project, "pruned_model.keras")
+    save_model_atomic(tuner.load_model(oracle.trials[final]), model_path)
+    summary = {
+        "kind": "pruning",
+        "dataset": dataset,
+        "settings": dataclasses.asdict(settings),
+        "num_iterations": num_iterations,
+        "num_remove": num_remove,
+        "max_drop": max_drop,
+        "stop_reason": oracle.stop_reason,
+        "start_accuracy": oracle.start_accuracy,
+        "iterations": [
+            {k: v for k, v in record.items() if k != "spec"} for record in iterations
+        ],
+        "final_spec": iterations[-1]["spec"],
+        "model_path": model_path,
+    }
+    atomic_write_text(
+        os.path.join(project, "search.json"), json.dumps(summary, indent=2) + "\n"
+    )
+    return summary
