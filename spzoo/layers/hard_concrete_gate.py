@@ -30,7 +30,7 @@ def check_threshold(threshold, argument: str = "threshold"):
     """
     if threshold is None:
         return None
-    if isinstance(threshold, bool) or isinstance(threshold, str):
+    if isinstance(threshold, bool | str):
         raise ValueError(
             f"`{argument}` must be a scalar number; received {threshold!r}."
         )

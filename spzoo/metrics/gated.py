@@ -167,8 +167,11 @@ def measure(model: keras.Model, data, batch_size: int = 256) -> dict:
             totals[layer.name] += float(ops.convert_to_numpy(ops.sum(per_example)))
         examples += batch
         if y is not None:
+            labels = np.asarray(y)
+            if labels.ndim > 1 and labels.shape[-1] > 1:  # one-hot labels
+                labels = np.argmax(labels, axis=-1)
             predicted = np.argmax(np.asarray(logits[0]), axis=-1)
-            correct += int(np.sum(predicted == np.asarray(y).reshape(-1)))
+            correct += int(np.sum(predicted == labels.reshape(-1)))
             labelled += batch
     if examples == 0:
         raise ValueError("`data` is empty.")
@@ -295,7 +298,11 @@ def plot_threshold_curve(
     fractions = [100 * row["macs_fraction"] for row in rows]
     accuracies = [100 * row["accuracy"] for row in rows]
     axes.plot(fractions, accuracies, "o-", label="gated model")
+    previous = None
     for row, x, y in zip(rows, fractions, accuracies, strict=True):
+        if previous is not None and abs(x - previous[0]) + abs(y - previous[1]) < 1:
+            continue  # label only the first of points that coincide
+        previous = (x, y)
         label = "none" if row["threshold"] is None else f"{row['threshold']:g}"
         axes.annotate(
             label, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7
