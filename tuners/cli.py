@@ -92,7 +92,7 @@ def analyze_command(args) -> int:
 
 
 def _common(p) -> None:
-    p.add_argument("--dataset", required=True, help="dataset name (see `spzoo data list`)")
+    p.add_argument("--dataset", required=True, help="dataset (see `spzoo data list`)")
     p.add_argument(
         "--budget",
         choices=sorted(BUDGETS),
@@ -100,9 +100,9 @@ def _common(p) -> None:
         help="shrink epochs and widths: paper (Table I), small, tiny (default small)",
     )
     p.add_argument(
-        "--directory", default="searches", help="KerasTuner directory (default searches)"
+        "--directory", default="searches", help="KerasTuner directory (searches)"
     )
-    p.add_argument("--max-trials", type=int, default=None, help="KerasTuner trial limit")
+    p.add_argument("--max-trials", type=int, default=None, help="trial limit")
     p.add_argument("--blocks", type=int, default=3, help="N_B, blocks per stack (3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
