@@ -3,9 +3,15 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import spzoo.models
-from spzoo.layers import InhibitionConv2D, get_threshold, set_threshold
+from spzoo.layers import (
+    InhibitionConv2D,
+    get_threshold,
+    set_threshold,
+    threshold_scope,
+)
 from spzoo.metrics import macs, measure, plot_threshold_curve, threshold_curve
 
 SPEC = {
@@ -123,6 +129,25 @@ def test_threshold_curve_and_compiled_predict(tmp_path):
     png = plot_threshold_curve(rows, tmp_path / "curve.png", reference_accuracy=0.5)
     with open(png, "rb") as f:
         assert f.read(4) == b"\x89PNG"
+
+
+def test_threshold_as_a_second_input_of_a_traced_model():
+    """What an export needs: one graph, the threshold as a scalar input."""
+    model = _tiny()
+    _spread_gates(model)
+    spec = [tf.TensorSpec((None, 16, 16, 1)), tf.TensorSpec((), tf.float32)]
+
+    @tf.function(input_signature=spec)
+    def serve(images, threshold):
+        with threshold_scope(threshold):
+            return model(images, training=False)
+
+    outputs = {t: serve(X, tf.constant(t)).numpy() for t in (-10.0, 2.0)}
+    assert serve.experimental_get_tracing_count() == 1
+    assert not np.allclose(outputs[-10.0], outputs[2.0])
+    for t, expected in outputs.items():
+        set_threshold(model, t)
+        np.testing.assert_allclose(model(X), expected, atol=1e-5)
 
 
 def test_training_adds_the_sparsity_loss():
