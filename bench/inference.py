@@ -10,8 +10,9 @@ Side by side in one run:
   compiled call (`tf.function`, and with XLA), the TensorFlow SavedModel,
   ONNX Runtime and the TFLite (LiteRT) interpreter;
 - latency against threshold of the slimmed exports (`slim_model`, ONNX
-  Runtime and LiteRT) against the full gated ONNX at the same threshold
-  and the un-gated plain CNN;
+  Runtime and LiteRT) against the full gated ONNX at the same threshold,
+  the dynamically slimmed ONNX (`to_onnx(dynamic_slim=True)`: one file,
+  channels gathered at the run-time threshold) and the un-gated plain CNN;
 - achieved GFLOP/s (2 * MACs * batch / time) as a fraction of this
   machine's measured float32 matrix-multiply GFLOP/s.
 
@@ -180,6 +181,10 @@ def speed(args) -> dict:
         )
 
     print("slimmed exports across thresholds...", flush=True)
+    dynamic_path = export.to_onnx(model, work / "dynamic.onnx", dynamic_slim=True)
+    runners["dynamic"] = export.load(dynamic_path, threads=THREADS)
+    for t in (-np.inf, 1.0):
+        export.check_parity(model, runners["dynamic"], x, [t])
     ref_path = export.to_onnx(reference, work / "reference.onnx")
     ref_runner = export.load(ref_path, threads=THREADS)
     slim_rows = []
@@ -204,7 +209,17 @@ def speed(args) -> dict:
             peak,
             args.repeats,
         )
+        dynamic_row = speed_rows(
+            "dynamic slim (run-time gather), ONNX Runtime",
+            lambda v, t=t: runners["dynamic"](v, threshold=t),
+            batch,
+            one,
+            report.macs_slim,
+            peak,
+            args.repeats,
+        )
         entry = {
+            "dynamic_onnx": dynamic_row,
             "threshold": t,
             "mac_fraction": report.mac_fraction,
             "macs_slim": report.macs_slim,
@@ -233,7 +248,8 @@ def speed(args) -> dict:
             f"  t={t:7.3f}  MACs {100 * report.mac_fraction:5.1f}%  "
             f"full {full_row['latency_ms']:.3f} ms  slim ONNX "
             f"{entry['slim_onnx']['latency_ms']:.3f} ms "
-            f"({entry['speedup_onnx_b1']:.2f}x)  slim TFLite "
+            f"({entry['speedup_onnx_b1']:.2f}x)  dynamic ONNX "
+            f"{dynamic_row['latency_ms']:.3f} ms  slim TFLite "
             f"{entry['slim_tflite']['latency_ms']:.3f} ms",
             flush=True,
         )
@@ -296,9 +312,9 @@ def speed_report(result: dict) -> str:
         "| threshold | MACs kept | channels kept (conv2, conv3) | full ONNX b1 (ms) "
         "| slim ONNX b1 (ms) | speed-up b1 | full ONNX b64 (/s) | slim ONNX b64 (/s) "
         "| speed-up b64 | slim TFLite b1 (ms) | slim TFLite b64 (/s) | slim ONNX "
-        "GFLOP/s b64 |",
+        "GFLOP/s b64 | dynamic ONNX b1 (ms) | dynamic ONNX b64 (/s) |",
         "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: |",
+        "| ---: | ---: | ---: |",
     ]
     for e in result["slim"]:
         ch = ", ".join(f"{k}/{n}" for k, n in e["channels"].values())
@@ -308,7 +324,9 @@ def speed_report(result: dict) -> str:
             f"| {e['speedup_onnx_b1']:.2f}x | {e['full_onnx']['throughput']:.0f} | "
             f"{e['slim_onnx']['throughput']:.0f} | {e['speedup_onnx_b64']:.2f}x | "
             f"{e['slim_tflite']['latency_ms']:.3f} | "
-            f"{e['slim_tflite']['throughput']:.0f} | {e['slim_onnx']['gflops']:.2f} |"
+            f"{e['slim_tflite']['throughput']:.0f} | {e['slim_onnx']['gflops']:.2f} | "
+            f"{e['dynamic_onnx']['latency_ms']:.3f} | "
+            f"{e['dynamic_onnx']['throughput']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 

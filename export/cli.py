@@ -32,6 +32,7 @@ def export_command(args) -> int:
             slim=args.slim,
             opset=args.opset,
             atol=args.atol,
+            dynamic_slim=args.dynamic_slim,
         )
     except ParityError as error:
         print(f"spzoo export: {error}", file=sys.stderr)
@@ -46,9 +47,11 @@ def export_command(args) -> int:
     )
     threshold = metadata["threshold"]
     if threshold["input"]:
+        default = threshold["default"]
+        default = "none (-inf)" if default is None else f"{default:g}"
         print(
-            f"  threshold input {threshold['input']!r}: default "
-            f"{threshold['default']}, range {threshold['range']}"
+            f"  threshold input {threshold['input']!r} (scalar float32): default "
+            f"{default}, log-alpha range {threshold['range']}"
         )
     if "slim" in metadata:
         slim = metadata["slim"]
@@ -122,6 +125,11 @@ def add_parser(subparsers) -> None:
         "--slim",
         action="store_true",
         help="remove the channels that input-independent gates close at the threshold",
+    )
+    p.add_argument(
+        "--dynamic-slim",
+        action="store_true",
+        help="ONNX: keep the threshold input and drop closed channels in the graph",
     )
     p.add_argument(
         "--dataset",

@@ -120,6 +120,7 @@ def export(
     opset: int = DEFAULT_OPSET,
     atol: float = DEFAULT_ATOL,
     classes=None,
+    dynamic_slim: bool = False,
 ) -> ExportReport:
     """Exports `model` to `path` and checks parity on real examples.
 
@@ -137,6 +138,9 @@ def export(
         opset: ONNX opset.
         atol: Tolerance of the max abs logit difference.
         classes: Class names (default: the record's, else the dataset's).
+        dynamic_slim: ONNX only: keep the threshold input and remove the
+            closed channels inside the graph at run time
+            (`spzoo.export.dynamic`).
 
     Returns:
         An `ExportReport`. Raises `ParityError` if any check fails.
@@ -148,6 +152,11 @@ def export(
     if not isinstance(examples, int) or examples < 1:
         raise ValueError(f"`examples` must be an int >= 1; received {examples!r}.")
     threshold = check_threshold(threshold)
+    if dynamic_slim and (slim or format != "onnx"):
+        raise ValueError(
+            "`dynamic_slim=True` is for ONNX exports without `slim`; received "
+            f"format={format!r}, slim={slim!r}."
+        )
     gated = has_gates(model)
     if threshold is not None and not gated:
         raise ValueError(
@@ -165,7 +174,8 @@ def export(
     try:
         if threshold is not None and not slim:
             set_threshold(model, threshold)
-        exported, reference_threshold, extra = model, None, {}
+        exported, reference_threshold = model, None
+        extra = {"dynamic_slim": True} if dynamic_slim else {}
         if slim:
             exported, slim_report = slim_model(model, threshold)
             reference_threshold = slim_report.threshold
@@ -181,8 +191,17 @@ def export(
         )
         if slim and metadata["threshold"]["gated"]:
             metadata["threshold"]["default"] = reference_threshold
+        options = {"opset": opset, "dynamic_slim": dynamic_slim}
         return _write_checked(
-            model, exported, path, format, metadata, x, reference_threshold, opset, atol
+            model,
+            exported,
+            path,
+            format,
+            metadata,
+            x,
+            reference_threshold,
+            atol,
+            options,
         )
     finally:
         if gated:
@@ -190,14 +209,14 @@ def export(
 
 
 def _write_checked(
-    model, exported, path, format, metadata, x, reference_threshold, opset, atol
+    model, exported, path, format, metadata, x, reference_threshold, atol, options
 ):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
         target = staging / f"model{SUFFIXES[format]}"
-        kwargs = {"opset": opset} if format == "onnx" else {}
+        kwargs = options if format == "onnx" else {}
         threshold_input = bool(metadata["threshold"]["input"])
         WRITERS[format](exported, target, metadata, threshold_input, **kwargs)
         runner = load(target)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from spzoo.export.dynamic import dynamic_slim_function
 from spzoo.export.metadata import (
     INPUT_NAME,
     METADATA_KEY,
@@ -96,6 +97,7 @@ def to_onnx(
     metadata: dict | None = None,
     threshold_input: bool | None = None,
     opset: int = DEFAULT_OPSET,
+    dynamic_slim: bool = False,
 ) -> Path:
     """Writes `model` as an ONNX file (see the module docstring).
 
@@ -105,6 +107,9 @@ def to_onnx(
         metadata: The metadata document (default: `model_metadata(model)`).
         threshold_input: Add the `threshold` input (default: gated models).
         opset: ONNX opset (>= 13).
+        dynamic_slim: Remove the channels that input-independent gates
+            close at the run-time threshold inside the graph
+            (`spzoo.export.dynamic`) instead of masking them.
 
     Returns:
         The path written; the file passes `onnx.checker.check_model`.
@@ -118,6 +123,13 @@ def to_onnx(
     metadata = metadata or model_metadata(model, threshold_input=threshold_input)
     serve, serve_threshold = serving_functions(model, threshold_input)
     function = serve_threshold or serve
+    if dynamic_slim:
+        if serve_threshold is None:
+            raise ValueError(
+                "`dynamic_slim=True` needs a gated model with the threshold "
+                f"input; {model.name!r} has no gates or `threshold_input=False`."
+            )
+        function = dynamic_slim_function(model)
     default = None
     if serve_threshold is not None:
         default = metadata["threshold"]["default"]

@@ -145,6 +145,9 @@ class OnnxRunner(Runner):
             metadata = None
         super().__init__(path, "onnx", check_metadata(metadata, where))
         options = ort.SessionOptions()
+        # The threshold is an initializer that is also a graph input (an
+        # overridable default); ORT warns about that on every load.
+        options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
         try:

@@ -130,7 +130,7 @@ def test_gated_savedmodel_threshold_signature_and_asset(tmp_path, x):
         np.testing.assert_allclose(runner(x[:32], threshold=t), expected, atol=1e-5)
 
 
-def test_slim_model_removes_closed_channels_and_matches_gated():
+def test_slim_model_removes_closed_channels_and_matches_gated(tmp_path):
     model = _gated(input_dependent=False)
     xs = np.random.default_rng(0).random((16, *SHAPE), dtype=np.float32)
     for t in (-10.0, 1.0, 20.0):
@@ -144,6 +144,12 @@ def test_slim_model_removes_closed_channels_and_matches_gated():
             np.asarray(slim(xs)), keras_logits(model, xs, t), atol=1e-5
         )
     assert report.macs_slim < report.macs_full
+    # one ONNX file that gathers the open channels at the run-time threshold
+    runner = export.load(export.to_onnx(model, tmp_path / "d.onnx", dynamic_slim=True))
+    for t in (-10.0, 1.0, 20.0):
+        np.testing.assert_allclose(
+            runner(xs, threshold=t), keras_logits(model, xs, t), atol=1e-5
+        )
 
 
 def test_slim_needs_input_independent_gates():
