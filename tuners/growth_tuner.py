@@ -11,6 +11,7 @@ from the trial alone. Each trial trains with the paper's recipe
 import dataclasses
 import json
 import os
+import time
 
 import keras
 import keras_tuner
@@ -83,6 +84,16 @@ class GrowthTuner(keras_tuner.Tuner):
         self.steps = int(steps)
         self.epochs = int(epochs)
         self.seed = int(seed)
+
+    def pre_create_trial(self):
+        """Waits a little before asking again when the oracle answered IDLE."""
+        if getattr(self, "_asked", False):
+            time.sleep(0.5)
+        self._asked = True
+
+    def on_trial_begin(self, trial):
+        self._asked = False
+        super().on_trial_begin(trial)
 
     def run_trial(self, trial, train_data, eval_data, verbose="auto"):
         """Trains one architecture; returns `{"val_accuracy", "params"}`.

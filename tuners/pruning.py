@@ -31,6 +31,7 @@ KerasTuner retries from the parent's saved model.
 import dataclasses
 import json
 import os
+import time
 
 import keras
 import keras_tuner
@@ -330,6 +331,16 @@ class PruningTuner(base_tuner.BaseTuner):
             jit_compile=False,
         )
         model.fit(train_data.repeat(), epochs=1, steps_per_epoch=steps, verbose=verbose)
+
+    def pre_create_trial(self):
+        """Waits a little before asking again when the oracle answered IDLE."""
+        if getattr(self, "_asked", False):
+            time.sleep(0.5)
+        self._asked = True
+
+    def on_trial_begin(self, trial):
+        self._asked = False
+        super().on_trial_begin(trial)
 
     def run_trial(self, trial, train_data, eval_data, verbose="auto"):
         """One iteration: train (iteration 0) or prune + fine-tune."""
