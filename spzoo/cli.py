@@ -62,6 +62,57 @@ def train_command(args) -> int:
     return 0
 
 
+def _thresholds(text: str) -> list:
+    values = []
+    for item in text.split(","):
+        item = item.strip()
+        if item.lower() == "none":
+            values.append(None)
+            continue
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers or 'none', got {item!r}"
+            ) from None
+    return values
+
+
+def sweep_command(args) -> int:
+    import keras
+
+    from spzoo import data, metrics
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"`--limit` must be >= 1; received {args.limit}.")
+    model = keras.saving.load_model(args.model)
+    eval_ds = data.load(args.dataset, "eval", batch_size=256, shuffle=False)
+    if args.limit:
+        eval_ds = eval_ds.unbatch().take(args.limit).batch(256)
+    reference_accuracy = None
+    reference_macs = metrics.macs(model)
+    reference_name = f"{model.name} with every channel computed"
+    if args.reference:
+        reference = keras.saving.load_model(args.reference)
+        reference_macs = metrics.macs(reference)
+        reference_accuracy = metrics.measure(reference, eval_ds)["accuracy"]
+        reference_name = reference.name
+    rows = metrics.threshold_curve(
+        model, eval_ds, args.thresholds, reference_macs=reference_macs
+    )
+    print(
+        f"{model.name} on {args.dataset} (eval split); MACs relative to "
+        f"{reference_name}: {reference_macs:,.0f}"
+    )
+    if reference_accuracy is not None:
+        print(f"reference accuracy {100 * reference_accuracy:.2f}%")
+    print(metrics.format_threshold_table(rows, reference_accuracy))
+    if args.plot:
+        path = metrics.plot_threshold_curve(rows, args.plot, reference_accuracy)
+        print(f"plot written to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spzoo", description="Bio-inspired networks for Keras 3."
@@ -95,6 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="runs")
     p.set_defaults(func=train_command)
+
+    p = sub.add_parser(
+        "sweep", help="accuracy and measured MACs of a gated model per threshold"
+    )
+    p.add_argument("model", help="a trained .keras model with gated cells")
+    p.add_argument("--dataset", required=True, help="dataset name (eval split)")
+    p.add_argument(
+        "--thresholds",
+        type=_thresholds,
+        required=True,
+        help="comma-separated thresholds on log-alpha, e.g. none,0,2,4,6",
+    )
+    p.add_argument("--reference", help="un-gated reference .keras model (optional)")
+    p.add_argument("--limit", type=int, default=None, help="use the first N examples")
+    p.add_argument("--plot", help="write accuracy against MAC fraction as this PNG")
+    p.set_defaults(func=sweep_command)
 
     try:
         from spzoo.data import cli as data_cli

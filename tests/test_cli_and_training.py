@@ -80,3 +80,34 @@ def test_console_script_is_installed():
         ["spzoo", "--help"], capture_output=True, text=True, check=True
     )
     assert "models" in result.stdout and "train" in result.stdout
+
+
+def test_sweep_command_prints_the_threshold_table_and_plot(tmp_path, capsys):
+    from spzoo.models import build
+
+    model = build("gated_cnn", (28, 28, 1), 10)
+    path = tmp_path / "gated.keras"
+    model.save(path)
+    png = tmp_path / "curve.png"
+    args = [
+        "sweep",
+        str(path),
+        "--dataset",
+        "mnist_5k",
+        "--thresholds",
+        "none,0,8",
+        "--limit",
+        "64",
+        "--plot",
+        str(png),
+    ]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "| threshold | accuracy (%) |" in out
+    table = [line for line in out.splitlines() if line.startswith("| ")][2:]
+    assert len(table) == 3
+    macs = [float(line.split("|")[3].replace(",", "")) for line in table]
+    assert macs[0] >= macs[1] >= macs[2]  # a higher threshold never costs more
+    assert png.stat().st_size > 0
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", str(path), "--dataset", "mnist_5k", "--thresholds", "a"])
