@@ -163,21 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="write accuracy against MAC fraction as this PNG")
     p.set_defaults(func=sweep_command)
 
-    try:
-        from spzoo.data import cli as data_cli
-    except ImportError:
-        data_cli = None
-    if data_cli is not None and hasattr(data_cli, "add_parser"):
-        data_cli.add_parser(sub)
-    try:
-        from spzoo.export import cli as export_cli
-    except ImportError:
-        export_cli = None
-    if export_cli is not None and hasattr(export_cli, "add_parser"):
-        export_cli.add_parser(sub)
+    from spzoo.data import cli as data_cli
+    from spzoo.export import cli as export_cli
     from spzoo.tuners import cli as tuners_cli
 
-    tuners_cli.add_parser(sub)
+    for module in (data_cli, export_cli, tuners_cli):
+        module.add_parser(sub)
     return parser
 
 
