@@ -1,0 +1,163 @@
+"""`spzoo search` end to end: SIGKILL and resume, chief + two workers, pruning."""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from spzoo.cli import main
+
+GROWTH = [
+    "search",
+    "growth",
+    "--dataset",
+    "sklearn_digits",
+    "--budget",
+    "tiny",
+    "--blocks",
+    "1",
+    "--population",
+    "2",
+    "--sample",
+    "1",
+    "--iterations",
+    "4",
+    "--initial-growth",
+    "1",
+    "--verbose",
+    "0",
+]
+
+
+def spzoo(args, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "spzoo.cli", *args],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def completed(project):
+    trials = {}
+    for path in glob.glob(os.path.join(project, "trial_*", "trial.json")):
+        with open(path) as f:
+            trial = json.load(f)
+        if trial["status"] == "COMPLETED":
+            trials[trial["trial_id"]] = (
+                trial["hyperparameters"]["values"]["architecture"],
+                trial["metrics"]["metrics"]["val_accuracy"],
+            )
+    return trials
+
+
+def finish(process, timeout):
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"timed out:\n{output.decode()[-3000:]}")
+    assert process.returncode == 0, output.decode()[-3000:]
+    return output.decode()
+
+
+def test_growth_search_resumes_after_sigkill(tmp_path):
+    directory = str(tmp_path / "run")
+    project = os.path.join(directory, "growth")
+    process = spzoo([*GROWTH, "--directory", directory])
+    deadline = time.time() + 240
+    while time.time() < deadline and not completed(project):
+        if process.poll() is not None:
+            pytest.fail(process.stdout.read().decode()[-3000:])
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = completed(project)
+    assert before, "no trial completed before the kill"
+
+    output = finish(spzoo([*GROWTH, "--directory", directory]), 300)
+    after = completed(project)
+    assert len(after) == 4 and sorted(after) == ["0", "1", "2", "3"]
+    for trial_id, (architecture, accuracy) in before.items():
+        assert after[trial_id] == (architecture, accuracy)  # kept, not re-run
+    summary = json.loads(open(os.path.join(project, "search.json")).read())
+    assert [h["trial_id"] for h in summary["history"]][: len(before)] == sorted(before)
+    assert "architectures evaluated" in output
+
+    assert main(["analyze", directory, "--top", "2"]) == 0
+    assert os.path.isfile(os.path.join(directory, "analysis", "fig11_op_shares.png"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_chief_and_two_workers_share_one_search(tmp_path):
+    directory = str(tmp_path / "run")
+    port = str(free_port())
+    env = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    args = [*GROWTH, "--directory", directory]
+    chief = spzoo(args, {**env, "KERASTUNER_TUNER_ID": "chief"})
+    time.sleep(2)
+    workers = [
+        spzoo(args, {**env, "KERASTUNER_TUNER_ID": f"tuner{i}"}) for i in range(2)
+    ]
+    try:
+        outputs = [finish(w, 400) for w in workers]
+        finish(chief, 60)
+    finally:
+        for p in [chief, *workers]:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    assert all("worker finished" in out for out in outputs)
+    project = os.path.join(directory, "growth")
+    assert sorted(completed(project)) == ["0", "1", "2", "3"]
+    assert os.path.isfile(os.path.join(project, "search.json"))  # the chief's
+    assert os.path.isfile(os.path.join(project, "tuner0.json"))
+    assert os.path.isfile(os.path.join(project, "tuner1.json"))
+
+
+def test_pruning_search_cli(tmp_path, capsys):
+    directory = str(tmp_path / "run")
+    args = [
+        "search",
+        "pruning",
+        "--dataset",
+        "sklearn_digits",
+        "--budget",
+        "tiny",
+        "--blocks",
+        "1",
+        "--iterations",
+        "1",
+        "--remove",
+        "2",
+        "--max-drop",
+        "0.9",
+        "--verbose",
+        "0",
+        "--directory",
+        directory,
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 pruning iterations" in out and "n_iter=1" in out
+    summary = json.loads(open(os.path.join(directory, "pruning", "search.json")).read())
+    first, last = summary["iterations"]
+    assert last["neurons"] == first["neurons"] - 2
+    assert last["params"] < first["params"]
+    assert os.path.isfile(summary["model_path"])
+    assert main(["search", "pruning", *args[2:]]) == 0  # finished: resumes, no work
+    assert (
+        main(["search", "growth", "--dataset", "nope", "--directory", directory]) == 2
+    )
