@@ -286,7 +286,7 @@ def plot_pruning(summary: dict, output_dir: str) -> list:
     ax.set_xticks(x, [f"stack {s}" for s in stacks])
     ax.set_ylabel("share of total importance (%)")
     ax.axhline(100 / 3, color="grey", lw=0.8, ls="--")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
     ax.set_title("Neural composition after pruning")
     path12 = os.path.join(output_dir, "fig12_importance_shares.png")
     _save(fig, path12)
