@@ -92,6 +92,20 @@ def test_growth_search_resumes_after_sigkill(tmp_path):
     assert [h["trial_id"] for h in summary["history"]][: len(before)] == sorted(before)
     assert "architectures evaluated" in output
 
+    # The trial's hyperparameter value alone rebuilds the trained network.
+    from spzoo import data
+    from spzoo.models import build
+
+    best = summary["best_trial"]
+    spec = json.loads(after[best][0])
+    model = build(spec, (8, 8, 1), 10)
+    model.load_weights(os.path.join(project, f"trial_{best}", "checkpoint.weights.h5"))
+    x, y = zip(*data.load("sklearn_digits", "eval", batch_size=512), strict=True)
+    predicted = model.predict(x[0], verbose=0).argmax(-1)
+    accuracy = float((predicted == y[0].numpy()).mean())
+    recorded = next(h for h in summary["history"] if h["trial_id"] == best)
+    assert accuracy == pytest.approx(recorded["val_accuracy"], abs=1e-6)
+
     assert main(["analyze", directory, "--top", "2"]) == 0
     assert os.path.isfile(os.path.join(directory, "analysis", "fig11_op_shares.png"))
 
