@@ -46,24 +46,40 @@ from spzoo.export.parity import keras_logits
 
 import spzoo.models
 from spzoo import export, metrics
-from spzoo.layers import InhibitionConv2D, set_threshold
+from spzoo.layers import InhibitionConv2D
 
 INPUT_SHAPE = (28, 28, 1)
 DATASET = "mnist_5k"
 THREADS = os.cpu_count()
 
 
-def timed(fn, repeats: int, min_seconds: float = 0.0) -> float:
+def timed(fn, repeats: int) -> float:
     """Median seconds of `fn()` over `repeats` calls (after two warm-ups)."""
     fn()
     fn()
     times = []
-    start = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_seconds:
+    for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def interleaved(calls: dict, x, rounds: int) -> dict:
+    """Median seconds of each `calls[name](x)`, measured in `rounds` rounds
+    that call every candidate once each (in a rotating order), so a change of
+    the machine's load during the run affects every candidate alike."""
+    names = list(calls)
+    for name in names:  # warm-up
+        calls[name](x)
+        calls[name](x)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            calls[name](x)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def matmul_gflops(n: int = 1024) -> dict:
@@ -117,17 +133,26 @@ def thresholds_for(model, fractions) -> list[tuple[float, export.SlimReport]]:
     return chosen
 
 
-def speed_rows(name, call, batch_x, one_x, macs, peak, repeats) -> dict:
-    latency = timed(lambda: call(one_x), repeats, 1.0)
-    batch_s = timed(lambda: call(batch_x), max(5, repeats // 10), 1.0)
-    throughput = len(batch_x) / batch_s
+def row(name, latency_s, batch_s, batch, macs, peak) -> dict:
+    """One table row: latency at batch 1, throughput and GFLOP/s at `batch`."""
+    throughput = batch / batch_s
     gflops = 2 * macs * throughput / 1e9
     return {
         "runtime": name,
-        "latency_ms": 1e3 * latency,
+        "latency_ms": 1e3 * latency_s,
         "throughput": throughput,
         "gflops": gflops,
         "peak_fraction": gflops / peak,
+    }
+
+
+def measure(calls: dict, one, batch, macs: dict, peak, rounds: int) -> dict:
+    """Rows for `calls` (name -> fn(x)), batch 1 and batch 64 interleaved."""
+    latency = interleaved(calls, one, rounds)
+    batch_s = interleaved(calls, batch, max(10, rounds // 8))
+    return {
+        name: row(name, latency[name], batch_s[name], len(batch), macs[name], peak)
+        for name in calls
     }
 
 
@@ -157,100 +182,94 @@ def speed(args) -> dict:
         ("tflite", export.to_tflite, ".tflite"),
     ):
         path = writer(model, work / f"full{suffix or '_savedmodel'}")
-        runners[fmt] = (
-            export.load(path, threads=THREADS)
-            if fmt != "savedmodel"
-            else export.load(path)
-        )
+        threads = None if fmt == "savedmodel" else THREADS
+        runners[fmt] = export.load(path, threads=threads)
         export.check_parity(model, runners[fmt], x)
-    rows = []
-    candidates = [
-        ("Keras predict", lambda v: model.predict(v, batch_size=64, verbose=0)),
-        ("Keras compiled call (tf.function)", lambda v: compiled(v).numpy()),
-        ("Keras compiled call (XLA)", lambda v: xla(v).numpy()),
-        ("TensorFlow SavedModel", runners["savedmodel"]),
-        ("ONNX Runtime", runners["onnx"]),
-        ("TFLite (LiteRT)", runners["tflite"]),
+
+    print("timing Keras predict...", flush=True)
+    predict = lambda v: model.predict(v, batch_size=64, verbose=0)  # noqa: E731
+    rows = [
+        row(
+            "Keras predict",
+            timed(lambda: predict(one), 20),
+            timed(lambda: predict(batch), 10),
+            len(batch),
+            macs_full,
+            peak,
+        )
     ]
-    for name, call in candidates:
-        row = speed_rows(name, call, batch, one, macs_full, peak, args.repeats)
-        rows.append(row)
+    calls = {
+        "Keras compiled call (tf.function)": lambda v: compiled(v).numpy(),
+        "Keras compiled call (XLA)": lambda v: xla(v).numpy(),
+        "TensorFlow SavedModel": runners["savedmodel"],
+        "ONNX Runtime": runners["onnx"],
+        "TFLite (LiteRT)": runners["tflite"],
+    }
+    print("timing the runtimes side by side...", flush=True)
+    measured = measure(
+        calls, one, batch, dict.fromkeys(calls, macs_full), peak, args.repeats
+    )
+    rows += list(measured.values())
+    for r in rows:
         print(
-            f"  {name:<34} {row['latency_ms']:8.3f} ms  {row['throughput']:9.0f} /s",
+            f"  {r['runtime']:<34} {r['latency_ms']:8.3f} ms  "
+            f"{r['throughput']:9.0f} /s",
             flush=True,
         )
 
-    print("slimmed exports across thresholds...", flush=True)
+    print("exporting slimmed models across thresholds...", flush=True)
     dynamic_path = export.to_onnx(model, work / "dynamic.onnx", dynamic_slim=True)
-    runners["dynamic"] = export.load(dynamic_path, threads=THREADS)
-    for t in (-np.inf, 1.0):
-        export.check_parity(model, runners["dynamic"], x, [t])
-    ref_path = export.to_onnx(reference, work / "reference.onnx")
-    ref_runner = export.load(ref_path, threads=THREADS)
-    slim_rows = []
-    ref_row = speed_rows(
-        "plain CNN (no gates), ONNX Runtime",
-        ref_runner,
-        batch,
-        one,
-        metrics.macs(reference),
-        peak,
-        args.repeats,
+    dynamic = export.load(dynamic_path, threads=THREADS)
+    ref_runner = export.load(
+        export.to_onnx(reference, work / "reference.onnx"), threads=THREADS
     )
-    for t, report in thresholds_for(model, args.fractions):
+    calls = {"plain CNN (no gates), ONNX Runtime": ref_runner}
+    macs = {"plain CNN (no gates), ONNX Runtime": metrics.macs(reference)}
+    entries = []
+    for i, (t, report) in enumerate(thresholds_for(model, args.fractions)):
+        export.check_parity(model, dynamic, x, [t])
         slim, _ = export.slim_model(model, t)
-        set_threshold(model, t)
-        full_row = speed_rows(
-            "full gated, ONNX Runtime",
-            lambda v, t=t: runners["onnx"](v, threshold=t),
-            batch,
-            one,
-            macs_full,
-            peak,
-            args.repeats,
-        )
-        dynamic_row = speed_rows(
-            "dynamic slim (run-time gather), ONNX Runtime",
-            lambda v, t=t: runners["dynamic"](v, threshold=t),
-            batch,
-            one,
-            report.macs_slim,
-            peak,
-            args.repeats,
-        )
-        entry = {
-            "dynamic_onnx": dynamic_row,
-            "threshold": t,
-            "mac_fraction": report.mac_fraction,
-            "macs_slim": report.macs_slim,
-            "channels": report.channels,
-            "full_onnx": full_row,
+        keys = {
+            "full_onnx": f"full gated ONNX at t={t:.3f}",
+            "dynamic_onnx": f"dynamic slim ONNX at t={t:.3f}",
+            "slim_onnx": f"slim ONNX t={t:.3f}",
+            "slim_tflite": f"slim TFLite t={t:.3f}",
         }
+        calls[keys["full_onnx"]] = lambda v, t=t: runners["onnx"](v, threshold=t)
+        calls[keys["dynamic_onnx"]] = lambda v, t=t: dynamic(v, threshold=t)
+        macs[keys["full_onnx"]] = macs_full
+        macs[keys["dynamic_onnx"]] = report.macs_slim
         for fmt, writer, suffix in (
             ("onnx", export.to_onnx, ".onnx"),
             ("tflite", export.to_tflite, ".tflite"),
         ):
-            path = writer(slim, work / f"slim_{len(slim_rows)}{suffix}")
-            runner = export.load(path, threads=THREADS)
+            runner = export.load(writer(slim, work / f"slim_{i}{suffix}"), THREADS)
             export.check_parity(model, runner, x, reference_threshold=t)
-            entry[f"slim_{fmt}"] = speed_rows(
-                f"slim, {fmt}", runner, batch, one, report.macs_slim, peak, args.repeats
-            )
-        set_threshold(model, None)
-        entry["speedup_onnx_b1"] = (
-            full_row["latency_ms"] / entry["slim_onnx"]["latency_ms"]
-        )
-        entry["speedup_onnx_b64"] = (
-            entry["slim_onnx"]["throughput"] / full_row["throughput"]
-        )
+            calls[keys[f"slim_{fmt}"]] = runner
+            macs[keys[f"slim_{fmt}"]] = report.macs_slim
+        entries.append((t, report, keys))
+    print("timing slim, dynamic and full exports side by side...", flush=True)
+    measured = measure(calls, one, batch, macs, peak, args.repeats)
+    ref_row = measured["plain CNN (no gates), ONNX Runtime"]
+    slim_rows = []
+    for t, report, keys in entries:
+        entry = {
+            "threshold": t,
+            "mac_fraction": report.mac_fraction,
+            "macs_slim": report.macs_slim,
+            "channels": report.channels,
+            **{key: measured[name] for key, name in keys.items()},
+        }
+        full, slim_onnx = entry["full_onnx"], entry["slim_onnx"]
+        entry["speedup_onnx_b1"] = full["latency_ms"] / slim_onnx["latency_ms"]
+        entry["speedup_onnx_b64"] = slim_onnx["throughput"] / full["throughput"]
         slim_rows.append(entry)
         print(
             f"  t={t:7.3f}  MACs {100 * report.mac_fraction:5.1f}%  "
-            f"full {full_row['latency_ms']:.3f} ms  slim ONNX "
-            f"{entry['slim_onnx']['latency_ms']:.3f} ms "
-            f"({entry['speedup_onnx_b1']:.2f}x)  dynamic ONNX "
-            f"{dynamic_row['latency_ms']:.3f} ms  slim TFLite "
-            f"{entry['slim_tflite']['latency_ms']:.3f} ms",
+            f"full {full['latency_ms']:.3f} ms  slim ONNX "
+            f"{slim_onnx['latency_ms']:.3f} ms ({entry['speedup_onnx_b1']:.2f}x)  "
+            f"dynamic ONNX {entry['dynamic_onnx']['latency_ms']:.3f} ms  "
+            f"slim TFLite {entry['slim_tflite']['latency_ms']:.3f} ms",
             flush=True,
         )
     return {
@@ -267,6 +286,9 @@ def speed(args) -> dict:
         "slim": slim_rows,
         "parity": f"every artifact: max |diff| <= 1e-4 and 100% top-1 on 256 "
         f"{DATASET} eval examples",
+        "timing": f"medians of {args.repeats} rounds at batch 1 and "
+        f"{max(10, args.repeats // 8)} at batch 64; in each round every "
+        "candidate of a table runs once (interleaved), Keras predict apart",
     }
 
 
@@ -278,7 +300,8 @@ def speed_report(result: dict) -> str:
         "",
         f"Model: {result['model']}; {result['macs_full']:,} MACs per example "
         f"(plain CNN: {result['macs_reference']:,}). ONNX Runtime and LiteRT "
-        f"with {result['threads']} threads. Parity: {result['parity']}.",
+        f"with {result['threads']} threads. Parity: {result['parity']}. "
+        f"Timing: {result['timing']}.",
         "",
         f"Measured float32 matmul ({result['matmul']['n']}^3): NumPy "
         f"{result['matmul']['numpy']:.1f} GFLOP/s, TensorFlow "

@@ -106,7 +106,7 @@ def to_onnx(
         path: Output `.onnx` file, written through a temporary file.
         metadata: The metadata document (default: `model_metadata(model)`).
         threshold_input: Add the `threshold` input (default: gated models).
-        opset: ONNX opset (>= 13).
+        opset: ONNX opset, 13 to the highest that tf2onnx converts (18).
         dynamic_slim: Remove the channels that input-independent gates
             close at the run-time threshold inside the graph
             (`spzoo.export.dynamic`) instead of masking them.
@@ -118,8 +118,13 @@ def to_onnx(
     import tf2onnx
     from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
-    if not isinstance(opset, int) or opset < 13:
-        raise ValueError(f"`opset` must be an int >= 13; received {opset!r}.")
+    highest = max(tf2onnx.constants.OPSET_TO_IR_VERSION)
+    if not isinstance(opset, int) or not 13 <= opset <= highest:
+        raise ValueError(
+            f"`opset` must be an int in [13, {highest}] (tf2onnx "
+            f"{tf2onnx.__version__} converts up to opset {highest}); "
+            f"received {opset!r}."
+        )
     metadata = metadata or model_metadata(model, threshold_input=threshold_input)
     serve, serve_threshold = serving_functions(model, threshold_input)
     function = serve_threshold or serve

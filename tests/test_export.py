@@ -198,6 +198,14 @@ def test_runner_errors_are_clear(tmp_path, gated_onnx, x):
     metadata_path(bogus).write_text(json.dumps(runner.metadata))
     with pytest.raises(ValueError, match="corrupted or truncated"):
         export.load(bogus)
+    newer = onnx.load(str(path))
+    for opset in newer.opset_import:
+        opset.version = 99 if opset.domain in ("", "ai.onnx") else opset.version
+    onnx.save(newer, tmp_path / "op99.onnx")
+    with pytest.raises(ValueError, match="lower `--opset`"):
+        export.load(tmp_path / "op99.onnx")
+    with pytest.raises(ValueError, match="opset"):
+        export.to_onnx(_resnet(), tmp_path / "r.onnx", opset=30)
     with pytest.raises(ValueError, match="no gated cells"):
         export.export(_resnet(), tmp_path / "r.onnx", threshold=1.0)
 
