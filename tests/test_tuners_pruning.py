@@ -114,6 +114,11 @@ def test_oracle_stops_at_n_iter_and_bad_input(tmp_path):
     oracle._set_project_dir(str(tmp_path), "p")
     assert drive(oracle, [0.5, 0.5, 0.5, 0.5]) == trial_module.TrialStatus.STOPPED
     assert len(oracle.chain) == 3 and "n_iter=2" in oracle.stop_reason
+    more = PruningOracle(spec, num_iterations=4, num_remove=1, seed=1)
+    more._set_project_dir(str(tmp_path), "p")
+    more.reload()  # a larger n_iter continues the finished search
+    assert more.stop_reason is None
+    assert more.create_trial("tuner0").hyperparameters.values["iteration"] == 3
     with pytest.raises(ValueError, match="N_R=999"):
         PruningOracle(spec, num_remove=999)
     with pytest.raises(ValueError, match="max_drop"):

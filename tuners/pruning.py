@@ -291,6 +291,12 @@ class PruningOracle(keras_tuner.Oracle):
         self.chain = state["chain"]
         self.start_accuracy = state["start_accuracy"]
         self.stop_reason = state["stop_reason"]
+        if (
+            self.stop_reason is not None
+            and self.stop_reason.startswith("n_iter=")
+            and len(self.chain) <= self.num_iterations
+        ):
+            self.stop_reason = None  # asked for more iterations: continue
 
 
 class PruningTuner(base_tuner.BaseTuner):
