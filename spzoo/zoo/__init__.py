@@ -1,0 +1,50 @@
+"""The model zoo: trained spzoo models with their metrics, verified downloads.
+
+```python
+from spzoo import zoo
+
+zoo.list_models(dataset="fashion_mnist")
+zoo.info("gated_cnn.fashion_mnist")["accuracy"]
+model = zoo.load("gated_cnn.fashion_mnist", threshold=4.0)
+onnx_path = zoo.fetch("gated_cnn.fashion_mnist", format="onnx")
+```
+
+The CLI is `spzoo zoo list|info|fetch` (`spzoo.zoo.cli`); `spzoo infer NAME`
+runs a zoo model. See `spzoo.zoo.hub` for where files come from and the
+environment variables (`SPZOO_HOME`, `SPZOO_ZOO_URL`, `SPZOO_OFFLINE`).
+"""
+
+from spzoo.zoo.download import ChecksumError, DownloadError, download, sha256_file
+from spzoo.zoo.hub import (
+    ZooError,
+    fetch,
+    file_url,
+    home,
+    info,
+    list_models,
+    load,
+    resolve_artifact,
+    resolve_base_url,
+)
+from spzoo.zoo.manifest import FORMATS, ManifestError, read, validate, validate_entry
+
+__all__ = [
+    "FORMATS",
+    "ChecksumError",
+    "DownloadError",
+    "ManifestError",
+    "ZooError",
+    "download",
+    "fetch",
+    "file_url",
+    "home",
+    "info",
+    "list_models",
+    "load",
+    "read",
+    "resolve_artifact",
+    "resolve_base_url",
+    "sha256_file",
+    "validate",
+    "validate_entry",
+]

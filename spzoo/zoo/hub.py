@@ -1,0 +1,267 @@
+"""The zoo's public functions: list, describe, fetch and load trained models.
+
+```python
+from spzoo import zoo
+
+zoo.list_models("gated*")              # names, timm-style glob filter
+zoo.info("gated_cnn.fashion_mnist")    # the manifest entry (+ resolved URLs)
+path = zoo.fetch("gated_cnn.fashion_mnist", format="onnx")   # a local file
+model = zoo.load("gated_cnn.fashion_mnist", threshold=4.0)  # a Keras model
+```
+
+Where a file comes from, in order: `saved_models/` (shipped with the
+repository, checked against its sha256), the cache
+`$SPZOO_HOME/models/<name>/` (default `~/.spzoo`, KERAS_HOME-style), then a
+download from `<base_url>/<file>` into the cache. The base URL is the
+`base_url=` argument, else `$SPZOO_ZOO_URL` (a mirror), else the
+manifest's. `offline=True` (or `SPZOO_OFFLINE=1`) never touches the network.
+"""
+
+import copy
+import difflib
+import fnmatch
+import os
+from pathlib import Path
+
+from spzoo.zoo import manifest as manifest_lib
+from spzoo.zoo.download import ChecksumError, DownloadError, download, verify
+
+HOME_ENV = "SPZOO_HOME"
+URL_ENV = "SPZOO_ZOO_URL"
+OFFLINE_ENV = "SPZOO_OFFLINE"
+MANIFEST_ENV = "SPZOO_ZOO_MANIFEST"
+
+
+class ZooError(ValueError):
+    """An unknown model or format, or a file that cannot be had."""
+
+
+def home(path=None) -> Path:
+    """The zoo's home: `path`, else `$SPZOO_HOME`, else `~/.spzoo`."""
+    return Path(
+        os.path.expanduser(path or os.environ.get(HOME_ENV) or "~/.spzoo")
+    ).resolve()
+
+
+def _manifest(manifest) -> dict:
+    if isinstance(manifest, dict):
+        return manifest
+    return manifest_lib.read(manifest or os.environ.get(MANIFEST_ENV) or None)
+
+
+def _entries(manifest=None) -> dict:
+    return {entry["name"]: entry for entry in _manifest(manifest)["models"]}
+
+
+def resolve_base_url(url: str | None = None, manifest=None) -> str | None:
+    """The download base URL: `url`, else `$SPZOO_ZOO_URL`, else the manifest's."""
+    value = url or os.environ.get(URL_ENV) or _manifest(manifest).get("base_url")
+    return value.rstrip("/") if value else None
+
+
+def file_url(record: dict, base_url: str | None = None, manifest=None) -> str | None:
+    """The URL of a manifest file record: `<mirror>/<file>` when a mirror is
+    given (`base_url` or `$SPZOO_ZOO_URL`), else the record's own `url`, else
+    `<manifest base_url>/<file>`; None when there is none."""
+    mirror = base_url or os.environ.get(URL_ENV)
+    if not mirror and record.get("url"):
+        return record["url"]
+    base = resolve_base_url(mirror, manifest)
+    return f"{base}/{record['file']}" if base else None
+
+
+def _entry(name: str, manifest=None) -> dict:
+    entries = _entries(manifest)
+    if name not in entries:
+        close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ZooError(
+            f"Unknown model {name!r}.{hint} `spzoo zoo list` shows the "
+            f"{len(entries)} models of the zoo."
+        )
+    return entries[name]
+
+
+def list_models(
+    filter: str | None = None,
+    dataset: str | None = None,
+    family: str | None = None,
+    manifest=None,
+) -> list[str]:
+    """Names of the zoo's models, sorted.
+
+    Args:
+        filter: A glob on the name (`"gated*"`, `"*.fashion_mnist"`).
+        dataset: Keep models trained on this dataset.
+        family: Keep models of this family (`"gated_cnn"`, `"resnet"`, ...).
+        manifest: A manifest path or document (default: the shipped one).
+    """
+    names = []
+    for name, entry in _entries(manifest).items():
+        if filter and not fnmatch.fnmatchcase(name, filter):
+            continue
+        if dataset and entry["dataset"] != dataset:
+            continue
+        if family and entry["family"] != family:
+            continue
+        names.append(name)
+    return sorted(names)
+
+
+def info(name: str, manifest=None, base_url: str | None = None) -> dict:
+    """The manifest entry of model `name`, each file with its resolved `url`."""
+    document = _manifest(manifest)
+    entry = copy.deepcopy(_entry(name, document))
+    for record in entry["files"].values():
+        record["url"] = file_url(record, base_url, document)
+    return entry
+
+
+def _offline(offline: bool | None) -> bool:
+    if offline is not None:
+        return bool(offline)
+    return os.environ.get(OFFLINE_ENV, "").lower() in ("1", "true", "yes")
+
+
+def _writable_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ZooError(
+            f"Cannot create the zoo cache {str(path)!r}: {error}. Set {HOME_ENV} "
+            "(or pass `cache_dir=`) to a writable folder."
+        ) from None
+    if not os.access(path, os.W_OK):
+        raise ZooError(
+            f"The zoo cache {str(path)!r} is not writable. Set {HOME_ENV} (or pass "
+            "`cache_dir=`) to a writable folder."
+        )
+    return path
+
+
+def fetch(
+    name: str,
+    format: str = "keras",
+    cache_dir: str | Path | None = None,
+    base_url: str | None = None,
+    offline: bool | None = None,
+    shipped: bool = True,
+    progress: bool = True,
+    manifest=None,
+) -> Path:
+    """A verified local path of model `name` in `format`.
+
+    Args:
+        name: A model name (`list_models()`).
+        format: `"keras"`, `"onnx"`, `"tflite"` or `"savedmodel"` (those the
+            entry has).
+        cache_dir: The zoo home (default `$SPZOO_HOME` or `~/.spzoo`); files go
+            to `<cache_dir>/models/<name>/`.
+        base_url: Download base URL (default `$SPZOO_ZOO_URL`, else the
+            manifest's).
+        offline: Never download (default: `$SPZOO_OFFLINE`).
+        shipped: Use the copy in `saved_models/` when it is there.
+        progress: Show a progress bar while downloading.
+        manifest: A manifest path or document (default: the shipped one).
+
+    Returns:
+        The path of a file whose sha256 matches the manifest.
+
+    Raises:
+        ZooError: Unknown name or format, offline without a cached copy, no
+            base URL, or an unwritable cache.
+        DownloadError: Unreachable server or a download that stays short.
+        ChecksumError: The file's sha256 differs (the bad file is deleted).
+    """
+    document = _manifest(manifest)
+    entry = _entry(name, document)
+    if format not in entry["files"]:
+        raise ZooError(
+            f"Model {name!r} has no {format!r} file; it has "
+            f"{', '.join(sorted(entry['files']))}."
+        )
+    record = entry["files"][format]
+    local = Path(document.get("_root", manifest_lib.DEFAULT_MANIFEST.parent))
+    local = local / record["file"]
+    if shipped and local.is_file():
+        verify(local, record["sha256"], delete=False)
+        return local
+    target = home(cache_dir) / "models" / name / record["file"]
+    if target.is_file():
+        try:
+            verify(target, record["sha256"])  # deletes a corrupted copy
+            return target
+        except ChecksumError:
+            if _offline(offline):
+                raise
+    if _offline(offline):
+        raise ZooError(
+            f"Model {name!r} ({format}) is not in the cache {str(target.parent)!r} "
+            f"and offline mode is on ({OFFLINE_ENV} or `offline=True`)."
+        )
+    url = file_url(record, base_url, document)
+    if url is None:
+        raise ZooError(
+            f"Model {name!r} ({format}) is not cached and the manifest has no "
+            f"URL for it: set {URL_ENV} (or pass `base_url=`) to a mirror of "
+            "saved_models/."
+        )
+    _writable_dir(target.parent)
+    return download(url, target, record["sha256"], record["size"], progress=progress)
+
+
+def load(name: str, threshold: float | None = None, **fetch_kwargs):
+    """Model `name` as a Keras model (its `.keras` file, fetched if needed).
+
+    Args:
+        name: A model name (`list_models()`).
+        threshold: Gated models: the threshold on log-alpha to set (default:
+            the one the file holds).
+        **fetch_kwargs: Passed to `fetch` (`cache_dir`, `base_url`, ...).
+    """
+    import keras
+
+    import spzoo.layers  # noqa: F401  (registers the layers)
+    import spzoo.models  # noqa: F401
+    from spzoo.layers.hard_concrete_gate import set_threshold
+
+    path = fetch(name, format="keras", **fetch_kwargs)
+    model = keras.saving.load_model(str(path), compile=False)
+    if threshold is not None:
+        set_threshold(model, threshold)
+    return model
+
+
+def resolve_artifact(
+    text: str, formats=("onnx", "tflite", "savedmodel"), **fetch_kwargs
+) -> str:
+    """`text` if it is an existing path, else the first of `formats` that zoo
+    model `text` has, fetched (for `spzoo infer NAME`)."""
+    if os.path.exists(text):
+        return text
+    try:
+        entry = _entry(text, fetch_kwargs.get("manifest"))
+    except ZooError as error:
+        raise ZooError(f"{text!r} is neither a file nor a zoo model. {error}") from None
+    for format in formats:
+        if format in entry["files"]:
+            return str(fetch(text, format=format, **fetch_kwargs))
+    raise ZooError(
+        f"Zoo model {text!r} has no {'/'.join(formats)} file; it has "
+        f"{', '.join(sorted(entry['files']))}."
+    )
+
+
+__all__ = [
+    "ChecksumError",
+    "DownloadError",
+    "ZooError",
+    "fetch",
+    "home",
+    "info",
+    "list_models",
+    "load",
+    "file_url",
+    "resolve_artifact",
+    "resolve_base_url",
+]

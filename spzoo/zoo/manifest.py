@@ -1,0 +1,167 @@
+"""The zoo manifest: one entry per trained model, and its validation.
+
+`saved_models/manifest.json` holds
+
+```
+{"format": "spzoo-zoo/1",
+ "base_url": "https://..." | null,
+ "models": [
+   {"name": "gated_cnn.fashion_mnist", "family": "gated_cnn",
+    "arch": "gated_cnn", "spec": {...},
+    "dataset": "fashion_mnist", "eval_split": "eval",
+    "accuracy": 0.9001, "params": 91851, "macs": 7472896,
+    "input": {"shape": [28, 28, 1], "dtype": "float32", "layout": "NHWC",
+              "preprocessing": "..."},
+    "classes": ["T-shirt/top", ...],
+    "threshold": {"default": null, "range": [lo, hi], "curve": [...]} | null,
+    "recipe": {"command": "spzoo train ...", "seed": 0},
+    "license": "Apache-2.0",
+    "files": {"keras": {"file": "x.keras", "size": 123, "sha256": "..."},
+              "onnx": {...}}}]}
+```
+
+A file's URL is `<base_url>/<file>` (the base URL may be overridden for a
+mirror, see `spzoo.zoo.hub.base_url`), or the entry's own `url` if given.
+"""
+
+import json
+import re
+from pathlib import Path
+
+FORMAT = "spzoo-zoo/1"
+FORMATS = ("keras", "onnx", "tflite", "savedmodel")
+REQUIRED = {
+    "name": str,
+    "family": str,
+    "arch": str,
+    "spec": dict,
+    "dataset": str,
+    "eval_split": str,
+    "accuracy": float,
+    "params": int,
+    "macs": int,
+    "input": dict,
+    "classes": list,
+    "recipe": dict,
+    "license": str,
+    "files": dict,
+}
+REQUIRED_INPUT = ("shape", "dtype", "preprocessing")
+REQUIRED_FILE = ("file", "size", "sha256")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+DEFAULT_MANIFEST = REPOSITORY / "saved_models" / "manifest.json"
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read or misses a field."""
+
+
+def _check(condition: bool, where: str, message: str) -> None:
+    if not condition:
+        raise ManifestError(f"Manifest {where}: {message}")
+
+
+def validate_entry(entry: dict, where: str = "entry") -> dict:
+    """Checks one model entry; returns it unchanged.
+
+    Args:
+        entry: A dict from the manifest's `models` list.
+        where: Its position, for the error message.
+
+    Raises:
+        ManifestError: naming the entry and the missing or malformed field.
+    """
+    _check(isinstance(entry, dict), where, "expected an object")
+    where = f"entry {entry.get('name', where)!r}"
+    for field, kind in REQUIRED.items():
+        _check(field in entry, where, f"missing field {field!r}")
+        value = entry[field]
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+        if kind is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        _check(
+            ok,
+            where,
+            f"field {field!r} must be {kind.__name__}; got {type(value).__name__}",
+        )
+    _check(0.0 <= entry["accuracy"] <= 1.0, where, "`accuracy` must be in [0, 1]")
+    for field in REQUIRED_INPUT:
+        _check(field in entry["input"], where, f"missing field 'input.{field}'")
+    _check("command" in entry["recipe"], where, "missing field 'recipe.command'")
+    _check(entry["files"], where, "`files` is empty")
+    for format, record in entry["files"].items():
+        key = f"files.{format}"
+        _check(
+            format in FORMATS, where, f"unknown format {format!r}; expected {FORMATS}"
+        )
+        _check(isinstance(record, dict), where, f"{key!r} must be an object")
+        for field in REQUIRED_FILE:
+            _check(field in record, where, f"missing field '{key}.{field}'")
+        _check(
+            isinstance(record["file"], str) and _FILE_NAME.match(record["file"]),
+            where,
+            f"'{key}.file' must be a plain file name; got {record['file']!r}",
+        )
+        _check(
+            isinstance(record["sha256"], str) and _SHA256.match(record["sha256"]),
+            where,
+            f"'{key}.sha256' must be 64 lowercase hex digits",
+        )
+        _check(
+            isinstance(record["size"], int) and record["size"] > 0,
+            where,
+            f"'{key}.size' must be a positive integer",
+        )
+    threshold = entry.get("threshold")
+    if threshold is not None:
+        _check(
+            isinstance(threshold, dict) and "default" in threshold,
+            where,
+            "missing field 'threshold.default'",
+        )
+        _check("range" in threshold, where, "missing field 'threshold.range'")
+    return entry
+
+
+def validate(document: dict, where: str = "manifest") -> dict:
+    """Checks a whole manifest document; returns it unchanged."""
+    _check(isinstance(document, dict), where, "expected a JSON object")
+    _check(
+        document.get("format") == FORMAT,
+        where,
+        f"`format` must be {FORMAT!r}; got {document.get('format')!r}",
+    )
+    _check(isinstance(document.get("models"), list), where, "missing list 'models'")
+    base = document.get("base_url")
+    _check(base is None or isinstance(base, str), where, "`base_url` must be a string")
+    names = set()
+    for i, entry in enumerate(document["models"]):
+        validate_entry(entry, where=f"models[{i}]")
+        _check(entry["name"] not in names, where, f"duplicate name {entry['name']!r}")
+        names.add(entry["name"])
+    return document
+
+
+def read(path=None) -> dict:
+    """Reads and validates a manifest (default: `saved_models/manifest.json`).
+
+    Args:
+        path: A manifest JSON file.
+
+    Returns:
+        The manifest document, with `_root` set to the folder holding it
+        (where shipped artifacts are looked up).
+    """
+    path = Path(path) if path is not None else DEFAULT_MANIFEST
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"Manifest {str(path)!r} does not exist.") from None
+    except json.JSONDecodeError as error:
+        raise ManifestError(f"Manifest {str(path)!r} is not JSON: {error}") from None
+    validate(document, where=repr(str(path)))
+    document["_root"] = str(path.parent)
+    return document
