@@ -70,7 +70,9 @@ def infer_command(args) -> int:
     from spzoo.export.inputs import read_input
     from spzoo.export.runtime import load
 
-    runner = load(args.artifact)
+    from spzoo.zoo import resolve_artifact
+
+    runner = load(resolve_artifact(args.artifact))
     classes = runner.metadata["output"]["classes"]
     if args.top < 1:
         raise ValueError(f"`--top` must be >= 1; received {args.top}.")
@@ -144,7 +146,10 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "infer", help="run an exported artifact on image, .npy or audio files"
     )
-    p.add_argument("artifact", help="a .onnx / .tflite file or a SavedModel dir")
+    p.add_argument(
+        "artifact",
+        help="a .onnx / .tflite file, a SavedModel dir or a zoo model name",
+    )
     p.add_argument("inputs", nargs="+", help="image, .npy or audio files")
     p.add_argument("--threshold", type=_threshold, default=None)
     p.add_argument("--top", type=int, default=3, help="classes to print")

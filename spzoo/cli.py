@@ -166,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     from spzoo.data import cli as data_cli
     from spzoo.export import cli as export_cli
     from spzoo.tuners import cli as tuners_cli
+    from spzoo.zoo import cli as zoo_cli
 
-    for module in (data_cli, export_cli, tuners_cli):
+    for module in (data_cli, export_cli, tuners_cli, zoo_cli):
         module.add_parser(sub)
     return parser
 
