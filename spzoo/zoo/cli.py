@@ -1,0 +1,138 @@
+"""`spzoo zoo list|info|fetch`: the model zoo on the command line.
+
+```
+spzoo zoo list [--filter 'gated*'] [--dataset fashion_mnist] [--family F]
+spzoo zoo info gated_cnn.fashion_mnist [--json]
+spzoo zoo fetch gated_cnn.fashion_mnist --format onnx [--base-url URL] [--offline]
+```
+"""
+
+import json
+
+from spzoo.zoo.manifest import FORMATS
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _threshold_text(threshold: dict | None) -> str:
+    if not threshold:
+        return "-"
+    default = threshold["default"]
+    default = "none" if default is None else f"{default:g}"
+    lo, hi = threshold["range"]
+    return f"default {default}, range [{lo:g}, {hi:g}]"
+
+
+def list_command(args) -> int:
+    from spzoo.zoo.hub import info, list_models
+
+    names = list_models(args.filter, dataset=args.dataset, family=args.family)
+    if not names:
+        print("No zoo model matches.")
+        return 0
+    print(
+        f"{'name':<42} {'dataset':<22} {'accuracy':>9} {'params':>10} "
+        f"{'MACs':>12}  formats"
+    )
+    for name in names:
+        entry = info(name)
+        print(
+            f"{name:<42} {entry['dataset']:<22} {100 * entry['accuracy']:>8.2f}% "
+            f"{entry['params']:>10,} {entry['macs']:>12,}  "
+            f"{','.join(entry['files'])}"
+        )
+    return 0
+
+
+def info_command(args) -> int:
+    from spzoo.zoo.hub import info
+
+    entry = info(args.name, base_url=args.base_url)
+    if args.json:
+        print(json.dumps(entry, indent=2))
+        return 0
+    shape = "x".join(map(str, entry["input"]["shape"]))
+    rows = [
+        ("name", entry["name"]),
+        ("family", f"{entry['family']} (architecture {entry['arch']})"),
+        ("dataset", f"{entry['dataset']} ({entry['eval_split']} split scored)"),
+        ("accuracy", f"{100 * entry['accuracy']:.2f}%"),
+        ("params", f"{entry['params']:,}"),
+        ("MACs", f"{entry['macs']:,} per example (every channel computed)"),
+        ("input", f"{shape} {entry['input']['dtype']}"),
+        ("preprocessing", entry["input"]["preprocessing"]),
+        ("classes", ", ".join(entry["classes"])),
+        ("threshold", _threshold_text(entry.get("threshold"))),
+        ("recipe", entry["recipe"]["command"]),
+        ("license", entry["license"]),
+    ]
+    for key, value in rows:
+        print(f"{key + ':':<15}{value}")
+    curve = (entry.get("threshold") or {}).get("curve")
+    if curve:
+        points = ", ".join(
+            f"{'none' if row['threshold'] is None else format(row['threshold'], 'g')}"
+            f": {100 * row['accuracy']:.2f}% at {row['macs']:,.0f} MACs"
+            for row in curve
+        )
+        print(f"{'curve:':<15}{points}")
+    for format, record in entry["files"].items():
+        print(
+            f"{format + ':':<15}{record['file']} ({_size(record['size'])}, sha256 "
+            f"{record['sha256']}) {record['url'] or '(shipped; no URL)'}"
+        )
+    return 0
+
+
+def fetch_command(args) -> int:
+    from spzoo.zoo.hub import fetch
+
+    path = fetch(
+        args.name,
+        format=args.format,
+        cache_dir=args.cache_dir,
+        base_url=args.base_url,
+        offline=True if args.offline else None,
+        shipped=not args.no_shipped,
+    )
+    print(path)
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    """Adds `zoo list|info|fetch` to the `spzoo` sub-command parsers."""
+    p = subparsers.add_parser("zoo", help="list, describe and fetch trained models")
+    sub = p.add_subparsers(dest="zoo_command", required=True)
+
+    q = sub.add_parser("list", help="every model with accuracy, params and MACs")
+    q.add_argument("--filter", default=None, help="glob on the name, e.g. 'gated*'")
+    q.add_argument("--dataset", default=None)
+    q.add_argument("--family", default=None)
+    q.set_defaults(func=list_command)
+
+    q = sub.add_parser("info", help="one model's manifest entry")
+    q.add_argument("name")
+    q.add_argument("--json", action="store_true", help="print the entry as JSON")
+    q.add_argument("--base-url", default=None, help="mirror base URL")
+    q.set_defaults(func=info_command)
+
+    q = sub.add_parser("fetch", help="a verified local file of a model; prints it")
+    q.add_argument("name")
+    q.add_argument("--format", default="keras", choices=FORMATS)
+    q.add_argument(
+        "--cache-dir", default=None, help="zoo home (default $SPZOO_HOME, ~/.spzoo)"
+    )
+    q.add_argument(
+        "--base-url", default=None, help="mirror base URL (default $SPZOO_ZOO_URL)"
+    )
+    q.add_argument(
+        "--offline", action="store_true", help="never download ($SPZOO_OFFLINE=1)"
+    )
+    q.add_argument(
+        "--no-shipped",
+        action="store_true",
+        help="ignore the copy in saved_models/ (use the cache or download)",
+    )
+    q.set_defaults(func=fetch_command)
