@@ -24,10 +24,10 @@ y = linear * ReLU(x1) + max * ReLU(-x1) * g + coincidence * ReLU(x1) * g
 
 with `linear = a + b`, `max = b`, `coincidence = c`. The second form is one
 `where` and a handful of element-wise products, and its gradient is written
-by hand (`neuron_response`), which keeps these layers close to the cost of a
-plain ReLU in training.
+by hand (`neuron_response`); both run as fused kernels in training.
 """
 
+import keras
 from keras import ops
 
 
@@ -75,8 +75,58 @@ def _input_gradient(upstream, x, g, positive, slope, max_gain, coincidence):
     return direct + unshift(d_x2)
 
 
+def _gains_gradient(upstream, x, g, positive):
+    reduce_axes = tuple(range(len(x.shape) - 1))
+    xg = upstream * x * g
+    d_linear = ops.sum(ops.where(positive, upstream * x, 0.0), axis=reduce_axes)
+    d_max = ops.sum(ops.where(positive, 0.0, -xg), axis=reduce_axes)
+    d_coincidence = ops.sum(ops.where(positive, xg, 0.0), axis=reduce_axes)
+    return d_linear, d_max, d_coincidence
+
+
+def _response(x, linear, max_gain, coincidence):
+    return _forward(x, linear, max_gain, coincidence)[0]
+
+
+def _backward(upstream, x, linear, max_gain, coincidence):
+    # Recomputes the forward quantities: inside one fused kernel that is
+    # cheaper than keeping g, the sign mask and the slope in memory.
+    _, g, positive, slope = _forward(x, linear, max_gain, coincidence)
+    return _input_gradient(upstream, x, g, positive, slope, max_gain, coincidence)
+
+
+def _backward_with_gains(upstream, x, linear, max_gain, coincidence):
+    _, g, positive, slope = _forward(x, linear, max_gain, coincidence)
+    dx = _input_gradient(upstream, x, g, positive, slope, max_gain, coincidence)
+    return (dx, *_gains_gradient(upstream, x, g, positive))
+
+
+def _fuse(fn):
+    """Compiles `fn` into one XLA kernel on the TensorFlow backend.
+
+    Only the element-wise neuron maths is compiled; the convolutions around
+    it keep TensorFlow's (oneDNN) kernels, which on CPU are faster than
+    XLA's. Fusing turns the dozen element-wise passes of the response and
+    its gradient into one pass each (see bench/neuron_overhead.py).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return fn
+    import tensorflow as tf
+
+    return tf.function(fn, jit_compile=True)
+
+
+_fused_response = _fuse(_response)
+_fused_backward = _fuse(_backward)
+_fused_backward_with_gains = _fuse(_backward_with_gains)
+
+
 def neuron_response(x, linear, max_gain, coincidence, trainable_gains=False):
     """Computes the mixed neuron response of the module docstring.
+
+    The forward pass and the hand-written gradient each run as one fused
+    kernel (XLA on the TensorFlow backend). Use it for training; inference
+    and export take the plain graph of `_forward`.
 
     Args:
         x: A float tensor of rank 2 (batch, features) or rank 4 (NHWC).
@@ -84,50 +134,43 @@ def neuron_response(x, linear, max_gain, coincidence, trainable_gains=False):
         max_gain: Gain of `ReLU(-x1) * g`, a scalar or `(channels,)` tensor.
         coincidence: Gain of `ReLU(x1) * g`, a scalar or `(channels,)` tensor.
         trainable_gains: Whether gradients must flow into the three gains
-            (as for `TrainableNeuronLayer`); if False they are constants.
+            (as for `TrainableNeuronLayer`, whose gains are `(channels,)`
+            tensors); if False they are constants.
 
     Returns:
         A tensor of the same shape and dtype as `x`.
     """
-    reduce_axes = tuple(range(len(x.shape) - 1))
+    dtype = x.dtype
+    linear, max_gain, coincidence = (
+        ops.cast(ops.convert_to_tensor(v), dtype)
+        for v in (linear, max_gain, coincidence)
+    )
 
     if trainable_gains:
 
         @ops.custom_gradient
-        def _response(x, linear, max_gain, coincidence):
-            y, g, positive, slope = _forward(x, linear, max_gain, coincidence)
-
+        def _trainable(x, linear, max_gain, coincidence):
             def grad(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
-                dx = _input_gradient(
-                    upstream, x, g, positive, slope, max_gain, coincidence
+                return _fused_backward_with_gains(
+                    upstream, x, linear, max_gain, coincidence
                 )
-                relu_x = ops.where(positive, x, 0.0)
-                xg = upstream * x * g
-                d_linear = ops.sum(upstream * relu_x, axis=reduce_axes)
-                d_max = ops.sum(ops.where(positive, 0.0, -xg), axis=reduce_axes)
-                d_coincidence = ops.sum(ops.where(positive, xg, 0.0), axis=reduce_axes)
-                return dx, d_linear, d_max, d_coincidence
 
-            return y, grad
+            return _fused_response(x, linear, max_gain, coincidence), grad
 
-        return _response(x, linear, max_gain, coincidence)
+        return _trainable(x, linear, max_gain, coincidence)
 
     @ops.custom_gradient
-    def _fixed_response(x):
-        y, g, positive, slope = _forward(x, linear, max_gain, coincidence)
-
+    def _fixed(x):
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            return _input_gradient(
-                upstream, x, g, positive, slope, max_gain, coincidence
-            )
+            return _fused_backward(upstream, x, linear, max_gain, coincidence)
 
-        return y, grad
+        return _fused_response(x, linear, max_gain, coincidence), grad
 
-    return _fixed_response(x)
+    return _fixed(x)
 
 
 def reference_response(x, linear, max_gain, coincidence):
