@@ -15,6 +15,7 @@ environment variables (`SPZOO_HOME`, `SPZOO_ZOO_URL`, `SPZOO_OFFLINE`).
 """
 
 from spzoo.zoo.download import ChecksumError, DownloadError, download, sha256_file
+from spzoo.zoo.evaluate import eval_arrays, evaluate, predict_file
 from spzoo.zoo.hub import (
     ZooError,
     fetch,
@@ -35,12 +36,15 @@ __all__ = [
     "ManifestError",
     "ZooError",
     "download",
+    "eval_arrays",
+    "evaluate",
     "fetch",
     "file_url",
     "home",
     "info",
     "list_models",
     "load",
+    "predict_file",
     "read",
     "resolve_artifact",
     "resolve_base_url",

@@ -5,8 +5,10 @@ to the final path with `urlretrieve`, deletes it on failure (no resume),
 leaves a file whose hash does not match where it is, silently falls back to
 `/tmp` when the cache is not writable, and takes no lock, so two processes
 fetching one file can read each other's half-written bytes. This module
-keeps what fits from Keras (`hash_file` for sha256, `Progbar` for progress)
-and adds what it lacks:
+keeps Keras's `Progbar` for progress (imported only when a download shows
+one), hashes with `hashlib.file_digest` (what Keras's `hash_file` does,
+without importing TensorFlow into every fetching process) and adds what
+`get_file` lacks:
 
 - a lock per target (`filelock`, cross-platform), so concurrent fetches
   download once and the others reuse the result;
@@ -16,6 +18,7 @@ and adds what it lacks:
   a file that fails the check is deleted and never returned.
 """
 
+import hashlib
 import http.client
 import os
 import urllib.error
@@ -23,7 +26,6 @@ import urllib.request
 from pathlib import Path
 
 import filelock
-from keras.utils import Progbar
 
 CHUNK = 1 << 16
 
@@ -37,10 +39,9 @@ class DownloadError(ValueError):
 
 
 def sha256_file(path) -> str:
-    """The sha256 hex digest of a file (`keras` `file_utils.hash_file`)."""
-    from keras.src.utils.file_utils import hash_file
-
-    return hash_file(str(path), algorithm="sha256")
+    """The sha256 hex digest of a file."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def verify(path, sha256: str, delete: bool = True) -> None:
@@ -79,7 +80,11 @@ def _copy(url: str, part: Path, size: int, timeout: float, progress: bool) -> No
                     f"{url} answered a range request for bytes {start}- with "
                     f"Content-Range {content_range!r}."
                 )
-        bar = Progbar(size, unit_name="B") if progress else None
+        bar = None
+        if progress:
+            from keras.utils import Progbar
+
+            bar = Progbar(size, unit_name="B")
         done = start
         with open(part, mode) as f:
             while True:
