@@ -93,6 +93,7 @@ def publish(source: dict) -> dict:
     """Writes the source's files into saved_models/ and returns its entry."""
     from spzoo.export import export
     from spzoo.export.metadata import threshold_range
+    from spzoo.export.parity import MIN_EXAMPLES
 
     name, dataset = source["name"], source["dataset"]
     info = spzoo.data.get(dataset)
@@ -119,6 +120,7 @@ def publish(source: dict) -> dict:
             format="onnx",
             dataset=dataset,
             classes=list(info.class_names),
+            examples=min(MIN_EXAMPLES, len(y)),  # small sets: every eval example
         )
         for result in report.parity:
             print(f"  {result}")

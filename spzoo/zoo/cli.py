@@ -78,9 +78,9 @@ def info_command(args) -> int:
             for row in curve
         )
         print(f"{'curve:':<15}{points}")
-    for format, record in entry["files"].items():
+    for kind, record in entry["files"].items():
         print(
-            f"{format + ':':<15}{record['file']} ({_size(record['size'])}, sha256 "
+            f"{kind + ':':<15}{record['file']} ({_size(record['size'])}, sha256 "
             f"{record['sha256']}) {record['url'] or '(shipped; no URL)'}"
         )
     return 0

@@ -1,0 +1,80 @@
+"""Re-measures every zoo model's accuracy from its shipped files (issue 8).
+
+For each manifest entry and each of its files (Keras, ONNX, ...), runs the
+file users get on the dataset's evaluation split and compares top-1
+accuracy with the manifest's: it must match within 0.2 points. Gated models
+are also checked at every threshold of their recorded curve. Writes
+`bench/results/zoo_verify.md` and `.json`; exits 1 on any mismatch.
+
+    python bench/zoo_verify.py
+"""
+
+import json
+import sys
+
+from _common import machine, write_result
+
+from spzoo import zoo
+
+TOLERANCE_POINTS = 0.2
+
+
+def main() -> int:
+    rows = []
+    print(f"Machine: {machine()}")
+    for name in zoo.list_models():
+        entry = zoo.info(name)
+        checks = [(None, entry["accuracy"])]
+        for row in (entry.get("threshold") or {}).get("curve", []):
+            if row["threshold"] is not None:
+                checks.append((row["threshold"], row["accuracy"]))
+        for format in entry["files"]:
+            for threshold, expected in checks:
+                if threshold is not None and format not in ("keras", "onnx"):
+                    continue
+                result = zoo.evaluate(name, format=format, threshold=threshold)
+                points = 100 * (result["accuracy"] - expected)
+                row = {
+                    "name": name,
+                    "format": format,
+                    "threshold": threshold,
+                    "manifest": expected,
+                    "measured": result["accuracy"],
+                    "examples": result["examples"],
+                    "difference_points": round(points, 4),
+                    "ok": abs(points) <= TOLERANCE_POINTS,
+                }
+                rows.append(row)
+                print(
+                    f"{name} {format} threshold {threshold}: measured "
+                    f"{100 * row['measured']:.2f}% vs manifest {100 * expected:.2f}% "
+                    f"({points:+.2f} points) {'ok' if row['ok'] else 'MISMATCH'}"
+                )
+    lines = [
+        "# Zoo: accuracy re-measured from the shipped files",
+        "",
+        f"Machine: {machine()}",
+        "",
+        f"Tolerance: {TOLERANCE_POINTS} points. Threshold `default` = the file's.",
+        "",
+        "| model | format | threshold | examples | manifest (%) | measured (%) | "
+        "difference (points) | ok |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        t = "default" if r["threshold"] is None else f"{r['threshold']:g}"
+        lines.append(
+            f"| {r['name']} | {r['format']} | {t} | {r['examples']} | "
+            f"{100 * r['manifest']:.2f} | {100 * r['measured']:.2f} | "
+            f"{r['difference_points']:+.2f} | {'yes' if r['ok'] else 'NO'} |"
+        )
+    write_result("zoo_verify.md", "\n".join(lines) + "\n")
+    write_result(
+        "zoo_verify.json",
+        json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n",
+    )
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
