@@ -11,6 +11,12 @@ from spzoo.layers.inhibition_conv2d import InhibitionConv2D
 from spzoo.layers.max_neuron import MaxNeuron
 from spzoo.layers.neuron_response import neuron_response, reference_response, shift
 from spzoo.layers.prunable_neuron_layer import PrunableNeuronLayer, split_channels
+from spzoo.layers.smooth_init import (
+    SmoothInit,
+    WholeMapDepthwisePooling,
+    gaussian_kernel,
+    smooth_kernels,
+)
 from spzoo.layers.trainable_neuron_layer import NEURON_TYPES, TrainableNeuronLayer
 
 __all__ = [
@@ -20,12 +26,16 @@ __all__ = [
     "InhibitionConv2D",
     "MaxNeuron",
     "PrunableNeuronLayer",
+    "SmoothInit",
     "TrainableNeuronLayer",
+    "WholeMapDepthwisePooling",
+    "gaussian_kernel",
     "get_threshold",
     "neuron_response",
     "reference_response",
     "set_threshold",
     "shift",
+    "smooth_kernels",
     "split_channels",
     "threshold_scope",
 ]

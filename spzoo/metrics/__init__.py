@@ -9,6 +9,7 @@ from spzoo.metrics.gated import (
     plot_threshold_curve,
     threshold_curve,
 )
+from spzoo.metrics.nhn import nhn_score
 
 __all__ = [
     "count_params",
@@ -18,6 +19,7 @@ __all__ = [
     "macs",
     "measure",
     "measure_at",
+    "nhn_score",
     "plot_threshold_curve",
     "threshold_curve",
 ]

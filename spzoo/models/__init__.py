@@ -8,6 +8,7 @@ model = spzoo.models.build("sp_resnet", input_shape=(28, 28, 1), num_classes=10)
 from spzoo.models.builders import resnet, resnet_op, resnet_struct, sp_resnet
 from spzoo.models.gated_cnn import build_gated_cnn
 from spzoo.models.growth import build_growth as build_growth
+from spzoo.models.nhn import build_nhn as build_nhn
 from spzoo.models.registry import (
     build,
     get_spec,
