@@ -8,7 +8,7 @@ and a summary to `bench/results/search_<dataset>/`:
 
 The defaults are the runs reported in docs/search.md: sklearn digits, the
 `small` budget, growth n(P)=10, n(S)=3, n_iter=30, N_G_init=5; pruning
-N_R=4, n_iter=12. The baseline of each ratio is printed beside it: the
+N_R=4, n_iter=30. The baseline of each ratio is printed beside it: the
 initial population (growth) and the starting ResNet (pruning).
 """
 
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=10)
     parser.add_argument("--sample", type=int, default=3)
     parser.add_argument("--initial-growth", type=int, default=5)
-    parser.add_argument("--pruning-iterations", type=int, default=12)
+    parser.add_argument("--pruning-iterations", type=int, default=30)
     parser.add_argument("--remove", type=int, default=4)
     args = parser.parse_args()
 
