@@ -289,3 +289,20 @@ def test_cli_list_info_fetch(capsys, model):
     assert capsys.readouterr().out.strip() == str(SAVED / record["file"])
     assert main(["zoo", "info", name + "x"]) == 2
     assert "Did you mean" in capsys.readouterr().err
+
+
+def test_infer_accepts_a_zoo_name(tmp_path, capsys):
+    import numpy as np
+
+    from spzoo.cli import main
+
+    gated = [e for e in zoo.read()["models"] if e.get("threshold")]
+    if not gated or "onnx" not in gated[0]["files"]:
+        pytest.skip("no gated ONNX model in the zoo")
+    entry = gated[0]
+    x, y = zoo.eval_arrays(entry["dataset"])
+    np.save(tmp_path / "batch.npy", x[:4])
+    assert main(["infer", entry["name"], str(tmp_path / "batch.npy")]) == 0
+    out = capsys.readouterr().out
+    assert entry["files"]["onnx"]["file"] in out
+    assert out.count("batch.npy[") == 4
