@@ -239,3 +239,17 @@ def test_cli_export_slim_and_infer(tmp_path, capsys, x):
     assert "expected an example of shape (28, 28, 1)" in capsys.readouterr().err
     assert main(["infer", str(out), str(model_path)]) == 2
     assert "expected an image" in capsys.readouterr().err
+
+
+def test_parity_tolerance_and_top1():
+    from spzoo.export.parity import compare
+
+    reference = np.array([[40.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    assert compare(reference, reference + 5e-5, "onnx").passed
+    assert not compare(reference, reference + 1.5e-4, "onnx").passed
+    assert compare(reference, reference + 1.5e-4, "ref", rtol=1e-5).passed
+    swapped = reference.copy()
+    swapped[1] = [0.0, 1.0, 2.0]
+    result = compare(reference, swapped, "onnx", atol=10.0)
+    assert result.top1_agreement == 0.5 and not result.passed
+    assert not compare(reference, reference * np.nan, "onnx").passed
