@@ -23,6 +23,8 @@ import fnmatch
 import os
 from pathlib import Path
 
+import filelock
+
 from spzoo.zoo import manifest as manifest_lib
 from spzoo.zoo.download import ChecksumError, DownloadError, download, verify
 
@@ -189,11 +191,14 @@ def fetch(
     target = home(cache_dir) / "models" / name / record["file"]
     if target.is_file():
         try:
-            verify(target, record["sha256"])  # deletes a corrupted copy
+            verify(target, record["sha256"], delete=False)
             return target
         except ChecksumError:
-            if _offline(offline):
-                raise
+            if _offline(offline):  # delete under the lock, then report
+                with filelock.FileLock(str(target) + ".lock"):
+                    verify(target, record["sha256"])  # unless fixed meanwhile
+                return target
+            # else: `download` deletes it under the lock and downloads again
     if _offline(offline):
         raise ZooError(
             f"Model {name!r} ({format}) is not in the cache {str(target.parent)!r} "
