@@ -46,6 +46,12 @@ class MaskedConv2D(layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         return super().convolution_op(inputs, kernel * self.connection_mask)
 
+    def save_own_variables(self, store):
+        layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        layers.Layer.load_own_variables(self, store)
+
     def effective_params(self) -> int:
         """Kernel weights of the kept connections (+ bias)."""
         k = int(np.prod(self.kernel_size))
