@@ -78,6 +78,23 @@ def pruning_command(args) -> int:
     return 0
 
 
+def nhn_command(args) -> int:
+    """Runs or resumes the NHN pipeline; prints base / pruned / NHN."""
+    from spzoo.tuners.nhn_pipeline import format_summary, run_nhn_pipeline
+
+    summary = run_nhn_pipeline(
+        args.dataset,
+        args.directory,
+        budget=args.budget,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        verbose=args.verbose,
+    )
+    print(format_summary(summary))
+    print(f"NHN model written to {summary['model_path']}")
+    return 0
+
+
 def analyze_command(args) -> int:
     """Writes the network statistics tables and plots of a finished search."""
     from spzoo.tuners.statistics import analyze
@@ -147,6 +164,15 @@ def add_parser(subparsers) -> None:
         help="delta_alpha_max, largest accuracy drop (0.02 = 2 points)",
     )
     p.set_defaults(func=pruning_command)
+
+    p = kinds.add_parser("nhn", help="NHN pipeline: macro search, DNP, LDS")
+    p.add_argument("--dataset", required=True, help="image dataset")
+    p.add_argument("--budget", choices=["small", "tiny"], default="small")
+    p.add_argument("--directory", default="searches", help="run directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="start afresh")
+    p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress")
+    p.set_defaults(func=nhn_command)
 
     p = subparsers.add_parser(
         "analyze",
