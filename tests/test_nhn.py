@@ -1,0 +1,212 @@
+"""NHN: SmoothInit, the macro family, DNP, LDS with shared weights, score."""
+
+import json
+import random
+
+import keras
+import numpy as np
+import pytest
+from spzoo.tuners import location_direction as lds
+from spzoo.tuners.macro_search import MacroSearchOracle, MacroSpace
+
+from spzoo import metrics
+from spzoo.layers import SmoothInit, WholeMapDepthwisePooling, smooth_kernels
+from spzoo.models import build
+from spzoo.models.nhn import build_nhn, check_spec
+from spzoo.nhn import copy_weights, effective_params, kernel_std, prune
+
+SPEC = {
+    "family": "nhn",
+    "filters": 6,
+    "segments": [3, 3],
+    "seed": 1,
+    "layers": [
+        {"op": "conv3x3", "skips": []},
+        {"op": "maxpool3x3", "skips": []},
+        {"op": "conv5x5", "skips": [0]},
+        {"op": "conv3x3", "skips": []},
+        {"op": "sep3x3", "skips": []},
+        {"op": "conv3x3", "skips": []},
+    ],
+}
+SHAPE = (8, 8, 1)
+
+
+def _trained_like(spec=SPEC):
+    """The model with random batch-norm statistics (a non-trivial function)."""
+    model = build_nhn(spec, SHAPE, 3)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if "bn" in layer.name:
+            layer.set_weights([rng.random(w.shape) + 0.5 for w in layer.get_weights()])
+    return model
+
+
+def test_smooth_init_equals_gaussian_smoothed_initial_kernels():
+    shape = (5, 5, 2, 3)
+    smooth = SmoothInit(keras.initializers.HeNormal(seed=3), sigma=0.8)(shape)
+    initial = keras.initializers.HeNormal(seed=3)(shape)
+    expected = smooth_kernels(keras.ops.convert_to_numpy(initial), 0.8)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(smooth), expected, atol=1e-6)
+    # One tap by hand: the centre of a 3x3 kernel.
+    w = np.random.default_rng(0).normal(size=(3, 3, 1, 1)).astype("float32")
+    u = np.arange(-1, 2)
+    g = np.exp(-(u[:, None] ** 2 + u[None] ** 2) / (2 * 0.8**2))
+    g /= g.sum()
+    assert smooth_kernels(w)[1, 1, 0, 0] == pytest.approx(
+        float((g * w[..., 0, 0]).sum())
+    )
+
+
+def test_model_kernels_are_smoothed_and_head_starts_as_gap():
+    model = build_nhn(SPEC, SHAPE, 3)
+    assert isinstance(model.get_layer("l0_conv").kernel_initializer, SmoothInit)
+    x = np.random.default_rng(0).random((2, 4, 4, 5)).astype("float32")
+    y = WholeMapDepthwisePooling()(x)
+    np.testing.assert_allclose(y, x.mean(axis=(1, 2)), atol=1e-6)
+
+
+def test_dnp_removes_exactly_the_kernels_below_threshold_and_matches_masked():
+    model = _trained_like()
+    stds = kernel_std(model, SPEC)
+    values = np.concatenate([s.ravel() for s in stds.values()])
+    threshold = float(np.quantile(values, 0.7))
+    small, pruned, masked_spec, result = prune(model, SPEC, threshold, SHAPE, 3)
+    assert result["removed_kernels"] == int((values < threshold).sum())
+    for i, s in stds.items():
+        kept = result["kernel_masks"][i]
+        assert not kept[s < threshold].any()  # every kernel below is gone
+        assert (s[kept] >= threshold).all()
+    masked = build_nhn(masked_spec, SHAPE, 3)
+    copy_weights(model, masked)
+    x = np.random.default_rng(1).random((4, *SHAPE)).astype("float32")
+    np.testing.assert_allclose(pruned(x), masked(x), atol=1e-5)
+    # Physically smaller: fewer channels and parameters.
+    assert sum(small["layers"][i]["channels"] for i in stds) < 6 * len(stds)
+    assert metrics.count_params(pruned) < metrics.count_params(model)
+    assert effective_params(pruned) < effective_params(model)
+
+
+def test_spec_errors_and_registry():
+    bad = json.loads(json.dumps(SPEC))
+    bad["layers"][3]["skips"] = [1]  # across segments
+    with pytest.raises(ValueError, match="same segment"):
+        check_spec(bad)
+    bad = dict(SPEC, addons=[{"from": 4, "to": 3, "kernel": 3}])
+    with pytest.raises(ValueError, match="earlier layer"):
+        check_spec(bad)
+    assert build(SPEC, SHAPE, 3).output.shape == (None, 3)
+
+
+def test_macro_space_samples_valid_specs():
+    space = MacroSpace(num_layers=6, num_segments=3, filters=4, skip_prob=1.0)
+    spec = space.random_spec(random.Random(0))
+    check_spec(spec)
+    assert spec["layers"][3]["skips"] == []  # first layer of a segment
+    assert spec["layers"][1]["skips"] == []  # the previous layer is the input
+    oracle = MacroSearchOracle(space, max_trials=2, seed=1)
+    a = oracle.populate_space("1")["values"]["architecture"]
+    assert a == oracle.populate_space("1")["values"]["architecture"]
+
+
+def test_gene_validation_and_generation():
+    with pytest.raises(ValueError, match="length"):
+        lds.check_gene([-1] * 5, SPEC)
+    with pytest.raises(ValueError, match="earlier layer"):
+        lds.check_gene([-1, 2] + [-1] * 10, SPEC)  # later layer
+    with pytest.raises(ValueError, match="same segment"):
+        lds.check_gene([-1] * 4 + [1] + [-1] * 7, SPEC)  # across segments
+    rng = random.Random(0)
+    genes = [lds.generate_location(SPEC, rng, 0.8) for _ in range(300)]
+    for g in genes:
+        lds.check_gene(g, SPEC)
+    possible = [
+        v for g in genes for j, v in enumerate(g) if lds.gene_sources(SPEC, j % 6)
+    ]
+    assert 0.7 < np.mean([v == -1 for v in possible]) < 0.9
+    with pytest.raises(ValueError, match="population_size"):
+        lds.LocationDirectionOracle(SPEC, population_size=0)
+    with pytest.raises(ValueError, match="sparsity"):
+        lds.LocationDirectionOracle(SPEC, sparsity=1.5)
+    with pytest.raises(ValueError, match="sparsity"):
+        lds.generate_direction([], {}, 0.0, np.random.default_rng(0))
+
+
+def test_recombine_uses_the_papers_five_pairs():
+    parents = [[k] * 12 for k in range(4)]  # gene values identify the parent
+    children = lds.recombine(parents, random.Random(0))
+    assert [pair for _, pair in children] == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)]
+    for child, (i, j) in children:
+        assert set(child) <= {i, j}
+    with pytest.raises(ValueError, match="best 4"):
+        lds.recombine(parents[:3], random.Random(0))
+
+
+def test_shared_addon_weights_exist_once():
+    base = _trained_like()
+    shared = lds.SharedAddOns(SPEC, base, SHAPE, 3, total_steps=10)
+    weights = shared.weights()
+    assert len(weights) == len(lds.all_addons(SPEC))
+    name = "addon_0_2_k3"
+    gene_a = [-1, -1, 0, -1, -1, -1] + [-1] * 6
+    gene_b = [-1, -1, 0, -1, -1, 4] + [-1, 0, -1, -1, -1, -1]  # shares 0->2 3x3
+    before = {n: w.numpy().copy() for n, w in weights.items()}
+    base_before = shared.model.get_layer("l0_conv").kernel.numpy().copy()
+    shared.assign(gene_a)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((20, *SHAPE)).astype("float32"), rng.integers(0, 3, 20)
+    shared.train(x, y, batch_size=10)
+    trained = shared.model.get_layer(name).kernel
+    assert not np.allclose(trained.numpy(), before[name])  # it trained
+    for n, w in shared.weights().items():
+        if n != name:
+            np.testing.assert_array_equal(w.numpy(), before[n])  # others did not
+    np.testing.assert_array_equal(
+        shared.model.get_layer("l0_conv").kernel.numpy(), base_before
+    )  # existing weights are frozen
+    shared.assign(gene_b)
+    assert shared.weights()[name] is trained  # the same variable, same values
+    mask = shared.model.get_layer(name).connection_mask.numpy()
+    assert mask.all()
+    assert not shared.model.get_layer("addon_0_2_k5").connection_mask.numpy().any()
+
+
+def test_location_direction_search_cycles(tmp_path):
+    base = _trained_like()
+    shared = lds.SharedAddOns(SPEC, base, SHAPE, 3, total_steps=40)
+    oracle = lds.LocationDirectionOracle(
+        SPEC, population_size=10, location_cycles=2, direction_cycles=1, seed=0
+    )
+    rng = np.random.default_rng(0)
+    data = (
+        rng.random((40, *SHAPE)).astype("float32"),
+        rng.integers(0, 3, 40),
+        rng.random((20, *SHAPE)).astype("float32"),
+        rng.integers(0, 3, 20),
+    )
+    tuner = lds.LDSTuner(
+        oracle,
+        shared,
+        data,
+        steps=1,
+        batch_size=4,
+        eval_batch_size=5,
+        directory=str(tmp_path),
+        project_name="lds",
+    )
+    tuner.search(verbose=0)
+    assert oracle.phase == "done"
+    assert [c["phase"] for c in oracle.log] == ["location", "location", "direction"]
+    assert len(oracle.trials) == 30
+    lds.check_gene(oracle.best_location, SPEC)
+    masks = tuner.load_direction(oracle.best_direction["trial"])
+    for a, b, k in lds.gene_addons(oracle.best_location, SPEC):
+        m = masks[f"addon_{a}_{b}_k{k}"]
+        assert m.sum() == max(1, round(0.1 * m.size))
+
+
+def test_nhn_score_matches_table_1():
+    assert metrics.nhn_score(3.72, 7.0e6) == pytest.approx(1.88, abs=0.005)
+    assert metrics.nhn_score(4.23, 21.3e6) == pytest.approx(2.28, abs=0.005)
+    with pytest.raises(ValueError, match="error_percent"):
+        metrics.nhn_score(101, 1)
