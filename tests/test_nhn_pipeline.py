@@ -1,0 +1,33 @@
+"""`spzoo search nhn` end to end on an offline dataset (tiny budget), resumed."""
+
+import json
+
+from spzoo.cli import main
+
+
+def test_nhn_pipeline_runs_and_resumes(tmp_path, capsys):
+    argv = [
+        "search",
+        "nhn",
+        "--dataset",
+        "sklearn_digits",
+        "--budget",
+        "tiny",
+        "--directory",
+        str(tmp_path),
+        "--verbose",
+        "0",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| NHN |" in out and "| DNP |" in out
+    root = tmp_path / "nhn"
+    for stage in ("macro", "base", "pruned", "lds", "final"):
+        assert (root / stage / "stage.json").is_file()
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["pruned"]["params"] <= summary["base"]["params"]
+    spec = json.loads((root / "final" / "spec.json").read_text())
+    assert spec["family"] == "nhn" and "addons" in spec
+    first = (root / "final" / "stage.json").read_text()
+    assert main(argv) == 0  # every stage done: nothing re-runs
+    assert (root / "final" / "stage.json").read_text() == first
