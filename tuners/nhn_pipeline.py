@@ -60,7 +60,8 @@ NHN_BUDGETS = {
 }
 
 
-def _numpy(dataset, split):
+def load_arrays(dataset: str, split: str) -> tuple:
+    """`(x, y)` NumPy arrays of a whole split (LDS slices them per member)."""
     from spzoo import data as spdata
 
     xs, ys = [], []
@@ -303,8 +304,8 @@ def run_nhn_pipeline(
             sparsity=b.sparsity,
             seed=seed,
         )
-        x_train, y_train = _numpy(dataset, "train")
-        x_eval, y_eval = _numpy(dataset, "eval")
+        x_train, y_train = load_arrays(dataset, "train")
+        x_eval, y_eval = load_arrays(dataset, "eval")
         tuner = lds.LDSTuner(
             oracle,
             shared,
