@@ -19,6 +19,9 @@ directions (which input -> output connections exist) with sparsity 0.1,
 drawing connections with probability proportional to the standard
 deviation of their (shared) kernels; no crossover or mutation.
 
+Add-on weights start at zero in the supernet (a candidate starts as the
+base network; the kernels grow where the gradient asks for them).
+
 Weight sharing (after Pham et al.): every possible add-on weight
 `w_{l,d}` exists once, in one supernet (`SharedAddOns`); a candidate only
 sets the connection masks, so a weight trained by one candidate is the
@@ -198,18 +201,21 @@ class SharedAddOns:
                     layer.set_weights(base.get_layer(layer.name).get_weights())
         for layer in self.model.layers:
             layer.trainable = layer.name.startswith("addon_")
+            if layer.trainable:  # start every candidate as the base network
+                layer.kernel.assign(keras.ops.zeros_like(layer.kernel))
         self.addon_layers = {
             layer.name: layer
             for layer in self.model.layers
             if layer.name.startswith("addon_")
         }
-        # Plain SGD: no momentum or weight decay, so weights of locations a
-        # candidate switches off do not move while it trains.
+        # Plain SGD (clipped at 5.0): no momentum or weight decay, so the
+        # weights of locations a candidate switches off do not move.
         self.model.compile(
             optimizer=keras.optimizers.SGD(
                 keras.optimizers.schedules.CosineDecay(
                     learning_rate, max(1, total_steps), alpha=final_lr / learning_rate
-                )
+                ),
+                clipnorm=5.0,
             ),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],

@@ -44,7 +44,10 @@ class MaskedConv2D(layers.Conv2D):
         )
 
     def convolution_op(self, inputs, kernel):
-        return super().convolution_op(inputs, kernel * self.connection_mask)
+        # `where`, not a product: a switched-off weight never leaks (0 * inf).
+        return super().convolution_op(
+            inputs, ops.where(self.connection_mask > 0, kernel, ops.zeros_like(kernel))
+        )
 
     def save_own_variables(self, store):
         layers.Layer.save_own_variables(self, store)
