@@ -144,6 +144,12 @@ def test_slim_model_removes_closed_channels_and_matches_gated(tmp_path):
             np.asarray(slim(xs)), keras_logits(model, xs, t), atol=1e-5
         )
     assert report.macs_slim < report.macs_full
+    padded, padded_report = export.slim_model(model, 1.0, channel_multiple=4)
+    assert all(padded.get_layer(n).filters % 4 == 0 for n in ("conv2", "conv3"))
+    assert padded_report.macs_slim >= export.slim_model(model, 1.0)[1].macs_slim
+    np.testing.assert_allclose(
+        np.asarray(padded(xs)), keras_logits(model, xs, 1.0), atol=1e-5
+    )
     # one ONNX file that gathers the open channels at the run-time threshold
     runner = export.load(export.to_onnx(model, tmp_path / "d.onnx", dynamic_slim=True))
     for t in (-10.0, 1.0, 20.0):
