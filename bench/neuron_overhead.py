@@ -172,12 +172,13 @@ def main():
     for row in rows:
         if (
             row["variant"] not in best
-            or row["train_ratio"] < best[row["variant"]]["train_ratio"]
+            or row["train_cpu_ratio"] < best[row["variant"]]["train_cpu_ratio"]
         ):
             best[row["variant"]] = row
     lines += [
         "",
-        "Best mode per neuron (ratio to ReLU's best training step, wall / CPU):",
+        "Best mode per neuron, chosen by CPU time (ratio to ReLU's best "
+        "training step; wall / CPU):",
         "",
     ]
     for variant, row in best.items():
