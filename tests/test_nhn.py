@@ -199,6 +199,22 @@ def test_location_direction_search_cycles(tmp_path):
     assert [c["phase"] for c in oracle.log] == ["location", "location", "direction"]
     assert len(oracle.trials) == 30
     lds.check_gene(oracle.best_location, SPEC)
+    # Resume: a new oracle on the same directory reloads the finished search.
+    again = lds.LocationDirectionOracle(
+        SPEC, population_size=10, location_cycles=2, direction_cycles=1, seed=0
+    )
+    lds.LDSTuner(
+        again,
+        shared,
+        data,
+        steps=1,
+        batch_size=4,
+        eval_batch_size=5,
+        directory=str(tmp_path),
+        project_name="lds",
+    ).search(verbose=0)
+    assert again.phase == "done" and len(again.trials) == 30
+    assert again.best_location == oracle.best_location
     masks = tuner.load_direction(oracle.best_direction["trial"])
     for a, b, k in lds.gene_addons(oracle.best_location, SPEC):
         m = masks[f"addon_{a}_{b}_k{k}"]
