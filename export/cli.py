@@ -33,6 +33,7 @@ def export_command(args) -> int:
             opset=args.opset,
             atol=args.atol,
             dynamic_slim=args.dynamic_slim,
+            channel_multiple=args.channel_multiple,
         )
     except ParityError as error:
         print(f"spzoo export: {error}", file=sys.stderr)
@@ -127,6 +128,13 @@ def add_parser(subparsers) -> None:
         "--slim",
         action="store_true",
         help="remove the channels that input-independent gates close at the threshold",
+    )
+    p.add_argument(
+        "--channel-multiple",
+        type=int,
+        default=16,
+        help="with --slim: round widths up to this multiple (zero channels); 16 "
+        "keeps convolutions on ONNX Runtime's AVX-512 fast path (default 16)",
     )
     p.add_argument(
         "--dynamic-slim",

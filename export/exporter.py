@@ -121,6 +121,7 @@ def export(
     atol: float = DEFAULT_ATOL,
     classes=None,
     dynamic_slim: bool = False,
+    channel_multiple: int = 1,
 ) -> ExportReport:
     """Exports `model` to `path` and checks parity on real examples.
 
@@ -141,6 +142,8 @@ def export(
         dynamic_slim: ONNX only: keep the threshold input and remove the
             closed channels inside the graph at run time
             (`spzoo.export.dynamic`).
+        channel_multiple: With `slim`: round slimmed widths up to a multiple
+            of this (see `slim_model`).
 
     Returns:
         An `ExportReport`. Raises `ParityError` if any check fails.
@@ -177,7 +180,7 @@ def export(
         exported, reference_threshold = model, None
         extra = {"dynamic_slim": True} if dynamic_slim else {}
         if slim:
-            exported, slim_report = slim_model(model, threshold)
+            exported, slim_report = slim_model(model, threshold, channel_multiple)
             reference_threshold = slim_report.threshold
             extra = {"slim": slim_report.as_dict(), "source": model.name}
         metadata = model_metadata(
