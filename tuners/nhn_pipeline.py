@@ -71,9 +71,27 @@ def load_arrays(dataset: str, split: str) -> tuple:
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def train_spec(spec, dataset, epochs, seed=0, augment=False, verbose=0):
-    """Trains an NHN spec from scratch with the NHN recipe; returns the model
-    and `{"accuracy", "params", "score"}` on the eval split."""
+def train_spec(
+    spec: dict,
+    dataset: str,
+    epochs: float,
+    seed: int = 0,
+    augment: bool = False,
+    verbose: int = 0,
+) -> tuple:
+    """Trains an NHN spec from scratch with the NHN recipe (`nhn_optimizer`).
+
+    Args:
+        spec: An `spzoo.models.nhn` spec.
+        dataset: Dataset name.
+        epochs: Passes over the training split (fractions allowed).
+        seed: Seed of weights and shuffling.
+        augment: Cutout with pad-and-crop and flips (the final training).
+        verbose: Keras progress bar (1) or silent (0).
+
+    Returns:
+        `(model, {"accuracy", "params", "score"})` on the eval split.
+    """
     from spzoo.tuners.macro_search import nhn_optimizer, steps_for
 
     from spzoo import data as spdata
@@ -234,7 +252,9 @@ def run_nhn_pipeline(
     if result is None:
         say(f"[2/5] training the base model ({b.train_epochs} epochs)")
         start = time.time()
-        model, metrics_ = train_spec(base_spec, dataset, b.train_epochs, seed)
+        model, metrics_ = train_spec(
+            base_spec, dataset, b.train_epochs, seed, verbose=verbose
+        )
         result = _finish(
             stage, model, base_spec, {**metrics_, "seconds": time.time() - start}
         )
@@ -258,7 +278,9 @@ def run_nhn_pipeline(
         )
         before = evaluate(pruned_model, dataset)
         _write_json(stage / "masked_spec.json", masked)
-        model, metrics_ = train_spec(small, dataset, b.train_epochs, seed + 1)
+        model, metrics_ = train_spec(
+            small, dataset, b.train_epochs, seed + 1, verbose=verbose
+        )
         result = _finish(
             stage,
             model,
@@ -355,7 +377,7 @@ def run_nhn_pipeline(
         say(f"[5/5] training the NHN from scratch ({b.train_epochs} epochs, cutout)")
         start = time.time()
         model, metrics_ = train_spec(
-            nhn_spec, dataset, b.train_epochs, seed + 2, augment=True
+            nhn_spec, dataset, b.train_epochs, seed + 2, augment=True, verbose=verbose
         )
         result = _finish(
             stage, model, nhn_spec, {**metrics_, "seconds": time.time() - start}
