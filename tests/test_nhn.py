@@ -226,3 +226,34 @@ def test_nhn_score_matches_table_1():
     assert metrics.nhn_score(4.23, 21.3e6) == pytest.approx(2.28, abs=0.005)
     with pytest.raises(ValueError, match="error_percent"):
         metrics.nhn_score(101, 1)
+
+
+def test_macro_supernet_evaluates_candidates_with_shared_weights(tmp_path):
+    import tensorflow as tf
+    from spzoo.tuners.macro_search import MacroTuner
+
+    space = MacroSpace(num_layers=3, num_segments=3, filters=4)
+    oracle = MacroSearchOracle(space, max_trials=3, seed=0)
+    tuner = MacroTuner(
+        oracle,
+        SHAPE,
+        3,
+        steps=2,
+        supernet=True,
+        directory=str(tmp_path),
+        project_name="macro",
+    )
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, *SHAPE)).astype("float32"), rng.integers(0, 3, 16)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    before = [w.numpy().copy() for w in tuner.supernet.model.trainable_weights]
+    tuner.search(ds, ds, verbose=0)
+    assert len(oracle.trials) == 3
+    assert (tmp_path / "macro" / "supernet.weights.h5").is_file()
+    after = [w.numpy() for w in tuner.supernet.model.trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(after, before, strict=True))
+    # Evaluating a candidate does not change the shared weights.
+    spec = oracle.architecture(oracle.get_best_trials(1)[0].trial_id)
+    tuner.supernet.evaluate(spec, ds)
+    for a, b in zip(tuner.supernet.model.trainable_weights, after, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b)

@@ -198,16 +198,31 @@ class MacroHyperModel(keras_tuner.HyperModel):
 class MacroTuner(keras_tuner.Tuner):
     """Trains each macro candidate `steps` steps with `nhn_optimizer`.
 
+    With `supernet=True` no candidate trains: a `MacroSupernet` trains
+    `steps` steps once (random candidate per batch; its weights are saved
+    to `<project>/supernet.weights.h5` and reloaded on resume) and each
+    trial evaluates its candidate with the shared weights.
+
     Args:
         oracle: A `MacroSearchOracle`.
         input_shape: `(H, W, C)`.
         num_classes: Number of classes.
-        steps: Training steps per candidate.
+        steps: Training steps per candidate (or of the supernet).
         seed: Base seed of weights.
+        supernet: Evaluate candidates on a weight-shared supernet.
         **kwargs: `keras_tuner.Tuner` arguments.
     """
 
-    def __init__(self, oracle, input_shape, num_classes, steps: int, seed=0, **kwargs):
+    def __init__(
+        self,
+        oracle,
+        input_shape,
+        num_classes,
+        steps: int,
+        seed=0,
+        supernet: bool = False,
+        **kwargs,
+    ):
         if int(steps) < 1:
             raise ValueError(f"`steps` must be >= 1; received {steps!r}.")
         default = oracle.hyperparameters.values[ARCHITECTURE]
@@ -218,9 +233,34 @@ class MacroTuner(keras_tuner.Tuner):
         )
         self.steps = int(steps)
         self.seed = int(seed)
+        self.input_shape, self.num_classes = tuple(input_shape), int(num_classes)
+        self.supernet = None
+        if supernet:
+            keras.utils.set_random_seed(self.seed)
+            self.supernet = MacroSupernet(
+                oracle.space, input_shape, num_classes, total_steps=self.steps
+            )
+            self.supernet_path = os.path.join(self.project_dir, "supernet.weights.h5")
+            if os.path.exists(self.supernet_path):
+                self.supernet.model.load_weights(self.supernet_path)
+
+    def _shared_trial(self, trial, train_data, eval_data):
+        if not os.path.exists(self.supernet_path):
+            batches = train_data.repeat().take(self.steps)
+            self.supernet.train(batches, random.Random(f"{self.seed}-supernet"))
+            tmp = self.supernet_path.replace(".weights.h5", ".tmp.weights.h5")
+            self.supernet.model.save_weights(tmp)
+            os.replace(tmp, self.supernet_path)
+        spec = json.loads(trial.hyperparameters.values[ARCHITECTURE])
+        accuracy = self.supernet.evaluate(spec, eval_data)
+        params = effective_params(build_nhn(spec, self.input_shape, self.num_classes))
+        return {ACCURACY: accuracy, PARAMS: float(params)}
 
     def run_trial(self, trial, train_data, eval_data, verbose="auto"):
-        """Trains one candidate; returns `{"val_accuracy", "params"}`."""
+        """Trains (or, with the supernet, only evaluates) one candidate;
+        returns `{"val_accuracy", "params"}`."""
+        if self.supernet is not None:
+            return self._shared_trial(trial, train_data, eval_data)
         keras.utils.set_random_seed(self.seed + int(trial.trial_id))
         model = self.hypermodel.build(trial.hyperparameters)
         model.compile(
@@ -246,3 +286,128 @@ class MacroTuner(keras_tuner.Tuner):
 def steps_for(train_size: int, batch_size: int, epochs: float) -> int:
     """Training steps of `epochs` passes over `train_size` examples (>= 1)."""
     return max(1, math.ceil(epochs * train_size / batch_size))
+
+
+@keras.saving.register_keras_serializable(package="spzoo")
+class _Choice(keras.layers.Layer):
+    """`sum_j c[j] t_j`: a weighted sum of branch tensors by a fixed vector."""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = int(size)
+
+    def build(self, input_shape):
+        self.choice = self.add_weight(
+            name="choice", shape=(self.size,), initializer="zeros", trainable=False
+        )
+
+    def call(self, inputs):
+        return sum(self.choice[j] * t for j, t in enumerate(inputs))
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+class MacroSupernet:
+    """The macro space with weights shared by all candidates (after ENAS).
+
+    Every layer computes all six ops on the previous layer's output; a
+    candidate picks one op per layer and its skips by assigning fixed 0/1
+    choice vectors, so no candidate is built or trained on its own:
+
+        x_i = sum_op c_i[op] op(x_{i-1}) + sum_s k_i[s] x_s
+
+    (the standalone model merges skips with a 1x1 conv instead; the
+    supernet ranks candidates, the winner trains from scratch). The shared
+    weights train with a uniformly random candidate per batch (random
+    search with weight sharing), then candidates are evaluated as they are.
+
+    Args:
+        space: The `MacroSpace`.
+        input_shape: `(H, W, C)`.
+        num_classes: Number of classes.
+        total_steps: Steps of `train` in all (for the cosine schedule).
+    """
+
+    def __init__(self, space: MacroSpace, input_shape, num_classes, total_steps):
+        from keras import layers
+
+        from spzoo.layers.smooth_init import SmoothInit, WholeMapDepthwisePooling
+
+        self.space = space
+        per = space.num_layers // space.num_segments
+        f = space.filters
+        inputs = keras.Input(shape=tuple(input_shape))
+        x = layers.Conv2D(f, 3, padding="same", use_bias=False)(inputs)
+        x = layers.BatchNormalization()(x)
+        outs, self.choices, self.skips = [], [], []
+        for i in range(space.num_layers):
+            if i and i % per == 0:
+                x = layers.AveragePooling2D(2)(x)
+            branches = []
+            for op in OPS:
+                if op.startswith(("conv", "sep")):
+                    k = int(op[-1])
+                    y = layers.ReLU()(x)
+                    if op.startswith("conv"):
+                        init = SmoothInit() if space.smooth_init else "he_normal"
+                        y = layers.Conv2D(
+                            f,
+                            k,
+                            padding="same",
+                            use_bias=False,
+                            kernel_initializer=init,
+                        )(y)
+                    else:
+                        y = layers.SeparableConv2D(
+                            f, k, padding="same", use_bias=False
+                        )(y)
+                    branches.append(layers.BatchNormalization()(y))
+                elif op == "maxpool3x3":
+                    branches.append(layers.MaxPooling2D(3, 1, padding="same")(x))
+                else:
+                    branches.append(layers.AveragePooling2D(3, 1, padding="same")(x))
+            choice = _Choice(len(OPS), name=f"op_choice_{i}")
+            y = choice(branches)
+            self.choices.append(choice)
+            sources = list(range((i // per) * per, i - 1))
+            if sources:
+                skip = _Choice(len(sources), name=f"skip_choice_{i}")
+                y = layers.Add()([y, skip([outs[s] for s in sources])])
+                self.skips.append((skip, sources))
+            else:
+                self.skips.append((None, []))
+            outs.append(y)
+            x = y
+        x = layers.ReLU()(x)
+        pool = WholeMapDepthwisePooling if space.smooth_init else None
+        x = pool()(x) if pool else layers.GlobalAveragePooling2D()(x)
+        self.model = keras.Model(inputs, layers.Dense(num_classes)(x))
+        self.model.compile(
+            optimizer=nhn_optimizer(max(1, total_steps)),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+
+    def assign(self, spec: dict) -> None:
+        """Switches the supernet to the candidate `spec` (no weights change)."""
+        for i, layer in enumerate(spec["layers"]):
+            self.choices[i].choice.assign(
+                [1.0 if op == layer["op"] else 0.0 for op in OPS]
+            )
+            skip, sources = self.skips[i]
+            if skip is not None:
+                skip.choice.assign(
+                    [1.0 if s in layer.get("skips", []) else 0.0 for s in sources]
+                )
+
+    def train(self, batches, rng: random.Random) -> None:
+        """One step per batch, each with a uniformly random candidate."""
+        for x, y in batches:
+            self.assign(self.space.random_spec(rng))
+            self.model.train_on_batch(x, y)
+
+    def evaluate(self, spec: dict, eval_data) -> float:
+        """Accuracy of candidate `spec` with the shared weights as they are."""
+        self.assign(spec)
+        return float(self.model.evaluate(eval_data, verbose=0)[1])

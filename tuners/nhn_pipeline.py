@@ -162,6 +162,7 @@ def run_nhn_pipeline(
     seed: int = 0,
     overwrite: bool = False,
     verbose: int = 1,
+    macro_supernet: bool = False,
 ) -> dict:
     """Runs (or resumes) the NHN pipeline on a dataset.
 
@@ -172,6 +173,9 @@ def run_nhn_pipeline(
         seed: Seed of searches and weights.
         overwrite: Start afresh instead of resuming.
         verbose: 0 silent, 1 progress per stage.
+        macro_supernet: Rank the macro candidates on a weight-shared
+            `MacroSupernet` (trained `macro_trials x macro_epochs` epochs
+            once) instead of training each candidate `macro_epochs`.
 
     Returns:
         The summary written to `<directory>/nhn/summary.json`: accuracy,
@@ -218,8 +222,13 @@ def run_nhn_pipeline(
             oracle,
             info.input_shape,
             info.num_classes,
-            steps=steps_for(info.sizes["train"], BATCH_SIZE, b.macro_epochs),
+            steps=steps_for(
+                info.sizes["train"],
+                BATCH_SIZE,
+                b.macro_epochs * (b.macro_trials if macro_supernet else 1),
+            ),
             seed=seed,
+            supernet=macro_supernet,
             directory=str(root),
             project_name="macro_search",
         )
