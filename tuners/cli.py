@@ -89,6 +89,7 @@ def nhn_command(args) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
         verbose=args.verbose,
+        macro_supernet=args.macro_supernet,
     )
     print(format_summary(summary))
     print(f"NHN model written to {summary['model_path']}")
@@ -172,6 +173,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="start afresh")
     p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress")
+    p.add_argument(
+        "--macro-supernet",
+        action="store_true",
+        help="rank macro candidates on a weight-shared supernet",
+    )
     p.set_defaults(func=nhn_command)
 
     p = subparsers.add_parser(
