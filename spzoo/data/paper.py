@@ -399,6 +399,7 @@ def _emnist_check():
 register(
     DatasetInfo(
         name="emnist",
+        flip_augment=False,
         input_shape=(28, 28, 1),
         class_names=EMNIST_CLASSES,
         description="EMNIST ByClass: 697932/116323 greyscale 28x28 digits and "

@@ -30,6 +30,9 @@ class DatasetInfo:
         check: Callable `() -> str | None`: `None` when the files are present,
             else a sentence on what is missing (shown by `spzoo data list`).
         paper: `True` for the paper's own datasets (files the user brings).
+        flip_augment: Whether a mirrored example is still an example of its
+            class, so augmentation may flip it (False for digits and
+            characters).
     """
 
     name: str
@@ -42,6 +45,7 @@ class DatasetInfo:
     sizes: dict | None = None
     check: Callable | None = dataclasses.field(default=None, repr=False, compare=False)
     paper: bool = False
+    flip_augment: bool = True
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
@@ -117,8 +121,8 @@ def load(
         shuffle: Shuffle every epoch; defaults to True for `"train"`.
         seed: Seed of the shuffle and of the augmentation.
         augment: Apply the NHN recipe's image augmentation (pad-and-crop,
-            horizontal flip, cutout; see `spzoo.data.visual.augment`).
-            Image datasets only.
+            horizontal flip where the dataset's `flip_augment` allows it,
+            cutout; see `spzoo.data.visual.augment`). Image datasets only.
         **options: Passed to the dataset's loader, e.g. `data_dir=` for the
             paper's datasets or `variants_per_word=` for the synthetic
             spoken commands.
@@ -159,11 +163,14 @@ def load(
         buffer = count if count > 0 else 10_000
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if augment:
+        import functools
+
         from spzoo.data.visual import augment as augment_fn
 
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
-            augment_fn, num_parallel_calls=tf.data.AUTOTUNE
+            functools.partial(augment_fn, flip=info.flip_augment),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
     if batch_size is not None:
         ds = ds.batch(int(batch_size))

@@ -213,7 +213,7 @@ def dataset_channel_stats(ds) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype("float32"), np.maximum(std, 1e-8).astype("float32")
 
 
-def augment(example, seed, pad: int = 4, cutout: int = 8) -> tuple:
+def augment(example, seed, pad: int = 4, cutout: int = 8, flip: bool = True) -> tuple:
     """Pad-and-crop, horizontal flip and cutout of one `(image, label)`.
 
     The NHN recipe's augmentation; off by default (the paper's NAS uses
@@ -224,6 +224,8 @@ def augment(example, seed, pad: int = 4, cutout: int = 8) -> tuple:
         seed: int64 tensor of shape `(2,)`.
         pad: Zero padding on each side before the random crop.
         cutout: Side of the zeroed square (0 disables cutout).
+        flip: Whether to flip left-right at random (off for digits and
+            characters, whose mirror image is another symbol or none).
 
     Returns:
         The augmented `(image, label)`.
@@ -235,7 +237,8 @@ def augment(example, seed, pad: int = 4, cutout: int = 8) -> tuple:
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
     padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
     image = tf.image.stateless_random_crop(padded, shape, seed=seeds[0])
-    image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+    if flip:
+        image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
     if cutout > 0:
         h, w = shape[0], shape[1]
         cy = tf.random.stateless_uniform([], seeds[2], 0, h, dtype=tf.int32)
