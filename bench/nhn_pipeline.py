@@ -46,7 +46,8 @@ def main() -> None:
         budget=args.budget,
         macro_supernet=args.macro_supernet,
     )
-    # The final training adds cutout (+ crop, flips) and dropout, as the
+    # The final training adds cutout (+ crop, and flips where the dataset
+    # allows them) and dropout, as the
     # paper; to separate the add-ons from that recipe, the same NHN spec is
     # also trained with the base / pruned models' recipe.
     spec = json.loads((Path(directory) / "nhn" / "final" / "spec.json").read_text())
@@ -78,13 +79,14 @@ def main() -> None:
         "## Same data, same budget",
         "",
         format_summary(summary),
-        f"| NHN, base recipe (no cutout/flips/dropout) | "
+        f"| NHN, base recipe (no augmentation or dropout) | "
         f"{100 * same_recipe['accuracy']:.2f}% | {same_recipe['params']:,} | "
         f"{same_recipe['score']:.3f} |",
         "",
         "Base and DNP rows: NHN recipe without augmentation or dropout; NHN row: "
         "the paper's final training (cutout with pad-and-crop and horizontal "
-        "flips from `spzoo.data.load(augment=True)`, dropout "
+        "flips where the dataset allows them (not digits), from "
+        "`spzoo.data.load(augment=True)`, dropout "
         f"{b['dropout']}); last row: the NHN spec with the base recipe.",
         "",
         f"DNP: threshold {pruned['threshold']:.4g} removed "

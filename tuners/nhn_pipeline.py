@@ -11,7 +11,8 @@ skipped when they exist, so a re-run resumes at the first unfinished stage;
 the two searches are KerasTuner projects and resume trial by trial. The
 recipe of every training is `nhn_optimizer` (Nesterov momentum 0.9,
 l2 2e-4, clipping 5.0, cosine 0.05 -> 0.001); the final training adds
-cutout (with pad-and-crop and flips, `spzoo.data.load(augment=True)`) and
+cutout (with pad-and-crop, and flips where the dataset allows them:
+`spzoo.data.load(augment=True)`) and
 dropout. Budgets (the paper's run: L=12, 310/160/260 epochs, 300+300 LDS
 cycles of K=20 on CIFAR-10):
 
@@ -86,7 +87,7 @@ def train_spec(
         dataset: Dataset name.
         epochs: Passes over the training split (fractions allowed).
         seed: Seed of weights and shuffling.
-        augment: Cutout with pad-and-crop and flips (the final training).
+        augment: Cutout with pad-and-crop and flips where allowed (final training).
         verbose: Keras progress bar (1) or silent (0).
 
     Returns:
