@@ -26,6 +26,7 @@ import keras
 from keras import layers
 
 from spzoo.blocks.conv import conv_cell
+from spzoo.models.checks import check_num_classes
 from spzoo.models.registry import register_family
 
 
@@ -97,10 +98,7 @@ def build_gated_cnn(
             f"`input_shape` must be at least 8x8 (three 2x2 poolings); "
             f"received {input_shape}."
         )
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(
-            f"`num_classes` must be an int >= 2; received {num_classes!r}."
-        )
+    check_num_classes(num_classes)
     f1, f2, f3 = spec["filters"]
     k = spec["kernel_size"]
     inputs = keras.Input(shape=input_shape, name="image")

@@ -18,7 +18,8 @@ import math
 import keras
 from keras import layers
 
-from spzoo.blocks import kxk_op, reduction_layer
+from spzoo.blocks import conv_cell, kxk_op, reduction_layer
+from spzoo.models.checks import check_num_classes
 from spzoo.models.registry import register_family
 from spzoo.tuners.growth_space import (
     check_growth_spec,
@@ -62,20 +63,10 @@ def build_growth(spec, input_shape, num_classes: int, name=None) -> keras.Model:
     """
     spec = check_growth_spec(spec)
     input_shape = check_input_shape(input_shape)
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(
-            f"`num_classes` must be an int >= 2; received {num_classes!r}."
-        )
+    check_num_classes(num_classes)
     neuron = spec["neuron"]
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Conv2D(
-        spec["filters"],
-        3,
-        padding="same",
-        use_bias=False,
-        kernel_initializer="he_normal",
-        name="stem_conv",
-    )(inputs)
+    x = conv_cell("conv", spec["filters"], 3, name="stem_conv")(inputs)
     for s, (blocks, filters) in enumerate(
         zip(spec["stacks"], stack_filters(spec), strict=True), start=1
     ):

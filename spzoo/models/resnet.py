@@ -44,6 +44,7 @@ from spzoo.blocks import (
     residual_block,
 )
 from spzoo.blocks.neurons import neuron_layer
+from spzoo.models.checks import check_num_classes
 
 
 def resnet_spec(num_blocks: int = 3, filters: int = 48, neuron="relu") -> dict:
@@ -162,20 +163,10 @@ def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.
         raise ValueError(
             f"`input_shape` must be (height, width, channels); received {input_shape}."
         )
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(
-            f"`num_classes` must be an int >= 2; received {num_classes!r}."
-        )
+    check_num_classes(num_classes)
     cell = spec["cell"]
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Conv2D(
-        spec["stem_filters"],
-        3,
-        padding="same",
-        use_bias=False,
-        kernel_initializer="he_normal",
-        name="stem_conv",
-    )(inputs)
+    x = conv_cell("conv", spec["stem_filters"], 3, name="stem_conv")(inputs)
     stacks = spec["stacks"]
     for s, stack in enumerate(stacks, start=1):
         kernels = check_kernel_fractions(stack["kernels"])
