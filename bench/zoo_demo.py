@@ -12,25 +12,12 @@ Writes `bench/results/zoo_demo.md` and `.json`.
 
 import argparse
 import json
-import time
 
-import numpy as np
 from _common import machine, write_result
+from spzoo.export.evaluate import evaluate_thresholds
 from spzoo.export.runtime import load
 
 from spzoo import zoo
-
-
-def latency_ms(runner, x, threshold, batch: int, repeats: int) -> float:
-    """Median milliseconds of one call on `batch` examples."""
-    runner(x[:batch], threshold=threshold)  # warm-up
-    times = []
-    for i in range(repeats):
-        start = (i * batch) % (len(x) - batch)
-        t0 = time.perf_counter()
-        runner(x[start : start + batch], threshold=threshold)
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
 
 
 def main(argv=None) -> None:
@@ -55,21 +42,16 @@ def main(argv=None) -> None:
     curve = {
         row["threshold"]: row for row in (entry.get("threshold") or {}).get("curve", [])
     }
-    rows = []
-    for threshold in (None, args.threshold):
-        logits = np.concatenate(
-            [runner(x[i : i + 500], threshold=threshold) for i in range(0, len(x), 500)]
-        )
-        rows.append(
-            {
-                "threshold": threshold,
-                "accuracy": float(np.mean(np.argmax(logits, -1) == y)),
-                "latency_ms": latency_ms(
-                    runner, x, threshold, args.batch, args.repeats
-                ),
-                "expected_macs": (curve.get(threshold) or {}).get("macs"),
-            }
-        )
+    rows = evaluate_thresholds(
+        runner,
+        x,
+        y,
+        [None, args.threshold],
+        latency_batch=args.batch,
+        repeats=args.repeats,
+    )
+    for row in rows:
+        row["expected_macs"] = (curve.get(row["threshold"]) or {}).get("macs")
     base = rows[0]
     lines = [
         f"# {args.model} in ONNX Runtime ({path.name})",

@@ -3,6 +3,8 @@
 ```
 spzoo export runs/gated_cnn.mnist_5k.keras --format onnx [--threshold T] [--slim]
 spzoo infer runs/gated_cnn.mnist_5k.onnx digit.png batch.npy [--threshold T]
+spzoo infer gated_cnn.fashion_mnist --dataset fashion_mnist --threshold none \
+    --threshold 5
 ```
 """
 
@@ -67,24 +69,34 @@ def export_command(args) -> int:
 
 
 def infer_command(args) -> int:
-    import numpy as np
-    from spzoo.export.inputs import read_input
     from spzoo.export.runtime import load
 
     from spzoo.zoo import resolve_artifact
 
-    runner = load(resolve_artifact(args.artifact))
-    classes = runner.metadata["output"]["classes"]
     if args.top < 1:
         raise ValueError(f"`--top` must be >= 1; received {args.top}.")
-    batches = [
-        (path, read_input(path, runner.input_shape, args.clip_seconds))
-        for path in args.inputs
-    ]
-    at = "" if args.threshold is None else f" at threshold {args.threshold:g}"
-    print(f"{runner.metadata['architecture']} ({runner.format}, {runner.path}){at}")
-    for path, x in batches:
-        logits = runner(x, threshold=args.threshold)
+    if not args.inputs and not args.dataset:
+        raise ValueError("Give input files, or `--dataset NAME` to score a split.")
+    runner = load(resolve_artifact(args.artifact))
+    thresholds = args.threshold or [None]
+    print(f"{runner.metadata['architecture']} ({runner.format}, {runner.path})")
+    if args.dataset:
+        _score_dataset(runner, args, thresholds)
+    for threshold in thresholds if args.inputs else ():
+        _classify_files(runner, args, threshold)
+    return 0
+
+
+def _classify_files(runner, args, threshold) -> None:
+    import numpy as np
+    from spzoo.export.inputs import read_input
+
+    classes = runner.metadata["output"]["classes"]
+    if threshold is not None:
+        print(f"at threshold {threshold:g}:")
+    for path in args.inputs:
+        x = read_input(path, runner.input_shape, args.clip_seconds)
+        logits = runner(x, threshold=threshold)
         shifted = logits - logits.max(-1, keepdims=True)
         probs = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
         for i, p in enumerate(probs):
@@ -92,10 +104,39 @@ def infer_command(args) -> int:
             top = np.argsort(-p)[: args.top]
             ranked = ", ".join(f"{classes[k]} {p[k]:.3f}" for k in top)
             print(f"{name}: {ranked}")
-    return 0
 
 
-def _threshold(text: str) -> float:
+def _score_dataset(runner, args, thresholds) -> None:
+    from spzoo.export.evaluate import evaluate_thresholds
+
+    from spzoo.zoo import eval_arrays
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"`--limit` must be >= 1; received {args.limit}.")
+    x, y = eval_arrays(args.dataset, args.split)
+    x, y = x[: args.limit], y[: args.limit]
+    rows = evaluate_thresholds(runner, x, y, thresholds, repeats=args.repeats)
+    default = runner.metadata.get("threshold", {}).get("default")
+    print(
+        f"{args.dataset} {args.split} split, {len(y)} examples; latency: median of "
+        f"{args.repeats} calls on 1 example"
+    )
+    print(f"{'threshold':<22} {'accuracy':>9} {'latency (ms)':>13}")
+    base = rows[0]["latency_ms"]
+    for row in rows:
+        t = row["threshold"]
+        if t is None:
+            t = "none" if default is None else f"file default ({default:g})"
+        ratio = row["latency_ms"] / base
+        print(
+            f"{t!s:<22} {100 * row['accuracy']:8.2f}% {row['latency_ms']:13.3f}"
+            + ("" if row is rows[0] else f"  ({ratio:.2f}x the first row)")
+        )
+
+
+def _threshold(text: str) -> float | None:
+    if text.lower() in ("none", "default"):
+        return None
     try:
         value = float(text)
     except ValueError:
@@ -152,14 +193,32 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=export_command)
 
     p = subparsers.add_parser(
-        "infer", help="run an exported artifact on image, .npy or audio files"
+        "infer",
+        help="run an exported artifact (or zoo model) on files or a dataset split",
     )
     p.add_argument(
         "artifact",
         help="a .onnx / .tflite file, a SavedModel dir or a zoo model name",
     )
-    p.add_argument("inputs", nargs="+", help="image, .npy or audio files")
-    p.add_argument("--threshold", type=_threshold, default=None)
+    p.add_argument("inputs", nargs="*", help="image, .npy or audio files")
+    p.add_argument(
+        "--threshold",
+        type=_threshold,
+        action="append",
+        default=None,
+        help="gated models: threshold on log-alpha ('none': the file's default, "
+        "no threshold unless the export fixed one); repeat to compare several",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="score accuracy and latency on this dataset's split (`spzoo data list`)",
+    )
+    p.add_argument("--split", default="eval", help="with --dataset (default: eval)")
+    p.add_argument("--limit", type=int, default=None, help="first N examples only")
+    p.add_argument(
+        "--repeats", type=int, default=100, help="timed calls for the latency"
+    )
     p.add_argument("--top", type=int, default=3, help="classes to print")
     p.add_argument(
         "--clip-seconds",

@@ -259,3 +259,33 @@ def test_parity_tolerance_and_top1():
     result = compare(reference, swapped, "onnx", atol=10.0)
     assert result.top1_agreement == 0.5 and not result.passed
     assert not compare(reference, reference * np.nan, "onnx").passed
+
+
+def test_cli_infer_scores_a_dataset_split_at_two_thresholds(tmp_path, capsys):
+    from spzoo.export.evaluate import evaluate_thresholds
+    from spzoo.export.runtime import load
+
+    from spzoo.zoo import eval_arrays
+
+    model = _gated(input_dependent=False)
+    path = tmp_path / "gated.onnx"
+    export.export(model, path, format="onnx", dataset="mnist_5k")
+    x, y = eval_arrays("mnist_5k")
+    x, y = x[:64], y[:64]
+    rows = evaluate_thresholds(load(path), x, y, [None, 1.0], batch_size=16, repeats=3)
+    for row, threshold in zip(rows, [None, 1.0], strict=True):
+        expected = np.mean(keras_logits(model, x, threshold).argmax(-1) == y)
+        assert row["accuracy"] == pytest.approx(expected)
+        assert row["examples"] == 64 and row["latency_ms"] > 0
+
+    argv = ["infer", str(path), "--dataset", "mnist_5k", "--limit", "64"]
+    argv += ["--threshold", "none", "--threshold", "1", "--repeats", "3"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "mnist_5k eval split, 64 examples" in lines[1]
+    assert lines[3].split()[:2] == ["none", f"{100 * rows[0]['accuracy']:.2f}%"]
+    assert lines[4].split()[:2] == ["1.0", f"{100 * rows[1]['accuracy']:.2f}%"]
+    assert main(["infer", str(path)]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="`batch` must be in"):
+        evaluate_thresholds(load(path), x, y, [None], latency_batch=0)
