@@ -7,6 +7,8 @@ zoo.list_models(dataset="fashion_mnist")
 zoo.info("gated_cnn.fashion_mnist")["accuracy"]
 model = zoo.load("gated_cnn.fashion_mnist", threshold=4.0)
 onnx_path = zoo.fetch("gated_cnn.fashion_mnist", format="onnx")
+saved_model_dir = zoo.fetch("gated_cnn.fashion_mnist", format="savedmodel")
+zoo.evaluate("gated_cnn.fashion_mnist", format="tflite")["accuracy"]
 ```
 
 The CLI is `spzoo zoo list|info|fetch` (`spzoo.zoo.cli`); `spzoo infer NAME`
@@ -14,6 +16,12 @@ runs a zoo model. See `spzoo.zoo.hub` for where files come from and the
 environment variables (`SPZOO_HOME`, `SPZOO_ZOO_URL`, `SPZOO_OFFLINE`).
 """
 
+from spzoo.zoo.archive import (
+    ArchiveError,
+    extract_archive,
+    is_extracted,
+    write_archive,
+)
 from spzoo.zoo.download import ChecksumError, DownloadError, download, sha256_file
 from spzoo.zoo.evaluate import eval_arrays, evaluate, predict_file
 from spzoo.zoo.hub import (
@@ -27,21 +35,34 @@ from spzoo.zoo.hub import (
     resolve_artifact,
     resolve_base_url,
 )
-from spzoo.zoo.manifest import FORMATS, ManifestError, read, validate, validate_entry
+from spzoo.zoo.manifest import (
+    FORMATS,
+    ManifestError,
+    default_manifest,
+    file_record,
+    read,
+    validate,
+    validate_entry,
+)
 
 __all__ = [
     "FORMATS",
+    "ArchiveError",
     "ChecksumError",
     "DownloadError",
     "ManifestError",
     "ZooError",
+    "default_manifest",
     "download",
     "eval_arrays",
     "evaluate",
+    "extract_archive",
     "fetch",
+    "file_record",
     "file_url",
     "home",
     "info",
+    "is_extracted",
     "list_models",
     "load",
     "predict_file",
@@ -51,4 +72,5 @@ __all__ = [
     "sha256_file",
     "validate",
     "validate_entry",
+    "write_archive",
 ]

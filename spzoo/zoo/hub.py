@@ -10,11 +10,14 @@ model = zoo.load("gated_cnn.fashion_mnist", threshold=4.0)  # a Keras model
 ```
 
 Where a file comes from, in order: `saved_models/` (shipped with the
-repository, checked against its sha256), the cache
+repository, checked against its sha256; a wheel ships only the manifest),
+the cache
 `$SPZOO_HOME/models/<name>/` (default `~/.spzoo`, KERAS_HOME-style), then a
 download from `<base_url>/<file>` into the cache. The base URL is the
 `base_url=` argument, else `$SPZOO_ZOO_URL` (a mirror), else the
 manifest's. `offline=True` (or `SPZOO_OFFLINE=1`) never touches the network.
+A SavedModel is shipped as an archive and extracted into the cache
+(`spzoo.zoo.archive`); a TFLite file comes with its metadata sidecar.
 """
 
 import copy
@@ -26,6 +29,12 @@ from pathlib import Path
 import filelock
 
 from spzoo.zoo import manifest as manifest_lib
+from spzoo.zoo.archive import (
+    ArchiveError,
+    extract_archive,
+    extracted_name,
+    is_extracted,
+)
 from spzoo.zoo.download import ChecksumError, DownloadError, download, verify
 
 HOME_ENV = "SPZOO_HOME"
@@ -141,6 +150,62 @@ def _writable_dir(path: Path) -> Path:
     return path
 
 
+def _files(record: dict) -> list[dict]:
+    """A format's file records: the file, then its sidecar (TFLite metadata)."""
+    return [record] + ([record["sidecar"]] if "sidecar" in record else [])
+
+
+def _cached(
+    name: str, format: str, records: list, folder: Path, url_of, offline, progress
+) -> Path:
+    """The files `records` in the cache `folder`, verified; downloaded when
+    missing (unless offline). Returns the first one's path."""
+    targets = [folder / record["file"] for record in records]
+    missing = []
+    for target, record in zip(targets, records, strict=True):
+        if not target.is_file():
+            missing.append((target, record))
+            continue
+        try:
+            verify(target, record["sha256"], delete=False)
+        except ChecksumError:
+            if _offline(offline):  # delete under the lock, then report
+                with filelock.FileLock(str(target) + ".lock"):
+                    verify(target, record["sha256"])  # unless fixed meanwhile
+                continue
+            missing.append((target, record))  # `download` deletes it, under the lock
+    if missing and _offline(offline):
+        raise ZooError(
+            f"Model {name!r} ({format}) is not in the cache {str(folder)!r} "
+            f"and offline mode is on ({OFFLINE_ENV} or `offline=True`)."
+        )
+    for target, record in missing:
+        url = url_of(record)
+        if url is None:
+            raise ZooError(
+                f"Model {name!r} ({format}) is not cached and the manifest has no "
+                f"URL for {record['file']!r}: set {URL_ENV} (or pass `base_url=`) "
+                "to a mirror of saved_models/."
+            )
+        _writable_dir(folder)
+        download(url, target, record["sha256"], record["size"], progress=progress)
+    return targets[0]
+
+
+def _extracted(archive: Path, record: dict, folder: Path) -> Path:
+    """The SavedModel folder of `archive`, extracted into the cache `folder`
+    (atomically, under the archive's lock) unless already there."""
+    target = folder / extracted_name(record["file"])
+    if is_extracted(target, record["sha256"]):
+        return target
+    _writable_dir(folder)
+    with filelock.FileLock(str(folder / record["file"]) + ".lock"):
+        if not is_extracted(target, record["sha256"]):  # not done meanwhile
+            verify(archive, record["sha256"], delete=archive.parent == folder)
+            extract_archive(archive, target, record["sha256"])
+    return target
+
+
 def fetch(
     name: str,
     format: str = "keras",
@@ -167,13 +232,19 @@ def fetch(
         manifest: A manifest path or document (default: the shipped one).
 
     Returns:
-        The path of a file whose sha256 matches the manifest.
+        The path of a file whose sha256 matches the manifest. `"tflite"`:
+        the `.tflite` file, with its metadata sidecar `<file>.json` beside
+        it. `"savedmodel"`: the SavedModel folder extracted from the
+        verified archive into `<cache_dir>/models/<name>/` (never into
+        `saved_models/`), extracted again when missing or incomplete.
 
     Raises:
         ZooError: Unknown name or format, offline without a cached copy, no
             base URL, or an unwritable cache.
         DownloadError: Unreachable server or a download that stays short.
         ChecksumError: The file's sha256 differs (the bad file is deleted).
+        ArchiveError: A SavedModel archive with an unsafe member (an
+            absolute path, `..`, a link).
     """
     document = _manifest(manifest)
     entry = _entry(name, document)
@@ -183,36 +254,30 @@ def fetch(
             f"{', '.join(sorted(entry['files']))}."
         )
     record = entry["files"][format]
-    local = Path(document.get("_root", manifest_lib.DEFAULT_MANIFEST.parent))
-    local = local / record["file"]
-    if shipped and local.is_file():
-        verify(local, record["sha256"], delete=False)
-        return local
-    target = home(cache_dir) / "models" / name / record["file"]
-    if target.is_file():
-        try:
-            verify(target, record["sha256"], delete=False)
+    records = _files(record)
+    folder = home(cache_dir) / "models" / name
+    if format == "savedmodel":  # fully offline once extracted
+        target = folder / extracted_name(record["file"])
+        if is_extracted(target, record["sha256"]):
             return target
-        except ChecksumError:
-            if _offline(offline):  # delete under the lock, then report
-                with filelock.FileLock(str(target) + ".lock"):
-                    verify(target, record["sha256"])  # unless fixed meanwhile
-                return target
-            # else: `download` deletes it under the lock and downloads again
-    if _offline(offline):
-        raise ZooError(
-            f"Model {name!r} ({format}) is not in the cache {str(target.parent)!r} "
-            f"and offline mode is on ({OFFLINE_ENV} or `offline=True`)."
+    local = Path(document.get("_root", manifest_lib.default_manifest().parent))
+    if shipped and all((local / r["file"]).is_file() for r in records):
+        for r in records:
+            verify(local / r["file"], r["sha256"], delete=False)
+        path = local / record["file"]
+    else:
+        path = _cached(
+            name,
+            format,
+            records,
+            folder,
+            lambda r: file_url(r, base_url, document),
+            offline,
+            progress,
         )
-    url = file_url(record, base_url, document)
-    if url is None:
-        raise ZooError(
-            f"Model {name!r} ({format}) is not cached and the manifest has no "
-            f"URL for it: set {URL_ENV} (or pass `base_url=`) to a mirror of "
-            "saved_models/."
-        )
-    _writable_dir(target.parent)
-    return download(url, target, record["sha256"], record["size"], progress=progress)
+    if format == "savedmodel":
+        return _extracted(path, record, folder)
+    return path
 
 
 def load(name: str, threshold: float | None = None, **fetch_kwargs):
@@ -258,6 +323,7 @@ def resolve_artifact(
 
 
 __all__ = [
+    "ArchiveError",
     "ChecksumError",
     "DownloadError",
     "ZooError",

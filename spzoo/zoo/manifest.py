@@ -17,16 +17,34 @@
     "recipe": {"command": "spzoo train ...", "seed": 0},
     "license": "Apache-2.0",
     "files": {"keras": {"file": "x.keras", "size": 123, "sha256": "..."},
-              "onnx": {...}}}]}
+              "onnx": {...},
+              "savedmodel": {"file": "x.savedmodel.zip", ...},
+              "tflite": {"file": "x.tflite", ..., "weights": "float32",
+                         "sidecar": {"file": "x.tflite.json", "size": 9,
+                                     "sha256": "..."}}}}]}
 ```
+
+A SavedModel ships as one archive (`.zip` or `.tar.gz`, see
+`spzoo.zoo.archive`) that `fetch` extracts; a TFLite file needs its
+metadata sidecar (`spzoo.export` writes `<file>.tflite.json`), recorded as
+the file's `sidecar` and fetched with it.
 
 A file's URL is `<base_url>/<file>` (the base URL may be overridden for a
 mirror, see `spzoo.zoo.hub.base_url`), or the entry's own `url` if given.
+
+The manifest is package data (`spzoo.saved_models`, only `manifest.json`),
+so an installed wheel lists the zoo; a source checkout's
+`saved_models/manifest.json` is preferred when it exists (see
+`default_manifest`).
 """
 
 import json
 import re
+from importlib import resources
 from pathlib import Path
+
+from spzoo.zoo.archive import ARCHIVE_SUFFIXES
+from spzoo.zoo.download import sha256_file
 
 FORMAT = "spzoo-zoo/1"
 FORMATS = ("keras", "onnx", "tflite", "savedmodel")
@@ -48,11 +66,29 @@ REQUIRED = {
 }
 REQUIRED_INPUT = ("shape", "dtype", "preprocessing")
 REQUIRED_FILE = ("file", "size", "sha256")
+WEIGHTS = ("float32", "float16")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-DEFAULT_MANIFEST = REPOSITORY / "saved_models" / "manifest.json"
+PACKAGE = "spzoo.saved_models"
+MANIFEST_NAME = "manifest.json"
+
+
+def default_manifest() -> Path:
+    """The shipped manifest: the source checkout's
+    `saved_models/manifest.json` when it exists, else the installed package
+    data `spzoo.saved_models/manifest.json` (a wheel)."""
+    checkout = REPOSITORY / "saved_models" / MANIFEST_NAME
+    if checkout.is_file():
+        return checkout
+    try:
+        return Path(str(resources.files(PACKAGE).joinpath(MANIFEST_NAME)))
+    except ModuleNotFoundError:  # neither a checkout nor an installed package
+        return checkout
+
+
+DEFAULT_MANIFEST = default_manifest()
 
 
 class ManifestError(ValueError):
@@ -62,6 +98,37 @@ class ManifestError(ValueError):
 def _check(condition: bool, where: str, message: str) -> None:
     if not condition:
         raise ManifestError(f"Manifest {where}: {message}")
+
+
+def _check_file(record, where: str, key: str) -> None:
+    """Checks a file record: `file` (a plain name), `size`, `sha256`."""
+    _check(isinstance(record, dict), where, f"{key!r} must be an object")
+    for field in REQUIRED_FILE:
+        _check(field in record, where, f"missing field '{key}.{field}'")
+    _check(
+        isinstance(record["file"], str) and _FILE_NAME.match(record["file"]),
+        where,
+        f"'{key}.file' must be a plain file name; got {record['file']!r}",
+    )
+    _check(
+        isinstance(record["sha256"], str) and _SHA256.match(record["sha256"]),
+        where,
+        f"'{key}.sha256' must be 64 lowercase hex digits",
+    )
+    _check(
+        isinstance(record["size"], int) and record["size"] > 0,
+        where,
+        f"'{key}.size' must be a positive integer",
+    )
+
+
+def file_record(path, **fields) -> dict:
+    """The manifest record of a file: `{"file", "size", "sha256", **fields}`."""
+    path = Path(path)
+    record = {"file": path.name, "size": path.stat().st_size}
+    record["sha256"] = sha256_file(path)
+    record.update(fields)
+    return record
 
 
 def validate_entry(entry: dict, where: str = "entry") -> dict:
@@ -97,24 +164,23 @@ def validate_entry(entry: dict, where: str = "entry") -> dict:
         _check(
             format in FORMATS, where, f"unknown format {format!r}; expected {FORMATS}"
         )
-        _check(isinstance(record, dict), where, f"{key!r} must be an object")
-        for field in REQUIRED_FILE:
-            _check(field in record, where, f"missing field '{key}.{field}'")
-        _check(
-            isinstance(record["file"], str) and _FILE_NAME.match(record["file"]),
-            where,
-            f"'{key}.file' must be a plain file name; got {record['file']!r}",
-        )
-        _check(
-            isinstance(record["sha256"], str) and _SHA256.match(record["sha256"]),
-            where,
-            f"'{key}.sha256' must be 64 lowercase hex digits",
-        )
-        _check(
-            isinstance(record["size"], int) and record["size"] > 0,
-            where,
-            f"'{key}.size' must be a positive integer",
-        )
+        _check_file(record, where, key)
+        if format == "savedmodel":
+            _check(
+                record["file"].endswith(ARCHIVE_SUFFIXES),
+                where,
+                f"'{key}.file' must be an archive ({', '.join(ARCHIVE_SUFFIXES)}); "
+                f"got {record['file']!r}",
+            )
+        if format == "tflite":
+            _check("sidecar" in record, where, f"missing field '{key}.sidecar'")
+            _check_file(record["sidecar"], where, f"{key}.sidecar")
+        if "weights" in record:
+            _check(
+                record["weights"] in WEIGHTS,
+                where,
+                f"'{key}.weights' must be one of {WEIGHTS}; got {record['weights']!r}",
+            )
     threshold = entry.get("threshold")
     if threshold is not None:
         _check(
@@ -155,7 +221,7 @@ def read(path=None) -> dict:
         The manifest document, with `_root` set to the folder holding it
         (where shipped artifacts are looked up).
     """
-    path = Path(path) if path is not None else DEFAULT_MANIFEST
+    path = Path(path) if path is not None else default_manifest()
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
