@@ -31,3 +31,13 @@ def test_nhn_pipeline_runs_and_resumes(tmp_path, capsys):
     first = (root / "final" / "stage.json").read_text()
     assert main(argv) == 0  # every stage done: nothing re-runs
     assert (root / "final" / "stage.json").read_text() == first
+    # The final NHN is a plain Keras model that exports like every zoo model.
+    import keras
+
+    from spzoo.export import export
+
+    model = keras.saving.load_model(str(root / "final" / "model.keras"), compile=False)
+    report = export(
+        model, tmp_path / "nhn.onnx", format="onnx", dataset="sklearn_digits"
+    )
+    assert all(r.top1_agreement == 1.0 for r in report.parity)
