@@ -1,21 +1,35 @@
 """Publishes trained models into the zoo: `saved_models/` + `manifest.json`.
 
 For each source model trained by the project's own recipes (below), this
-script writes `saved_models/<name>.keras` (weights only, no optimizer state),
-exports `<name>.onnx` with `spzoo.export.export` (parity-checked against
-Keras on real eval examples), and measures from the shipped files, on the
-dataset's evaluation split: top-1 accuracy (Keras and ONNX Runtime), params,
-MACs, the threshold range of gated models and accuracy / expected MACs at a
-few thresholds. Nothing is copied from earlier reports. Then it writes the
-manifest with each file's size and sha256, and re-reads it through
-`spzoo.zoo` (`bench/zoo_verify.py` checks it again later).
+script writes `saved_models/<name>.keras` (weights only, no optimizer state)
+and the three exports of `spzoo.export.export`, each parity-checked against
+Keras on real eval examples before it is kept:
+
+- `<name>.onnx`;
+- `<name>.savedmodel.zip`: the SavedModel folder as one deterministic
+  archive (`spzoo.zoo.write_archive`; `fetch` extracts it);
+- `<name>.tflite` + its metadata sidecar `<name>.tflite.json`. A float32
+  file larger than `--float16-above` MB is converted again with float16
+  weights, which replace it only when their accuracy is within
+  `FLOAT16_POINTS` (0.1) points of the float32 Keras model's (the file
+  record says `"weights": "float16"`).
+
+From the shipped files (the SavedModel as extracted from its archive) it
+measures, on the dataset's evaluation split: top-1 accuracy in each format,
+params, MACs, the threshold range of gated models and accuracy / expected
+MACs at a few thresholds. Nothing is copied from earlier reports. Then it
+writes the manifest with each file's size and sha256 (`bench/zoo_verify.py`
+checks them again later).
 
     python bench/zoo_publish.py                      # every source that exists
     python bench/zoo_publish.py --only gated_cnn.fashion_mnist
+    python bench/zoo_publish.py --saved-dir /tmp/zoo --float16-above 0  # a trial
 """
 
 import argparse
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import keras
@@ -28,13 +42,23 @@ import spzoo.metrics
 import spzoo.models
 from spzoo.layers.hard_concrete_gate import find_gates, get_threshold
 from spzoo.training import atomic_write_text, save_model_atomic
-from spzoo.zoo import eval_arrays, predict_file, sha256_file
+from spzoo.zoo import (
+    eval_arrays,
+    extract_archive,
+    file_record,
+    predict_file,
+    sha256_file,
+    write_archive,
+)
 from spzoo.zoo import manifest as manifest_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 SAVED = ROOT / "saved_models"
 LICENSE = "Apache-2.0"
 CURVE_THRESHOLDS = [None, 4.0, 5.0, 5.5, 6.0]
+EXPORTS = ("onnx", "savedmodel", "tflite")
+FLOAT16_ABOVE_MB = 4.0
+FLOAT16_POINTS = 0.1
 
 # Models trained here, with the exact command that trained them.
 SOURCES = [
@@ -75,31 +99,132 @@ def strip_optimizer(model: keras.Model) -> keras.Model:
     return copy
 
 
-def file_record(path: Path, accuracy: float) -> dict:
-    return {
-        "file": path.name,
-        "size": path.stat().st_size,
-        "sha256": sha256_file(path),
-        "accuracy": accuracy,
-    }
-
-
 def accuracy_of(path: Path, format: str, x, y, threshold=None) -> float:
     logits = predict_file(path, format, x, threshold)
     return float(np.mean(np.argmax(logits, -1) == y))
 
 
-def publish(source: dict) -> dict:
-    """Writes the source's files into saved_models/ and returns its entry."""
+def to_tflite_float16(model: keras.Model, path: Path, metadata: dict) -> Path:
+    """`spzoo.export.to_tflite` with float16 weights (TFLite's float16
+    post-training quantization: weights stored as float16, computed in
+    float32); writes only the `.tflite` file, through a temporary file."""
+    import tensorflow as tf
+    from spzoo.export.saved_model import (
+        SIGNATURE,
+        THRESHOLD_SIGNATURE,
+        to_saved_model,
+    )
+
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        saved = to_saved_model(model, staging / "saved_model", metadata)
+        keys = [SIGNATURE]
+        if metadata["threshold"]["input"]:
+            keys.append(THRESHOLD_SIGNATURE)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            str(saved), signature_keys=keys
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        tmp = staging / "model.tflite"
+        tmp.write_bytes(converter.convert())
+        tmp.replace(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def export_format(
+    model: keras.Model,
+    name: str,
+    format: str,
+    dataset: str,
+    x,
+    y,
+    keras_accuracy: float,
+    saved: Path,
+    float16_above_mb: float,
+) -> dict:
+    """Exports `model` in `format` with `spzoo.export.export` (parity-checked),
+    ships it in `saved`, measures its accuracy from the shipped file (a
+    SavedModel: extracted from its archive); returns its file record."""
     from spzoo.export import export
+    from spzoo.export.metadata import metadata_path
+    from spzoo.export.parity import MIN_EXAMPLES, compare, keras_logits
+
+    options = {
+        "format": format,
+        "dataset": dataset,
+        "classes": list(spzoo.data.get(dataset).class_names),
+        "examples": min(MIN_EXAMPLES, len(y)),  # small sets: every eval example
+    }
+    with tempfile.TemporaryDirectory(dir=saved, prefix=".publish.") as tmp:
+        tmp = Path(tmp)
+        if format == "savedmodel":
+            report = export(model, tmp / "savedmodel", **options)
+            path = write_archive(report.path, saved / f"{name}.savedmodel.zip")
+            accuracy = accuracy_of(
+                extract_archive(path, tmp / "extracted", sha256_file(path)),
+                format,
+                x,
+                y,
+            )
+        else:
+            suffix = {"onnx": ".onnx", "tflite": ".tflite"}[format]
+            report = export(model, saved / f"{name}{suffix}", **options)
+            path = report.path
+            accuracy = accuracy_of(path, format, x, y)
+        for result in report.parity:
+            print(f"  {result}")
+        size = path.stat().st_size
+        print(f"  {format} accuracy {100 * accuracy:.2f}% ({size:,} bytes)")
+        parity = max(r.max_abs_diff for r in report.parity)
+        if format != "tflite":
+            return file_record(path, accuracy=accuracy, max_abs_diff=parity)
+        weights = "float32"
+        if size > float16_above_mb * 1e6:
+            half = tmp / path.name  # beside a copy of the sidecar, to run it
+            shutil.copy(metadata_path(path), metadata_path(half))
+            to_tflite_float16(model, half, report.metadata)
+            half_accuracy = accuracy_of(half, format, x, y)
+            points = 100 * (half_accuracy - keras_accuracy)
+            print(
+                f"  tflite float16 weights: {half.stat().st_size:,} bytes, accuracy "
+                f"{100 * half_accuracy:.2f}% ({points:+.2f} points vs Keras)"
+            )
+            if abs(points) <= FLOAT16_POINTS:
+                examples = x[: options["examples"]]
+                parity = compare(
+                    keras_logits(model, examples),
+                    predict_file(half, format, examples),
+                    "tflite-float16",
+                ).max_abs_diff
+                print(f"  float16 weights kept: max |diff| {parity:.2e} vs Keras")
+                half.replace(path)
+                weights, accuracy = "float16", half_accuracy
+            else:
+                print(f"  float32 kept: float16 is off by more than {FLOAT16_POINTS}")
+    return file_record(
+        path,
+        accuracy=accuracy,
+        max_abs_diff=parity,
+        weights=weights,
+        sidecar=file_record(metadata_path(path)),
+    )
+
+
+def publish(
+    source: dict, saved: Path = SAVED, float16_above_mb: float = FLOAT16_ABOVE_MB
+) -> dict:
+    """Writes the source's files into `saved` and returns its manifest entry."""
     from spzoo.export.metadata import threshold_range
-    from spzoo.export.parity import MIN_EXAMPLES
 
     name, dataset = source["name"], source["dataset"]
     info = spzoo.data.get(dataset)
     model = keras.saving.load_model(str(ROOT / source["source"]), compile=False)
     shipped = strip_optimizer(model)
-    keras_path = SAVED / f"{name}.keras"
+    keras_path = saved / f"{name}.keras"
     save_model_atomic(shipped, keras_path)
     x, y = eval_arrays(dataset, "eval")
     reloaded = keras.saving.load_model(str(keras_path), compile=False)
@@ -110,25 +235,18 @@ def publish(source: dict) -> dict:
         raise RuntimeError(f"{name}: the stripped copy differs by {gap.max():.2e}")
     accuracy = accuracy_of(keras_path, "keras", x, y)
     print(f"{name}: keras accuracy {100 * accuracy:.2f}% ({len(y)} eval examples)")
-    files = {"keras": file_record(keras_path, accuracy)}
+    files = {"keras": file_record(keras_path, accuracy=accuracy)}
 
-    onnx_path = SAVED / f"{name}.onnx"
-    try:
-        report = export(
-            reloaded,
-            onnx_path,
-            format="onnx",
-            dataset=dataset,
-            classes=list(info.class_names),
-            examples=min(MIN_EXAMPLES, len(y)),  # small sets: every eval example
-        )
-        for result in report.parity:
-            print(f"  {result}")
-        onnx_accuracy = accuracy_of(onnx_path, "onnx", x, y)
-        print(f"  onnx accuracy {100 * onnx_accuracy:.2f}%")
-        files["onnx"] = file_record(onnx_path, onnx_accuracy)
-    except Exception as error:  # the entry ships without ONNX; say why
-        print(f"  ONNX export failed, not shipped: {type(error).__name__}: {error}")
+    for format in EXPORTS:
+        try:
+            files[format] = export_format(
+                reloaded, name, format, dataset, x, y, accuracy, saved, float16_above_mb
+            )
+        except Exception as error:  # the entry ships without it; say why
+            print(
+                f"  {format} export failed, not shipped: "
+                f"{type(error).__name__}: {error}"
+            )
 
     entry = {
         "name": name,
@@ -180,8 +298,22 @@ def publish(source: dict) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", default=None, help="model names")
+    parser.add_argument(
+        "--saved-dir",
+        type=Path,
+        default=SAVED,
+        help="where the files and manifest.json go (default saved_models/)",
+    )
+    parser.add_argument(
+        "--float16-above",
+        type=float,
+        default=FLOAT16_ABOVE_MB,
+        help="try float16 TFLite weights above this size in MB (default "
+        f"{FLOAT16_ABOVE_MB:g})",
+    )
     args = parser.parse_args(argv)
-    path = SAVED / "manifest.json"
+    args.saved_dir.mkdir(parents=True, exist_ok=True)
+    path = args.saved_dir / "manifest.json"
     document = (
         json.loads(path.read_text())
         if path.exists()
@@ -195,11 +327,21 @@ def main(argv=None) -> None:
         if not (ROOT / source["source"]).exists():
             print(f"{source['name']}: {source['source']} not found; skipped")
             continue
-        entries[source["name"]] = publish(source)
+        entries[source["name"]] = publish(source, args.saved_dir, args.float16_above)
     document["models"] = [entries[name] for name in sorted(entries)]
     manifest_lib.validate(document)
     atomic_write_text(path, json.dumps(document, indent=2) + "\n")
     print(f"Wrote {path} ({len(document['models'])} models)")
+    for entry in document["models"]:
+        print(
+            f"{entry['name']}: "
+            + ", ".join(
+                f"{format} {100 * r['accuracy']:.2f}% "
+                f"{r['size'] / 1e6:.2f} MB"
+                + (f" {r['weights']}" if "weights" in r else "")
+                for format, r in entry["files"].items()
+            )
+        )
 
 
 if __name__ == "__main__":

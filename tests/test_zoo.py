@@ -5,6 +5,7 @@ can be told to cut a response short, ignore ranges, corrupt the bytes or
 answer slowly; it counts the requests it gets.
 """
 
+import contextlib
 import functools
 import http.server
 import json
@@ -71,19 +72,29 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.close_connection = True
 
 
-@pytest.fixture
-def server():
+@contextlib.contextmanager
+def serve(directory):
+    """Serves `directory` on 127.0.0.1; yields the state dict (`url`,
+    `requests` and the switches of `Handler`)."""
     state = {"requests": []}
     handler = type("H", (Handler,), {"state": state})
     httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(SAVED))
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(directory))
     )
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     state["url"] = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    with serve(SAVED) as state:
+        yield state
 
 
 @pytest.fixture
