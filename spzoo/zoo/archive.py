@@ -99,6 +99,7 @@ def write_archive(directory, path) -> Path:
                 _write_tar_gz(raw, entries)
             raw.flush()
             os.fsync(raw.fileno())
+        os.chmod(tmp, 0o644)  # a shipped file (mkstemp makes it 0o600)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
