@@ -1,14 +1,17 @@
 """Re-measures every zoo model's accuracy from its shipped files (issue 8).
 
-For each manifest entry and each of its files (Keras, ONNX, ...), runs the
-file users get on the dataset's evaluation split and compares top-1
-accuracy with the manifest's: it must match within 0.2 points. Gated models
-are also checked at every threshold of their recorded curve. Writes
-`bench/results/zoo_verify.md` and `.json`; exits 1 on any mismatch.
+For each manifest entry and each of its files (Keras, ONNX, SavedModel
+extracted from its archive, TFLite), runs the file users get on the
+dataset's evaluation split and compares top-1 accuracy with the manifest's:
+it must match within 0.2 points. Gated models are also checked at every
+threshold of their recorded curve, in every format (each export takes the
+threshold as an input). Writes `bench/results/zoo_verify.md` and `.json`;
+exits 1 on any mismatch.
 
-    python bench/zoo_verify.py
+    python bench/zoo_verify.py [--formats keras tflite] [--cache-dir DIR]
 """
 
+import argparse
 import json
 import sys
 
@@ -19,7 +22,13 @@ from spzoo import zoo
 TOLERANCE_POINTS = 0.2
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--formats", nargs="+", default=list(zoo.FORMATS))
+    parser.add_argument(
+        "--cache-dir", default=None, help="zoo home for SavedModel extractions"
+    )
+    args = parser.parse_args(argv)
     rows = []
     print(f"Machine: {machine()}")
     for name in zoo.list_models():
@@ -28,15 +37,19 @@ def main() -> int:
         for row in (entry.get("threshold") or {}).get("curve", []):
             if row["threshold"] is not None:
                 checks.append((row["threshold"], row["accuracy"]))
-        for format in entry["files"]:
+        for format, record in entry["files"].items():
+            if format not in args.formats:
+                continue
             for threshold, expected in checks:
-                if threshold is not None and format not in ("keras", "onnx"):
-                    continue
-                result = zoo.evaluate(name, format=format, threshold=threshold)
+                result = zoo.evaluate(
+                    name, format=format, threshold=threshold, cache_dir=args.cache_dir
+                )
                 points = 100 * (result["accuracy"] - expected)
                 row = {
                     "name": name,
                     "format": format,
+                    "weights": record.get("weights", "float32"),
+                    "size": record["size"],
                     "threshold": threshold,
                     "manifest": expected,
                     "measured": result["accuracy"],
@@ -46,8 +59,9 @@ def main() -> int:
                 }
                 rows.append(row)
                 print(
-                    f"{name} {format} threshold {threshold}: measured "
-                    f"{100 * row['measured']:.2f}% vs manifest {100 * expected:.2f}% "
+                    f"{name} {format} ({row['weights']}) threshold {threshold}: "
+                    f"measured {100 * row['measured']:.2f}% vs manifest "
+                    f"{100 * expected:.2f}% "
                     f"({points:+.2f} points) {'ok' if row['ok'] else 'MISMATCH'}"
                 )
     lines = [
@@ -57,14 +71,15 @@ def main() -> int:
         "",
         f"Tolerance: {TOLERANCE_POINTS} points. Threshold `default` = the file's.",
         "",
-        "| model | format | threshold | examples | manifest (%) | measured (%) | "
-        "difference (points) | ok |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | format | weights | size (MB) | threshold | examples | "
+        "manifest (%) | measured (%) | difference (points) | ok |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         t = "default" if r["threshold"] is None else f"{r['threshold']:g}"
         lines.append(
-            f"| {r['name']} | {r['format']} | {t} | {r['examples']} | "
+            f"| {r['name']} | {r['format']} | {r['weights']} | {r['size'] / 1e6:.2f} | "
+            f"{t} | {r['examples']} | "
             f"{100 * r['manifest']:.2f} | {100 * r['measured']:.2f} | "
             f"{r['difference_points']:+.2f} | {'yes' if r['ok'] else 'NO'} |"
         )

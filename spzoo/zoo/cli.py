@@ -4,6 +4,7 @@
 spzoo zoo list [--filter 'gated*'] [--dataset fashion_mnist] [--family F]
 spzoo zoo info gated_cnn.fashion_mnist [--json]
 spzoo zoo fetch gated_cnn.fashion_mnist --format onnx [--base-url URL] [--offline]
+spzoo zoo fetch gated_cnn.fashion_mnist --format savedmodel   # the extracted folder
 ```
 """
 
@@ -79,9 +80,12 @@ def info_command(args) -> int:
         )
         print(f"{'curve:':<15}{points}")
     for kind, record in entry["files"].items():
+        weights = f", {record['weights']} weights" if "weights" in record else ""
+        sidecar = f" + {record['sidecar']['file']}" if "sidecar" in record else ""
         print(
-            f"{kind + ':':<15}{record['file']} ({_size(record['size'])}, sha256 "
-            f"{record['sha256']}) {record['url'] or '(shipped; no URL)'}"
+            f"{kind + ':':<15}{record['file']}{sidecar} ({_size(record['size'])}"
+            f"{weights}, sha256 {record['sha256']}) "
+            f"{record['url'] or '(shipped; no URL)'}"
         )
     return 0
 
