@@ -304,13 +304,19 @@ def test_wheel_ships_the_manifest_but_no_model_file(tmp_path):
         pytest.skip("not a source checkout")
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     pip = [sys.executable, "-m", "pip", "-q"]
-    subprocess.run(
-        pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."],
-        cwd=root,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    build_existed = (root / "build").exists()
+    try:
+        subprocess.run(
+            pip
+            + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."],
+            cwd=root,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    finally:
+        if not build_existed:  # setuptools' in-tree build folder
+            shutil.rmtree(root / "build", ignore_errors=True)
     (wheel,) = tmp_path.glob("spzoo-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "spzoo/saved_models/manifest.json" in names
@@ -346,3 +352,18 @@ def test_wheel_ships_the_manifest_but_no_model_file(tmp_path):
     assert path == str(site / "spzoo" / "saved_models" / "manifest.json")
     assert names == zoo.list_models()
     assert error is not None and "SPZOO_ZOO_URL" in error
+
+
+def test_manifest_requires_a_sidecar_and_an_archive(tiny):
+    entry = json.loads(tiny.manifest.read_text())["models"][0]
+    del entry["files"]["tflite"]["sidecar"]
+    with pytest.raises(zoo.ManifestError, match="files.tflite.sidecar"):
+        zoo.validate_entry(entry)
+    entry = json.loads(tiny.manifest.read_text())["models"][0]
+    entry["files"]["savedmodel"]["file"] = f"{NAME}.savedmodel"
+    with pytest.raises(zoo.ManifestError, match="must be an archive"):
+        zoo.validate_entry(entry)
+    entry = json.loads(tiny.manifest.read_text())["models"][0]
+    entry["files"]["tflite"]["weights"] = "int8"
+    with pytest.raises(zoo.ManifestError, match="files.tflite.weights"):
+        zoo.validate_entry(entry)
