@@ -3,8 +3,10 @@ dataset's evaluation split, matches the manifest within 0.2 points.
 
 Small models (up to `FULL_PARAMS` parameters) are scored on the whole split
 in every format. Larger ones are scored on the first `LIMIT` examples in
-every format against their Keras file on the same examples (the full
-re-measure of every format is `bench/zoo_verify.py`).
+every format against their Keras file on the same examples: within 0.2
+points or one example (three for float16 TFLite weights, accepted by the
+publisher at 0.1 points on the whole split). The full re-measure of every
+format is `bench/zoo_verify.py`.
 """
 
 import pytest
@@ -31,7 +33,8 @@ def test_shipped_file_reproduces_manifest_accuracy(name, format, tmp_path):
         result = zoo.evaluate(name, format=format, limit=LIMIT, **fetch)
         keras = zoo.evaluate(name, format="keras", limit=LIMIT, **fetch)
         points = 100 * abs(result["accuracy"] - keras["accuracy"])
-        assert points <= max(TOLERANCE_POINTS, 100 / LIMIT), (result, keras)
+        flips = 3 if entry["files"][format].get("weights") == "float16" else 1
+        assert points <= max(TOLERANCE_POINTS, 100 * flips / LIMIT), (result, keras)
     # Shipped files are used in place; a SavedModel is extracted from its
     # shipped archive into the cache, never beside it.
     folder = tmp_path if format == "savedmodel" else SAVED
