@@ -27,23 +27,60 @@ Weight sharing (after Pham et al.): every possible add-on weight
 sets the connection masks, so a weight trained by one candidate is the
 weight every other candidate using that location and direction sees. Only
 add-on weights train; the existing (pruned) network is frozen.
+
+Resuming: a search killed at any point (SIGKILL included) and started again
+on the same directory goes on where it stopped. Finished trials are kept,
+the population, cycle and phase come back through `get_state`/`set_state`,
+a trial that was running is run again (KerasTuner's retry of ongoing
+trials), and the shared weights W (with the optimizer's step, which drives
+the cosine schedule) come back as they were after the last finished trial:
+each trial writes W to a pending checkpoint, promoted to
+`shared_addons.weights.h5` only once the oracle has recorded the trial as
+ended (see `LDSTuner`). Resuming with other settings is an error.
 """
 
 import json
 import os
 import random
+import re
 
 import keras
 import keras_tuner
 import numpy as np
+from keras_tuner.src.engine import metrics_tracking
 from keras_tuner.src.engine import trial as trial_module
 
 from spzoo.models.nhn import addon_name, build_nhn, check_spec, segment_of
+from spzoo.training import atomic_write_text
 
 CANDIDATE = "candidate"
 ACCURACY = "val_accuracy"
 RECOMBINE_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3))
 KERNELS = (3, 5)
+WEIGHTS = "shared_addons.weights.h5"
+PENDING = re.compile(r"shared_addons\.trial_(\d+)\.weights\.h5")
+TEMPORARY = re.compile(r"shared_addons\..*\.tmp\.weights\.h5")
+
+
+def check_resume(what: str, saved: dict, requested: dict) -> None:
+    """Raises if a resumed search asks for other settings than it ran with.
+
+    Args:
+        what: The object resumed (for the message).
+        saved: Settings stored in the search directory.
+        requested: Settings of this run.
+    """
+    changed = [
+        f"{key}={saved[key]!r} (this run: {requested.get(key)!r})"
+        for key in sorted(saved)
+        if saved[key] != requested.get(key)
+    ]
+    if changed:
+        raise ValueError(
+            f"The LDS search in this directory ran with other {what} settings: "
+            f"{', '.join(changed)}. Resume with the same settings, or use another "
+            "directory (or `overwrite=True`) to start afresh."
+        )
 
 
 def gene_sources(spec: dict, layer: int) -> list:
@@ -174,6 +211,9 @@ class SharedAddOns:
         learning_rate: Cosine schedule start (0.05) ...
         final_lr: ... and end (0.001) over `total_steps`.
         total_steps: Steps the whole LDS will take.
+
+    `save`/`load` checkpoint W with the optimizer's step (the schedule's
+    position); the frozen base weights travel with them.
     """
 
     def __init__(
@@ -188,6 +228,9 @@ class SharedAddOns:
     ):
         check_spec(spec)
         self.spec = spec
+        self.total_steps = int(total_steps)
+        self.learning_rate = float(learning_rate)
+        self.final_lr = float(final_lr)
         self.locations = all_addons(spec)
         supernet = dict(spec)
         supernet["addons"] = [
@@ -220,6 +263,29 @@ class SharedAddOns:
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
+
+    def settings(self) -> dict:
+        """What a resumed search must keep: the schedule of W's optimizer."""
+        return {
+            "total_steps": self.total_steps,
+            "learning_rate": self.learning_rate,
+            "final_lr": self.final_lr,
+        }
+
+    def save(self, path) -> None:
+        """Writes W (and the optimizer step) atomically: a temporary file, a rename.
+
+        Args:
+            path: A `.weights.h5` file.
+        """
+        path = os.fspath(path)
+        tmp = path.replace(".weights.h5", f".{os.getpid()}.tmp.weights.h5")
+        self.model.save_weights(tmp)
+        os.replace(tmp, path)
+
+    def load(self, path) -> None:
+        """Restores W and the optimizer step written by `save`."""
+        self.model.load_weights(os.fspath(path))
 
     def weights(self) -> dict:
         """`{addon layer name: kernel variable}`: the shared set W."""
@@ -279,7 +345,7 @@ class LocationDirectionOracle(keras_tuner.Oracle):
         direction_cycles: T of the direction search.
         sparsity: Direction sparsity (0.1), in (0, 1].
         p_none: Probability of gene value -1 (0.8).
-        seed: Random seed (choices are reproduced on resume).
+        seed: Random seed (the same search, killed and resumed or not).
     """
 
     def __init__(
@@ -306,6 +372,8 @@ class LocationDirectionOracle(keras_tuner.Oracle):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{arg}` must be an int >= 1; received {value!r}.")
         check_sparsity(sparsity)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"`seed` must be an int; received {seed!r}.")
         if not 0 <= p_none <= 1:
             raise ValueError(f"`p_none` must be in [0, 1]; received {p_none!r}.")
         hp = keras_tuner.HyperParameters()
@@ -320,6 +388,9 @@ class LocationDirectionOracle(keras_tuner.Oracle):
             seed=seed,
             **kwargs,
         )
+        # KerasTuner draws a random seed for `seed=0`; keep the one asked for,
+        # so that a search (and its resumption) is reproducible.
+        self.seed = int(seed)
         self.spec = spec
         self.population_size = population_size
         self.location_cycles = location_cycles
@@ -432,11 +503,23 @@ class LocationDirectionOracle(keras_tuner.Oracle):
             self._evolve()
         self.save()
 
+    def settings(self) -> dict:
+        """What a resumed search must keep (checked by `set_state`)."""
+        return {
+            "population_size": self.population_size,
+            "location_cycles": self.location_cycles,
+            "direction_cycles": self.direction_cycles,
+            "sparsity": self.sparsity,
+            "p_none": self.p_none,
+            "seed": self.seed,
+        }
+
     def get_state(self):
         state = super().get_state()
         state.update(
             {
                 "spec": self.spec,
+                "settings": self.settings(),
                 "phase": self.phase,
                 "cycle": self.cycle,
                 "members": self.members,
@@ -448,16 +531,48 @@ class LocationDirectionOracle(keras_tuner.Oracle):
         return state
 
     def set_state(self, state):
-        super().set_state(state)
+        requested = self.settings()  # before KerasTuner restores `seed`
         if state["spec"] != self.spec:
             raise ValueError(
                 "This LDS directory searched another base spec; use another "
                 "directory or the same base model."
             )
+        if "settings" in state:
+            check_resume("oracle", state["settings"], requested)
+        elif len(state["members"]) != self.population_size:
+            check_resume(
+                "oracle",
+                {"population_size": len(state["members"])},
+                requested,
+            )
+        super().set_state(state)
         for key in ("phase", "cycle", "members", "log"):
             setattr(self, key, state[key])
         self.best_location = state["best_location"]
         self.best_direction = state["best_direction"]
+
+    def reload(self):
+        """Reloads the search; repairs what a kill between two writes leaves.
+
+        A kill after a new trial's file was written but before the oracle's
+        state forgets a trial the population never recorded: it is dropped
+        (its id is handed out again). A trial that was running is run again
+        (KerasTuner queues it for retry); metrics it reported before the
+        kill are dropped, so the re-run's accuracy is not averaged with them.
+        """
+        super().reload()
+        for trial_id in [t for t in self.trials if t not in self.start_order]:
+            del self.trials[trial_id]
+        for trial_id in self._retry_queue:
+            self.trials[trial_id].metrics = metrics_tracking.MetricsTracker()
+
+    def save(self):
+        """Writes the oracle's state atomically (a kill never truncates it)."""
+        atomic_write_text(self._get_oracle_fname(), json.dumps(self.get_state()))
+
+    def _save_trial(self, trial):
+        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
+        atomic_write_text(path, json.dumps(trial.get_state()))
 
 
 class LDSTuner(keras_tuner.Tuner):
@@ -466,13 +581,27 @@ class LDSTuner(keras_tuner.Tuner):
     Member `slot` of a cycle trains on training batches
     `slot*M .. (slot+1)*M - 1` of the cycle's pass over the training set
     and is evaluated on test batches `slot*N .. (slot+1)*N - 1` (wrapping).
-    The shared add-on weights are saved after every trial
-    (`<project>/shared_addons.weights.h5`) and reloaded on resume; the
-    direction masks each trial drew go to `<project>/directions/`.
+    The direction masks each trial drew go to `<project>/directions/`.
+
+    Checkpoint of the shared weights W (with the optimizer step, which
+    drives the cosine schedule), so that a killed search resumes exactly:
+
+    1. `on_search_begin` writes W to `<project>/shared_addons.weights.h5`;
+    2. a trial trains W and writes it to `shared_addons.trial_<id>.weights.h5`
+       (pending);
+    3. once the oracle has recorded the trial as completed, the pending file
+       is renamed over `shared_addons.weights.h5`; a failed trial's pending
+       file is deleted and W reloaded, so a retry starts from W before it.
+
+    On resume, a pending file of a trial the oracle recorded as completed is
+    promoted (the kill fell between 3's two writes), any other one deleted
+    (its trial runs again), and W loaded. Every write is a temporary file
+    and a rename. The settings below, the data sizes and the supernet's
+    schedule must be those the search started with (else `ValueError`).
 
     Args:
         oracle: A `LocationDirectionOracle`.
-        shared: The `SharedAddOns` supernet.
+        shared: The `SharedAddOns` supernet (of the oracle's spec).
         data: `(x_train, y_train, x_eval, y_eval)` NumPy arrays.
         steps: M, training iterations per member and cycle.
         batch_size: Training batch size (the paper: 100).
@@ -492,16 +621,112 @@ class LDSTuner(keras_tuner.Tuner):
         eval_batch_size: int = 500,
         **kwargs,
     ):
-        super().__init__(oracle=oracle, hypermodel=None, **kwargs)
+        if not isinstance(oracle, LocationDirectionOracle):
+            raise ValueError(
+                f"`oracle` must be a LocationDirectionOracle; received {oracle!r}."
+            )
+        if not isinstance(shared, SharedAddOns) or shared.spec != oracle.spec:
+            raise ValueError(
+                "`shared` must be the SharedAddOns supernet of the oracle's spec."
+            )
+        if len(data) != 4 or any(len(data[i]) != len(data[i + 1]) for i in (0, 2)):
+            raise ValueError(
+                "`data` must be `(x_train, y_train, x_eval, y_eval)` with as many "
+                "labels as examples."
+            )
+        for arg, value in (
+            ("steps", steps),
+            ("batch_size", batch_size),
+            ("eval_batches", eval_batches),
+            ("eval_batch_size", eval_batch_size),
+        ):
+            if int(value) != value or value < 1:
+                raise ValueError(f"`{arg}` must be an int >= 1; received {value!r}.")
+        # Set before KerasTuner's __init__, which reloads a search (set_state).
         self.shared = shared
         self.data = data
         self.steps = int(steps)
         self.batch_size = int(batch_size)
         self.eval_batches = int(eval_batches)
         self.eval_batch_size = int(eval_batch_size)
-        self.weights_path = os.path.join(self.project_dir, "shared_addons.weights.h5")
-        if os.path.exists(self.weights_path):
-            self.shared.model.load_weights(self.weights_path)
+        self.resumed = False
+        super().__init__(oracle=oracle, hypermodel=None, **kwargs)
+        self.weights_path = os.path.join(self.project_dir, WEIGHTS)
+        self._recover()
+
+    def settings(self) -> dict:
+        """What a resumed search must keep (checked by `set_state`)."""
+        x_train, _, x_eval, _ = self.data
+        return {
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "eval_batches": self.eval_batches,
+            "eval_batch_size": self.eval_batch_size,
+            "train_examples": len(x_train),
+            "eval_examples": len(x_eval),
+            **self.shared.settings(),
+        }
+
+    def get_state(self):
+        return {**super().get_state(), "settings": self.settings()}
+
+    def set_state(self, state):
+        super().set_state(state)
+        if "settings" in state:
+            check_resume("tuner", state["settings"], self.settings())
+        self.resumed = True
+
+    def save(self):
+        """Writes the oracle's and the tuner's state atomically."""
+        if not self._is_worker():
+            self.oracle.save()
+        atomic_write_text(self._get_tuner_fname(), json.dumps(self.get_state()))
+
+    def pending_path(self, trial_id) -> str:
+        """Where a trial writes W before the oracle has recorded its end."""
+        return os.path.join(
+            self.project_dir, f"shared_addons.trial_{trial_id}.weights.h5"
+        )
+
+    def _completed(self, trial_id) -> bool:
+        trial = self.oracle.trials.get(trial_id)
+        return (
+            trial is not None
+            and trial_id in self.oracle.end_order
+            and trial.status == trial_module.TrialStatus.COMPLETED
+        )
+
+    def _recover(self) -> None:
+        """Brings W back to its state after the trials the oracle completed.
+
+        Without a search to resume, stale pending files are deleted and W
+        is left as given (`on_search_begin` writes it).
+        """
+        for name in sorted(os.listdir(self.project_dir)):
+            path = os.path.join(self.project_dir, name)
+            pending = PENDING.fullmatch(name)
+            if pending and self._completed(pending.group(1)):
+                os.replace(path, self.weights_path)
+            elif pending or TEMPORARY.fullmatch(name):
+                os.remove(path)
+        if self.resumed and os.path.exists(self.weights_path):
+            self.shared.load(self.weights_path)
+
+    def on_search_begin(self):
+        super().on_search_begin()
+        self.shared.save(self.weights_path)
+        self.save()  # from now on a re-run reloads this search
+
+    def on_trial_end(self, trial):
+        self.oracle.end_trial(trial)
+        pending = self.pending_path(trial.trial_id)
+        if self._completed(trial.trial_id) and os.path.exists(pending):
+            os.replace(pending, self.weights_path)
+        else:  # failed or queued for retry: undo its training of W
+            if os.path.exists(pending):
+                os.remove(pending)
+            self.shared.load(self.weights_path)
+        self.save()
 
     @staticmethod
     def _slice(x, y, start, count):
@@ -516,9 +741,7 @@ class LDSTuner(keras_tuner.Tuner):
         gene, slot = candidate["gene"], candidate["slot"]
         directions = None
         if candidate["phase"] == "direction":
-            rng = np.random.default_rng(
-                [int(self.oracle.seed or 0), int(trial.trial_id)]
-            )
+            rng = np.random.default_rng([int(self.oracle.seed), int(trial.trial_id)])
             directions = generate_direction(
                 gene_addons(gene, self.shared.spec),
                 self.shared.kernel_stds(),
@@ -538,9 +761,7 @@ class LDSTuner(keras_tuner.Tuner):
         m = self.eval_batches * self.eval_batch_size
         xe, ye = self._slice(x_eval, y_eval, slot * m, min(m, len(x_eval)))
         accuracy = self.shared.evaluate(xe, ye)
-        tmp = self.weights_path.replace(".weights.h5", ".tmp.weights.h5")
-        self.shared.model.save_weights(tmp)
-        os.replace(tmp, self.weights_path)
+        self.shared.save(self.pending_path(trial.trial_id))
         return {ACCURACY: accuracy}
 
     def load_direction(self, trial_id) -> dict:
