@@ -33,7 +33,6 @@ def test_nhn_pipeline_runs_and_resumes(tmp_path, capsys):
     assert (root / "final" / "stage.json").read_text() == first
     # The final NHN is a plain Keras model that exports like every zoo model.
     import keras
-
     from spzoo.export import export
 
     model = keras.saving.load_model(str(root / "final" / "model.keras"), compile=False)
@@ -41,3 +40,11 @@ def test_nhn_pipeline_runs_and_resumes(tmp_path, capsys):
         model, tmp_path / "nhn.onnx", format="onnx", dataset="sklearn_digits"
     )
     assert all(r.top1_agreement == 1.0 for r in report.parity)
+
+    # The final stage again with the base recipe: only that stage re-runs.
+    pruned = (root / "pruned" / "stage.json").read_text()
+    assert main([*argv, "--final-recipe", "base"]) == 0
+    final = json.loads((root / "final" / "stage.json").read_text())
+    assert final["recipe"] == "base"
+    assert json.loads((root / "final" / "spec.json").read_text())["dropout"] == 0.0
+    assert (root / "pruned" / "stage.json").read_text() == pruned

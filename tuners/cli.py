@@ -90,6 +90,7 @@ def nhn_command(args) -> int:
         overwrite=args.overwrite,
         verbose=args.verbose,
         macro_supernet=args.macro_supernet,
+        final_recipe=args.final_recipe,
     )
     print(format_summary(summary))
     print(f"NHN model written to {summary['model_path']}")
@@ -177,6 +178,13 @@ def add_parser(subparsers) -> None:
         "--macro-supernet",
         action="store_true",
         help="rank macro candidates on a weight-shared supernet",
+    )
+    p.add_argument(
+        "--final-recipe",
+        choices=["paper", "base"],
+        default="paper",
+        help="final training: the paper's (cutout, dropout) or the base one "
+        "(none; better for tiny networks trained a few epochs)",
     )
     p.set_defaults(func=nhn_command)
 

@@ -168,6 +168,7 @@ def run_nhn_pipeline(
     overwrite: bool = False,
     verbose: int = 1,
     macro_supernet: bool = False,
+    final_recipe: str = "paper",
 ) -> dict:
     """Runs (or resumes) the NHN pipeline on a dataset.
 
@@ -181,6 +182,12 @@ def run_nhn_pipeline(
         macro_supernet: Rank the macro candidates on a weight-shared
             `MacroSupernet` (trained `macro_trials x macro_epochs` epochs
             once) instead of training each candidate `macro_epochs`.
+        final_recipe: `"paper"`: the final training adds cutout (with
+            pad-and-crop and flips) and dropout, as the paper does; `"base"`:
+            the recipe of the base and pruned trainings, no augmentation or
+            dropout (better for networks of a few thousand parameters trained
+            a few epochs, which the paper's regularisation underfits). A
+            finished final stage trained with the other recipe is re-trained.
 
     Returns:
         The summary written to `<directory>/nhn/summary.json`: accuracy,
@@ -203,6 +210,10 @@ def run_nhn_pipeline(
     if budget not in NHN_BUDGETS:
         raise ValueError(
             f"`budget` must be one of {sorted(NHN_BUDGETS)}; received {budget!r}."
+        )
+    if final_recipe not in ("paper", "base"):
+        raise ValueError(
+            f"`final_recipe` must be 'paper' or 'base'; received {final_recipe!r}."
         )
     b = NHN_BUDGETS[budget]
     info = spdata.get(dataset)
@@ -387,14 +398,27 @@ def run_nhn_pipeline(
     # 5. Final training of the NHN from scratch.
     stage = root / "final"
     result = _stage_done(stage)
+    if result is not None and result.get("recipe", "paper") != final_recipe:
+        result = None  # asked for the other recipe: train again
     if result is None:
-        say(f"[5/5] training the NHN from scratch ({b.train_epochs} epochs, cutout)")
+        paper = final_recipe == "paper"
+        how = "cutout, dropout" if paper else "no augmentation or dropout"
+        say(f"[5/5] training the NHN from scratch ({b.train_epochs} epochs, {how})")
         start = time.time()
+        final_spec = nhn_spec if paper else dict(nhn_spec, dropout=0.0)
         model, metrics_ = train_spec(
-            nhn_spec, dataset, b.train_epochs, seed + 2, augment=True, verbose=verbose
+            final_spec,
+            dataset,
+            b.train_epochs,
+            seed + 2,
+            augment=paper,
+            verbose=verbose,
         )
         result = _finish(
-            stage, model, nhn_spec, {**metrics_, "seconds": time.time() - start}
+            stage,
+            model,
+            final_spec,
+            {**metrics_, "recipe": final_recipe, "seconds": time.time() - start},
         )
     times["final"] = result["seconds"]
     summary = {
