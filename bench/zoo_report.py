@@ -152,15 +152,16 @@ def nhn_section() -> list[str]:
     if not models:
         return lines + ["Not reproduced: no NHN is in the zoo.", ""]
     lines += [
-        "| model | dataset | accuracy (%) | params | NHN score |",
+        "| model | dataset | accuracy (%) | params (kept kernels) | NHN score |",
         "| --- | --- | --- | --- | --- |",
     ]
     for name in models:
         e = zoo.info(name)
-        score = nhn_score(100 * (1 - e["accuracy"]), e["params"])
+        params = e.get("effective_params", e["params"])
+        score = nhn_score(100 * (1 - e["accuracy"]), params)
         lines.append(
             f"| {name} | {e['dataset']} | {100 * e['accuracy']:.2f} | "
-            f"{e['params']:,} | {score:.3f} |"
+            f"{params:,} | {score:.3f} |"
         )
     lines.append("")
     for name in models:
