@@ -213,6 +213,17 @@ def test_location_direction_search_cycles(tmp_path):
         directory=str(tmp_path),
         project_name="lds",
     ).search(verbose=0)
+    # Members are ranked by their gain over the frozen base on their own eval
+    # slice: zero for a gene without add-ons, accuracy minus the base's else.
+    for trial in oracle.trials.values():
+        gene = json.loads(trial.hyperparameters.values[lds.CANDIDATE])["gene"]
+        gain = trial.metrics.get_last_value(lds.GAIN)
+        accuracy = trial.metrics.get_last_value(lds.ACCURACY)
+        if all(g == -1 for g in gene):
+            assert gain == 0.0
+        assert -1.0 <= gain <= 1.0 and 0.0 <= accuracy <= 1.0
+    ranked = sorted(oracle.log, key=lambda c: c["cycle"])
+    assert all("best_score" in c and "best_accuracy" in c for c in ranked)
     assert again.phase == "done" and len(again.trials) == 30
     assert again.best_location == oracle.best_location
     masks = tuner.load_direction(oracle.best_direction["trial"])
