@@ -29,7 +29,6 @@ checks them again later).
 
 import argparse
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -153,37 +152,6 @@ def accuracy_of(path: Path, format: str, x, y, threshold=None) -> float:
     return float(np.mean(np.argmax(logits, -1) == y))
 
 
-def to_tflite_float16(model: keras.Model, path: Path, metadata: dict) -> Path:
-    """`spzoo.export.to_tflite` with float16 weights (TFLite's float16
-    post-training quantization: weights stored as float16, computed in
-    float32); writes only the `.tflite` file, through a temporary file."""
-    import tensorflow as tf
-    from spzoo.export.saved_model import (
-        SIGNATURE,
-        THRESHOLD_SIGNATURE,
-        to_saved_model,
-    )
-
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
-        saved = to_saved_model(model, staging / "saved_model", metadata)
-        keys = [SIGNATURE]
-        if metadata["threshold"]["input"]:
-            keys.append(THRESHOLD_SIGNATURE)
-        converter = tf.lite.TFLiteConverter.from_saved_model(
-            str(saved), signature_keys=keys
-        )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-        tmp = staging / "model.tflite"
-        tmp.write_bytes(converter.convert())
-        tmp.replace(path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
-
-
 def export_format(
     model: keras.Model,
     name: str,
@@ -201,6 +169,7 @@ def export_format(
     from spzoo.export import export
     from spzoo.export.metadata import metadata_path
     from spzoo.export.parity import MIN_EXAMPLES, compare, keras_logits
+    from spzoo.export.tflite import to_tflite
 
     options = {
         "format": format,
@@ -233,9 +202,9 @@ def export_format(
             return file_record(path, accuracy=accuracy, max_abs_diff=parity)
         weights = "float32"
         if size > float16_above_mb * 1e6:
-            half = tmp / path.name  # beside a copy of the sidecar, to run it
-            shutil.copy(metadata_path(path), metadata_path(half))
-            to_tflite_float16(model, half, report.metadata)
+            half = to_tflite(
+                model, tmp / path.name, report.metadata, float16_weights=True
+            )
             half_accuracy = accuracy_of(half, format, x, y)
             points = 100 * (half_accuracy - keras_accuracy)
             print(

@@ -289,3 +289,21 @@ def test_cli_infer_scores_a_dataset_split_at_two_thresholds(tmp_path, capsys):
     assert "--dataset" in capsys.readouterr().err
     with pytest.raises(ValueError, match="`batch` must be in"):
         evaluate_thresholds(load(path), x, y, [None], latency_batch=0)
+
+
+def test_tflite_float16_weights_halve_the_file_and_keep_the_logits(tmp_path, x):
+    from spzoo.export.runtime import load
+    from spzoo.export.tflite import to_tflite
+
+    model = _resnet()
+    full = to_tflite(model, tmp_path / "full.tflite")
+    half = to_tflite(model, tmp_path / "half.tflite", float16_weights=True)
+    assert half.stat().st_size < full.stat().st_size
+    from ai_edge_litert.interpreter import Interpreter
+
+    dtypes = {d["dtype"] for d in Interpreter(str(half)).get_tensor_details()}
+    assert np.float16 in dtypes
+    expected = keras_logits(model, x[:32])
+    got = load(half)(x[:32])
+    assert np.abs(got - expected).max() < 1e-2 * np.abs(expected).max()
+    assert (got.argmax(-1) == expected.argmax(-1)).mean() >= 0.9
