@@ -117,21 +117,39 @@ def _score_dataset(runner, args, thresholds) -> None:
     x, y = x[: args.limit], y[: args.limit]
     rows = evaluate_thresholds(runner, x, y, thresholds, repeats=args.repeats)
     default = runner.metadata.get("threshold", {}).get("default")
+    curve = _zoo_curve(args.artifact)
     print(
         f"{args.dataset} {args.split} split, {len(y)} examples; latency: median of "
         f"{args.repeats} calls on 1 example"
     )
-    print(f"{'threshold':<22} {'accuracy':>9} {'latency (ms)':>13}")
+    header = f"{'threshold':<22} {'accuracy':>9} {'latency (ms)':>13}"
+    print(header + ("   expected MACs (zoo curve)" if curve else ""))
     base = rows[0]["latency_ms"]
     for row in rows:
         t = row["threshold"]
+        macs = curve.get(t)
         if t is None:
             t = "none" if default is None else f"file default ({default:g})"
-        ratio = row["latency_ms"] / base
-        print(
-            f"{t!s:<22} {100 * row['accuracy']:8.2f}% {row['latency_ms']:13.3f}"
-            + ("" if row is rows[0] else f"  ({ratio:.2f}x the first row)")
-        )
+        ratio = "" if row is rows[0] else f"({row['latency_ms'] / base:.2f}x)"
+        line = f"{t!s:<22} {100 * row['accuracy']:8.2f}% {row['latency_ms']:13.3f}"
+        if curve:
+            line += f" {ratio:>8} {'-' if macs is None else f'{macs:,.0f}':>18}"
+        elif ratio:
+            line += f" {ratio:>8}"
+        print(line)
+
+
+def _zoo_curve(artifact: str) -> dict:
+    """`{threshold: expected MACs}` of a zoo model's manifest curve (empty for
+    a file or a model without one)."""
+    import os
+
+    from spzoo import zoo
+
+    if os.path.exists(artifact):
+        return {}
+    curve = (zoo.info(artifact).get("threshold") or {}).get("curve", [])
+    return {row["threshold"]: row["macs"] for row in curve}
 
 
 def _threshold(text: str) -> float | None:
