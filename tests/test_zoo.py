@@ -317,3 +317,21 @@ def test_infer_accepts_a_zoo_name(tmp_path, capsys):
     out = capsys.readouterr().out
     assert entry["files"]["onnx"]["file"] in out
     assert out.count("batch.npy[") == 4
+
+
+def test_infer_scores_a_zoo_model_on_its_dataset(capsys):
+    from spzoo.cli import main
+
+    gated = [e for e in zoo.read()["models"] if (e.get("threshold") or {}).get("curve")]
+    if not gated or "onnx" not in gated[0]["files"]:
+        pytest.skip("no gated ONNX model in the zoo")
+    entry = gated[0]
+    argv = ["infer", entry["name"], "--dataset", entry["dataset"], "--limit", "50"]
+    assert (
+        main([*argv, "--threshold", "none", "--threshold", "5", "--repeats", "2"]) == 0
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "expected MACs (zoo curve)" in lines[2]
+    curve = {r["threshold"]: r["macs"] for r in entry["threshold"]["curve"]}
+    assert lines[3].split()[-1] == f"{curve[None]:,.0f}"
+    assert lines[4].split()[-1] == f"{curve[5.0]:,.0f}"
