@@ -58,6 +58,7 @@ def to_saved_model(
         archive.add_endpoint(
             "metadata", tf.function(lambda: tf.constant(text), input_signature=[])
         )
+        _unwrap_tracked_variables(archive)
         out = staging / "model"
         archive.write_out(str(out), verbose=False)
         if path.exists():
@@ -66,3 +67,21 @@ def to_saved_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def _unwrap_tracked_variables(archive: keras.export.ExportArchive) -> None:
+    """Tracks the `tf.Variable`s themselves rather than their Keras wrappers.
+
+    `ExportArchive.track` lists the `keras.Variable` wrappers while the
+    endpoints capture the wrapped `tf.Variable`s; being different objects,
+    TensorFlow's checkpoint writes every weight twice (keras-team/keras
+    issue #23553: twice the SavedModel on disk and in memory). Listing the
+    same `tf.Variable`s lets the checkpoint keep one copy.
+    """
+    trackable = archive._tf_trackable
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        values = [
+            v.value if isinstance(v, keras.Variable) else v
+            for v in getattr(trackable, name)
+        ]
+        setattr(trackable, name, values)

@@ -307,3 +307,20 @@ def test_tflite_float16_weights_halve_the_file_and_keep_the_logits(tmp_path, x):
     got = load(half)(x[:32])
     assert np.abs(got - expected).max() < 1e-2 * np.abs(expected).max()
     assert (got.argmax(-1) == expected.argmax(-1)).mean() >= 0.9
+
+
+def test_saved_model_stores_each_weight_once(tmp_path, x):
+    # keras-team/keras#23553: ExportArchive wrote every variable twice.
+    import tensorflow as tf
+    from spzoo.export.runtime import load
+    from spzoo.export.saved_model import to_saved_model
+
+    model = _gated()
+    path = to_saved_model(model, tmp_path / "sm")
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    shapes = reader.get_variable_to_shape_map()
+    values = [shape for name, shape in shapes.items() if "VARIABLE_VALUE" in name]
+    stored = sum(int(np.prod(shape)) for shape in values)
+    assert stored == sum(int(np.prod(v.shape)) for v in model.variables)
+    got = load(path)(x[:8], threshold=1.0)
+    np.testing.assert_allclose(got, keras_logits(model, x[:8], 1.0), atol=1e-5)
