@@ -313,9 +313,13 @@ def gtzan(root: str, split: str, class_names: tuple, seed: int = 0) -> FileList:
 
 
 CIFAR_LAYOUT = {
-    10: "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch} (python version)",
-    100: "<root>/cifar-100-python/{train,test} (python version)",
+    10: "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} "
+    "(python version)",
+    100: "<root>/cifar-100-python/{train,test,meta} (python version)",
 }
+# Sub-folder of the python-version archive, and its metadata file and key.
+CIFAR_FOLDER = {10: "cifar-10-batches-py", 100: "cifar-100-python"}
+CIFAR_META = {10: ("batches.meta", b"label_names"), 100: ("meta", b"fine_label_names")}
 
 
 def _unpickle(path: str) -> dict:
@@ -323,7 +327,48 @@ def _unpickle(path: str) -> dict:
         with open(path, "rb") as f:
             return pickle.load(f, encoding="bytes")
     except (OSError, pickle.UnpicklingError, EOFError) as e:
-        raise ValueError(f"Cannot read CIFAR batch {path}: {e}") from e
+        raise ValueError(f"Cannot read CIFAR file {path}: {e}") from e
+
+
+def cifar_folder(root: str, classes: int) -> str:
+    """The folder holding the CIFAR batches: `<root>/<archive folder>` or `root`.
+
+    Args:
+        root: Folder holding `cifar-10-batches-py/` or `cifar-100-python/`
+            (or that folder itself).
+        classes: 10 or 100.
+    """
+    if classes not in CIFAR_FOLDER:
+        raise ValueError(f"`classes` must be 10 or 100; received {classes!r}.")
+    sub = os.path.join(root, CIFAR_FOLDER[classes])
+    return sub if os.path.isdir(sub) else root
+
+
+def cifar_label_names(root: str, classes: int) -> tuple[str, ...] | None:
+    """The class names a CIFAR copy lists in its own metadata, label = index.
+
+    CIFAR-10 keeps them under `label_names` in `batches.meta`, CIFAR-100 its
+    fine labels under `fine_label_names` in `meta`.
+
+    Args:
+        root: Folder holding `cifar-10-batches-py/` or `cifar-100-python/`
+            (or that folder itself).
+        classes: 10 or 100.
+
+    Returns:
+        The names, or `None` where the copy has no metadata file.
+    """
+    folder = cifar_folder(root, classes)
+    name, key = CIFAR_META[classes]
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path):
+        return None
+    meta = _unpickle(path)
+    if not isinstance(meta, dict) or key not in meta:
+        raise ValueError(f"CIFAR metadata {path} lacks {key!r}.")
+    return tuple(
+        n.decode("ascii") if isinstance(n, bytes) else str(n) for n in meta[key]
+    )
 
 
 def cifar_local(root: str, classes: int, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -338,8 +383,7 @@ def cifar_local(root: str, classes: int, split: str) -> tuple[np.ndarray, np.nda
     Returns:
         `(x uint8 (N, 32, 32, 3), y int32)`.
     """
-    sub = "cifar-10-batches-py" if classes == 10 else "cifar-100-python"
-    folder = os.path.join(root, sub) if os.path.isdir(os.path.join(root, sub)) else root
+    folder = cifar_folder(root, classes)
     if classes == 10:
         names = (
             [f"data_batch_{i}" for i in range(1, 6)]

@@ -121,8 +121,10 @@ register(
 
 # --- Animal-MNIST (PyPI animal-mnist, installed --no-deps) -------------------
 
-# The package's description lists the classes in this (alphabetical) order;
-# it does not state the label mapping.
+# The package (animal-mnist 0.4) lists the classes in this (alphabetical)
+# order in its description but states no label mapping, and its code holds
+# none. Checked by viewing samples of each label of its
+# `animal_label_version_3.gz`: labels 0-9 are these animals, 1000 each.
 ANIMAL_CLASSES = (
     "bear",
     "bird",

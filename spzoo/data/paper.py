@@ -25,6 +25,11 @@ from spzoo.data.visual import (
 )
 from spzoo.data.visual import dataset_channel_stats as channel_stats_of
 
+# CIFAR class names, label = index, as in the archives' own `batches.meta`
+# (`label_names`) and `meta` (`fine_label_names`). Checked against
+# `CIFAR10_CATEGORIES` and `CIFAR100_CATEGORIES` in
+# `mmpretrain/datasets/categories.py` (PyPI mmpretrain 1.2.0); the loader
+# also compares them with the metadata of the copy it reads.
 CIFAR10_CLASSES = (
     "airplane",
     "automobile",
@@ -49,6 +54,7 @@ CIFAR100_CLASSES = tuple(
     tank telephone television tiger tractor train trout tulip turtle wardrobe whale
     willow_tree wolf woman worm""".split()
 )
+_CIFAR_CLASSES = {10: CIFAR10_CLASSES, 100: CIFAR100_CLASSES}
 SPEECH_COMMANDS_CLASSES = tuple(
     """backward bed bird cat dog down eight five follow forward four go happy house
     learn left marvin nine no off on one right seven sheila six stop three tree two
@@ -107,11 +113,53 @@ FMA_GENRES = (
 )
 
 
+def _keras_cifar_cache(classes: int) -> str | None:
+    """The folder holding the Keras loader's unpacked CIFAR archive, if any.
+
+    Keras 3 extracts into `<keras home>/datasets/<archive folder>-target/`,
+    Keras 2 into `<keras home>/datasets/`; the home is `$KERAS_HOME`, else
+    `~/.keras` (`/tmp/.keras` where the home folder is read-only).
+    """
+    home = os.environ.get("KERAS_HOME")
+    if not home:
+        base = os.path.expanduser("~")
+        home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    datasets = os.path.join(home, "datasets")
+    sub = layouts.CIFAR_FOLDER[classes]
+    for root in (os.path.join(datasets, f"{sub}-target"), datasets):
+        if os.path.isdir(os.path.join(root, sub)):
+            return root
+    return None
+
+
+def _check_cifar_names(root: str, classes: int) -> None:
+    """Raises if the copy's own class names differ from the registered ones."""
+    names = layouts.cifar_label_names(root, classes)
+    expected = _CIFAR_CLASSES[classes]
+    if names is None or names == expected:
+        return
+    meta = os.path.join(
+        layouts.cifar_folder(root, classes), layouts.CIFAR_META[classes][0]
+    )
+    if len(names) != len(expected):
+        raise ValueError(
+            f"CIFAR metadata {meta} lists {len(names)} classes; expected "
+            f"{len(expected)}."
+        )
+    i = next(i for i, (a, b) in enumerate(zip(names, expected, strict=True)) if a != b)
+    raise ValueError(
+        f"CIFAR metadata {meta} names class {i} {names[i]!r}; the registry "
+        f"names it {expected[i]!r}. Labels would be misnamed: use the original "
+        "python-version archive."
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def _cifar_arrays(classes: int, root: str):
     """Normalised CIFAR train and eval arrays (per-channel stats of train)."""
     name = f"cifar{classes}"
     if os.path.isdir(root):
+        _check_cifar_names(root, classes)
         train = layouts.cifar_local(root, classes, "train")
         test = layouts.cifar_local(root, classes, "eval")
     else:
@@ -128,6 +176,9 @@ def _cifar_arrays(classes: int, root: str):
                 f"under {root} or set SPZOO_DATA_DIR."
             ) from e
         train, test = (xt, yt.reshape(-1)), (xe, ye.reshape(-1))
+        cache = _keras_cifar_cache(classes)
+        if cache is not None:
+            _check_cifar_names(cache, classes)
     for x, _ in (train, test):
         if x.shape[1:] != (32, 32, 3):
             raise ValueError(
@@ -143,9 +194,7 @@ def _cifar_arrays(classes: int, root: str):
 def _cifar_check(classes: int):
     def check():
         root = layouts.data_root(f"cifar{classes}")
-        sub = "cifar-10-batches-py" if classes == 10 else "cifar-100-python"
-        keras_cache = os.path.join(os.path.expanduser("~"), ".keras", "datasets", sub)
-        if os.path.isdir(root) or os.path.isdir(keras_cache):
+        if os.path.isdir(root) or _keras_cifar_cache(classes) is not None:
             return None
         return f"no copy at {root}; the Keras loader downloads it when online"
 
@@ -161,7 +210,7 @@ def _cifar_loader(classes: int):
     return loader
 
 
-for _classes, _names in ((10, CIFAR10_CLASSES), (100, CIFAR100_CLASSES)):
+for _classes, _names in _CIFAR_CLASSES.items():
     register(
         DatasetInfo(
             name=f"cifar{_classes}",
@@ -169,7 +218,8 @@ for _classes, _names in ((10, CIFAR10_CLASSES), (100, CIFAR100_CLASSES)):
             class_names=_names,
             description=f"CIFAR-{_classes}: 50000/10000 colour 32x32 images; "
             "per-channel mean/variance normalisation (train statistics); "
-            "predefined split.",
+            "predefined split; the class names are checked against the copy's "
+            "own metadata file.",
             source=f"Local copy under $SPZOO_DATA_DIR/cifar{_classes} "
             f"({layouts.CIFAR_LAYOUT[_classes]}), else keras.datasets "
             f"(downloads from cs.toronto.edu)",
@@ -282,6 +332,12 @@ _audio_entry(
 )
 
 
+# Best Artworks of All Time (Kaggle, ikarus777/best-artworks-of-all-time):
+# its 50 artist folders, sorted, label = index. No maintained copy of the
+# archive's `artists.csv` or folder list was found on PyPI, npm or Debian, so
+# these names are unchecked; `layouts.artworks` matches folders to them
+# (ignoring case, accents and punctuation) and fails naming any folder that
+# matches none.
 BEST_ARTWORKS_CLASSES = tuple(
     """Albrecht_Durer Alfred_Sisley Amedeo_Modigliani Andrei_Rublev Andy_Warhol
     Camille_Pissarro Caravaggio Claude_Monet Diego_Rivera Diego_Velazquez
@@ -295,6 +351,11 @@ BEST_ARTWORKS_CLASSES = tuple(
     Sandro_Botticelli Titian Vasiliy_Kandinsky Vincent_van_Gogh
     William_Turner""".split()
 )
+# WikiArt as released with ArtGAN (github.com/cs-chan/ArtGAN, `wikiart.zip`):
+# its 27 style folders, label = index, in the order of that repository's
+# `WikiArt Dataset/Style/style_class.txt` (ids 0-26, checked at commit
+# 0dbd69c4). That file names class 3 "Art_Nouveau"; the archive's folder, and
+# so this name, is "Art_Nouveau_Modern" (as in its `style_train.csv`).
 WIKIART_CLASSES = tuple(
     """Abstract_Expressionism Action_painting Analytical_Cubism Art_Nouveau_Modern
     Baroque Color_Field_Painting Contemporary_Realism Cubism Early_Renaissance
@@ -312,7 +373,7 @@ def _artwork_stats(name: str, root: str, classes: tuple):
     return channel_stats_of(crops_dataset(paths, labels))
 
 
-def _artwork_entry(name: str, title: str, classes: tuple):
+def _artwork_entry(name: str, title: str, classes: tuple, class_note: str):
     def loader(split: str, data_dir: str | None = None):
         import tensorflow as tf
 
@@ -336,7 +397,10 @@ def _artwork_entry(name: str, title: str, classes: tuple):
             class_names=classes,
             description=f"{title}: five 64x64 crops per image (corners, centre), "
             "each an example; per-channel mean/variance normalisation (train "
-            "crops); random 80/20 split of each class's images (seed 0).",
+            "crops); random 80/20 split of each class's images (seed 0). "
+            f"Classes: {class_note}; a folder is matched to its class by name "
+            "(ignoring case, accents and punctuation), label = index in "
+            "class_names, and a folder matching none is an error.",
             source=f"Your copy under $SPZOO_DATA_DIR/{name} or data_dir= "
             f"({layouts.ARTWORKS_LAYOUT})",
             loader=loader,
@@ -347,9 +411,21 @@ def _artwork_entry(name: str, title: str, classes: tuple):
 
 
 _artwork_entry(
-    "best_artworks", "Best Artworks of All Time (50 artists)", BEST_ARTWORKS_CLASSES
+    "best_artworks",
+    "Best Artworks of All Time (50 artists)",
+    BEST_ARTWORKS_CLASSES,
+    "the 50 artist folders of the Kaggle archive, sorted (these names were "
+    "not checked against an authoritative copy of the archive; the labels "
+    "follow this list, whatever the order of your folders)",
 )
-_artwork_entry("wikiart", "WikiArt (27 style folders, ArtGAN layout)", WIKIART_CLASSES)
+_artwork_entry(
+    "wikiart",
+    "WikiArt (27 style folders, ArtGAN layout)",
+    WIKIART_CLASSES,
+    "the 27 style folders of ArtGAN's wikiart.zip in the order of its "
+    "style_class.txt (ids 0-26; its class 3 'Art_Nouveau' is the folder "
+    "Art_Nouveau_Modern)",
+)
 
 
 EMNIST_CLASSES = tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
