@@ -106,7 +106,9 @@ SOURCES = [
             "macro candidates x 0.25 epoch; base, pruned and final trainings 2 "
             "epochs each with Nesterov 0.9, l2 2e-4, clipping 5, cosine 0.05 -> "
             "0.001; LDS K=20, 3+1 cycles, M=30); final training without cutout "
-            "or dropout (--final-recipe base)",
+            "or dropout (--final-recipe base; stages 1-4 are those of "
+            "`python bench/nhn_pipeline.py --dataset fashion_mnist --budget short`, "
+            "the same command with the default recipe)",
             "budget": "short",
         },
     },
