@@ -47,6 +47,16 @@ def list_command(args) -> int:
     return 0
 
 
+def _params_text(entry: dict) -> str:
+    text = f"{entry['params']:,}"
+    if "effective_params" in entry:  # masked (NHN) convolutions
+        text += (
+            f" stored, {entry['effective_params']:,} in kept kernels "
+            "(the NHN paper's count)"
+        )
+    return text
+
+
 def info_command(args) -> int:
     from spzoo.zoo.hub import info
 
@@ -60,7 +70,7 @@ def info_command(args) -> int:
         ("family", f"{entry['family']} (architecture {entry['arch']})"),
         ("dataset", f"{entry['dataset']} ({entry['eval_split']} split scored)"),
         ("accuracy", f"{100 * entry['accuracy']:.2f}%"),
-        ("params", f"{entry['params']:,}"),
+        ("params", _params_text(entry)),
         ("MACs", f"{entry['macs']:,} per example (every channel computed)"),
         ("input", f"{shape} {entry['input']['dtype']}"),
         ("preprocessing", entry["input"]["preprocessing"]),
