@@ -171,7 +171,7 @@ def test_shared_addon_weights_exist_once():
     assert not shared.model.get_layer("addon_0_2_k5").connection_mask.numpy().any()
 
 
-def test_location_direction_search_cycles(tmp_path):
+def test_location_direction_search_cycles(tmp_path, capsys):
     base = _trained_like()
     shared = lds.SharedAddOns(SPEC, base, SHAPE, 3, total_steps=40)
     oracle = lds.LocationDirectionOracle(
@@ -192,9 +192,14 @@ def test_location_direction_search_cycles(tmp_path):
         batch_size=4,
         eval_batch_size=5,
         directory=str(tmp_path),
+        progress=True,
         project_name="lds",
     )
     tuner.search(verbose=0)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("LDS ")]
+    assert len(lines) == 30
+    assert lines[0].startswith("LDS location cycle 1/2, member 1/10: accuracy ")
+    assert lines[-1].startswith("LDS direction cycle 1/1, member 10/10: ")
     assert oracle.phase == "done"
     assert [c["phase"] for c in oracle.log] == ["location", "location", "direction"]
     assert len(oracle.trials) == 30

@@ -597,8 +597,10 @@ class LDSTuner(keras_tuner.Tuner):
 
     Member `slot` of a cycle trains on training batches
     `slot*M .. (slot+1)*M - 1` of the cycle's pass over the training set
-    and is evaluated on test batches `slot*N .. (slot+1)*N - 1` (wrapping).
-    The direction masks each trial drew go to `<project>/directions/`.
+    and is evaluated on test batches `slot*N .. (slot+1)*N - 1` (wrapping);
+    it reports `val_accuracy` and `val_gain`, the accuracy minus the frozen
+    base network's on the same batches. The direction masks each trial drew
+    go to `<project>/directions/`.
 
     Checkpoint of the shared weights W (with the optimizer step, which
     drives the cosine schedule), so that a killed search resumes exactly:
@@ -624,6 +626,8 @@ class LDSTuner(keras_tuner.Tuner):
         batch_size: Training batch size (the paper: 100).
         eval_batches: N (1) ...
         eval_batch_size: ... of this size (the paper: 500).
+        progress: Print one line per finished member (phase, cycle, member,
+            accuracy, gain over the base).
         **kwargs: `keras_tuner.Tuner` arguments.
     """
 
@@ -636,6 +640,7 @@ class LDSTuner(keras_tuner.Tuner):
         batch_size: int = 100,
         eval_batches: int = 1,
         eval_batch_size: int = 500,
+        progress: bool = False,
         **kwargs,
     ):
         if not isinstance(oracle, LocationDirectionOracle):
@@ -667,6 +672,7 @@ class LDSTuner(keras_tuner.Tuner):
         self.eval_batches = int(eval_batches)
         self.eval_batch_size = int(eval_batch_size)
         self.resumed = False
+        self.progress = bool(progress)
         self._base_accuracy = {}  # eval slot -> frozen base accuracy there
         super().__init__(oracle=oracle, hypermodel=None, **kwargs)
         self.weights_path = os.path.join(self.project_dir, WEIGHTS)
@@ -745,6 +751,27 @@ class LDSTuner(keras_tuner.Tuner):
                 os.remove(pending)
             self.shared.load(self.weights_path)
         self.save()
+        if self.progress and self._completed(trial.trial_id):
+            self._report(trial)
+
+    def _report(self, trial) -> None:
+        """One progress line per finished member."""
+        candidate = json.loads(trial.hyperparameters.values[CANDIDATE])
+        phase = candidate["phase"]
+        cycles = (
+            self.oracle.location_cycles
+            if phase == "location"
+            else self.oracle.direction_cycles
+        )
+        metrics = trial.metrics
+        gain = metrics.get_last_value(GAIN) if metrics.exists(GAIN) else None
+        print(
+            f"LDS {phase} cycle {candidate['cycle'] + 1}/{cycles}, member "
+            f"{candidate['slot'] + 1}/{self.oracle.population_size}: accuracy "
+            f"{metrics.get_last_value(ACCURACY):.4f}"
+            + ("" if gain is None else f", gain over the base {gain:+.4f}"),
+            flush=True,
+        )
 
     @staticmethod
     def _slice(x, y, start, count):

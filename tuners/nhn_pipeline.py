@@ -362,6 +362,7 @@ def run_nhn_pipeline(
             steps=b.lds_steps,
             batch_size=BATCH_SIZE,
             eval_batch_size=min(500, len(x_eval)),
+            progress=bool(verbose),
             directory=str(root),
             project_name="lds_search",
         )
