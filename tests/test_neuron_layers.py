@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras import layers, models, ops
+from keras import initializers, layers, models, ops
 from keras.src import testing
 
 from spzoo.layers import (
@@ -240,6 +240,22 @@ def test_prunable_layer_composition_mask_and_importance():
     expected = (kernel**2).mean(axis=(0, 1, 2))
     expected[[0, 12]] = 0
     np.testing.assert_allclose(phi, expected)
+    # Fan-in normalised: `3 * 3 * 7 * phi`; He-initialised layers of fan-in
+    # 9 and 144 score alike, where the paper's phi differs 16-fold.
+    normalized = layer.l2_importance(kernel, fan_in_normalized=True)
+    np.testing.assert_allclose(normalized, 63 * expected)
+    init = initializers.HeNormal(seed=0)
+    narrow = ops.convert_to_numpy(init((3, 3, 1, 20))).astype("float64")
+    wide = ops.convert_to_numpy(init((3, 3, 16, 20))).astype("float64")
+    fresh = PrunableNeuronLayer(fractions=(0.45, 0.40, 0.15))
+    fresh.build((2, 4, 4, 20))
+    ratio = fresh.l2_importance(narrow).mean() / fresh.l2_importance(wide).mean()
+    assert 12 < ratio < 20
+    ratio = (
+        fresh.l2_importance(narrow, fan_in_normalized=True).mean()
+        / fresh.l2_importance(wide, fan_in_normalized=True).mean()
+    )
+    assert 0.75 < ratio < 1.33
 
 
 class NeuronLayersTest(testing.TestCase):

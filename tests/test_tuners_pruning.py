@@ -125,6 +125,19 @@ def test_oracle_stops_at_n_iter_and_bad_input(tmp_path):
         PruningOracle(spec, max_drop=2)
     with pytest.raises(ValueError, match="inner_neurons"):
         PruningOracle(build_spec_without_inner())
+    with pytest.raises(ValueError, match="importance"):
+        PruningOracle(spec, importance="l1")
+    # The measure travels with each trial; resuming with another one fails.
+    fan_in = PruningOracle(spec, num_iterations=4, importance="l2_fan_in", seed=1)
+    fan_in._set_project_dir(str(tmp_path), "q")
+    assert fan_in.create_trial("t").hyperparameters.values["importance"] == (
+        "l2_fan_in"
+    )
+    fan_in.save()
+    other = PruningOracle(spec, num_iterations=4, seed=1)
+    other._set_project_dir(str(tmp_path), "q")
+    with pytest.raises(ValueError, match="importance"):
+        other.reload()
 
 
 def build_spec_without_inner():

@@ -60,6 +60,7 @@ def pruning_command(args) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
         verbose=args.verbose,
+        importance=args.importance,
     )
     if summary is None:
         print("worker finished: the chief holds the search results")
@@ -164,6 +165,13 @@ def add_parser(subparsers) -> None:
         type=float,
         default=0.02,
         help="delta_alpha_max, largest accuracy drop (0.02 = 2 points)",
+    )
+    p.add_argument(
+        "--importance",
+        choices=["l2", "l2_fan_in"],
+        default="l2",
+        help="neuron importance: the paper's mean squared weight, or the same "
+        "times the layer's fan-in (removes its bias against wide layers)",
     )
     p.set_defaults(func=pruning_command)
 

@@ -70,8 +70,18 @@ def inner_layers(spec: dict):
             yield s, b, f"stack{s}_block{b}"
 
 
-def importance(model: keras.Model, spec: dict) -> dict:
+IMPORTANCE = ("l2", "l2_fan_in")
+
+
+def importance(model: keras.Model, spec: dict, measure: str = "l2") -> dict:
     """L2 importance and type of every inner neuron.
+
+    Args:
+        model: A ResNet of the pruning search.
+        spec: Its spec.
+        measure: `"l2"`, the paper's `mean(W**2)`, or `"l2_fan_in"`, the
+            same times the layer's fan-in (see
+            `PrunableNeuronLayer.l2_importance`).
 
     Returns:
         `{prefix: (phi, types)}`: `phi` a NumPy array over the layer's
@@ -81,7 +91,8 @@ def importance(model: keras.Model, spec: dict) -> dict:
     for _, _, prefix in inner_layers(spec):
         layer = model.get_layer(f"{prefix}_op2_neuron")
         kernel = model.get_layer(f"{prefix}_op1_conv3x3").kernel
-        found[prefix] = (layer.l2_importance(kernel), layer.neuron_types())
+        phi = layer.l2_importance(kernel, fan_in_normalized=measure == "l2_fan_in")
+        found[prefix] = (phi, layer.neuron_types())
     return found
 
 
@@ -179,6 +190,9 @@ class PruningOracle(keras_tuner.Oracle):
         num_remove: N_R, neurons removed per iteration (the paper: 1).
         max_drop: delta_alpha_max as a fraction (the paper: 0.02).
         max_trials: KerasTuner's trial limit (default n_iter + 1).
+        importance: Which neurons go: `"l2"` (the paper's `mean(W**2)`) or
+            `"l2_fan_in"` (the same times the layer's fan-in; see
+            `importance`). Handed to the tuner with each trial.
         **kwargs: Other `keras_tuner.Oracle` arguments.
     """
 
@@ -189,9 +203,14 @@ class PruningOracle(keras_tuner.Oracle):
         num_remove: int = 1,
         max_drop: float = 0.02,
         max_trials: int | None = None,
+        importance: str = "l2",
         **kwargs,
     ):
         spec = check_spec(spec)
+        if importance not in IMPORTANCE:
+            raise ValueError(
+                f"`importance` must be one of {IMPORTANCE}; received {importance!r}."
+            )
         if not all("inner_neurons" in stack for stack in spec["stacks"]):
             raise ValueError("`spec` must give 'inner_neurons' in every stack.")
         for arg, value in (
@@ -225,6 +244,7 @@ class PruningOracle(keras_tuner.Oracle):
         self.num_iterations = num_iterations
         self.num_remove = num_remove
         self.max_drop = float(max_drop)
+        self.importance = importance
         self.chain = []  # completed trial ids, iteration 0, 1, ...
         self.start_accuracy = None
         self.stop_reason = None
@@ -240,6 +260,7 @@ class PruningOracle(keras_tuner.Oracle):
                 "iteration": len(self.chain),
                 "parent": self.chain[-1] if self.chain else "",
                 "num_remove": self.num_remove,
+                "importance": self.importance,
                 "spec": json.dumps(self.spec) if not self.chain else "",
             },
         }
@@ -274,6 +295,7 @@ class PruningOracle(keras_tuner.Oracle):
                 "spec": self.spec,
                 "num_remove": self.num_remove,
                 "max_drop": self.max_drop,
+                "importance": self.importance,
                 "chain": self.chain,
                 "start_accuracy": self.start_accuracy,
                 "stop_reason": self.stop_reason,
@@ -283,10 +305,14 @@ class PruningOracle(keras_tuner.Oracle):
 
     def set_state(self, state):
         super().set_state(state)
-        if state["spec"] != self.spec or state["num_remove"] != self.num_remove:
+        if (
+            state["spec"] != self.spec
+            or state["num_remove"] != self.num_remove
+            or state.get("importance", "l2") != self.importance
+        ):
             raise ValueError(
-                "The pruning search in this directory started from another network "
-                "or N_R; use another --directory or the same settings."
+                "The pruning search in this directory started from another network, "
+                "N_R or importance; use another --directory or the same settings."
             )
         self.chain = state["chain"]
         self.start_accuracy = state["start_accuracy"]
@@ -369,7 +395,8 @@ class PruningTuner(base_tuner.BaseTuner):
             with open(os.path.join(parent_dir, RECORD_FILE)) as f:
                 spec = json.load(f)["spec"]
             parent = keras.models.load_model(os.path.join(parent_dir, MODEL_FILE))
-            scores = importance(parent, spec)
+            measure = values.get("importance", "l2")
+            scores = importance(parent, spec, measure)
             remove = select_neurons(scores, int(values["num_remove"]))
             model, spec = prune_network(
                 parent, spec, self.input_shape, self.num_classes, remove
@@ -451,6 +478,7 @@ def run_pruning_search(
     seed: int = 0,
     overwrite: bool = False,
     verbose: int = 1,
+    importance: str = "l2",
 ) -> dict | None:
     """Runs (or resumes) the pruning NAS on a dataset.
 
@@ -471,6 +499,7 @@ def run_pruning_search(
         seed: Seed of the weights.
         overwrite: Start afresh instead of resuming.
         verbose: KerasTuner / Keras verbosity.
+        importance: `"l2"` (the paper) or `"l2_fan_in"` (see `importance`).
 
     Returns:
         The summary (None on a worker).
@@ -489,6 +518,7 @@ def run_pruning_search(
         num_remove=num_remove,
         max_drop=max_drop,
         max_trials=max_trials,
+        importance=importance,
         seed=seed + 1,
     )
     tuner = PruningTuner(

@@ -121,16 +121,22 @@ class PrunableNeuronLayer(NeuronLayer):
         mask[channels] = 0.0
         self.channel_mask.assign(mask)
 
-    def l2_importance(self, kernel):
+    def l2_importance(self, kernel, fan_in_normalized: bool = False):
         """The L2 importance `phi` of each neuron (Han et al., as the paper).
 
         Args:
             kernel: The weights feeding this layer's neurons, with output
                 channels on the last axis (a Conv2D kernel `(kh, kw, in, C)`
                 or a Dense kernel `(in, C)`).
+            fan_in_normalized: Return `fan_in * phi` instead, the mean
+                squared weight relative to the `1 / fan_in` scale of the
+                usual initialisations (He, Glorot): the paper's `phi` shrinks
+                as a layer's fan-in grows, so it ranks the neurons of wide
+                layers lowest whatever they learned.
 
         Returns:
-            A NumPy `(C,)` array, `mean(kernel[..., c] ** 2)`, 0 for pruned
+            A NumPy `(C,)` array, `mean(kernel[..., c] ** 2)` (times the
+            fan-in `kernel.size / C` if `fan_in_normalized`), 0 for pruned
             channels.
         """
         kernel = np.asarray(ops.convert_to_numpy(kernel), dtype="float64")
@@ -141,6 +147,8 @@ class PrunableNeuronLayer(NeuronLayer):
                 f"received shape {kernel.shape}."
             )
         phi = np.mean(kernel.reshape(-1, size) ** 2, axis=0)
+        if fan_in_normalized:
+            phi = phi * (kernel.size // size)
         return phi * (ops.convert_to_numpy(self.channel_mask) > 0)
 
     def get_config(self):
