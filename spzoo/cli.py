@@ -20,6 +20,24 @@ def _shape(text: str) -> tuple:
     return shape
 
 
+# The names of spzoo.training.RECIPES, here without importing Keras.
+RECIPE_NAMES = ("fast", "nhn", "paper")
+
+
+def _positive_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive finite number, got {text!r}"
+        )
+    return value
+
+
 def models_command(args) -> int:
     from spzoo import metrics
     from spzoo.models import build, get_spec, list_architectures
@@ -51,6 +69,7 @@ def train_command(args) -> int:
         seed=args.seed,
         steps_per_epoch=args.steps_per_epoch,
         initial_lr=args.lr,
+        recipe=args.recipe,
     )
     print(
         f"{result['name']}: eval accuracy {result['eval_accuracy']:.4f} "
@@ -129,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=10)
     p.set_defaults(func=models_command)
 
-    p = sub.add_parser("train", help="train an architecture with the paper's recipe")
+    p = sub.add_parser(
+        "train", help="train an architecture with the paper's recipe or a fast one"
+    )
     p.add_argument("arch", help="architecture name (see `spzoo models`) or JSON spec")
     p.add_argument(
         "--dataset", required=True, help="dataset name (see `spzoo data list`)"
@@ -142,7 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="limit steps per epoch (default: the whole split)",
     )
-    p.add_argument("--lr", type=float, default=0.01, help="initial learning rate")
+    p.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help="initial (fast: peak) learning rate (default: the recipe's)",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPE_NAMES),
+        default="paper",
+        help="paper: the papers' SGD recipe (default); fast: warm-up + cosine, "
+        "label smoothing, pad-and-crop, mixed bfloat16; nhn: the NHN paper's "
+        "cosine recipe (see README)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="runs")
     p.set_defaults(func=train_command)

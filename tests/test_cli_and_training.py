@@ -21,7 +21,8 @@ def test_paper_schedule_decays_by_80_percent_at_each_30_percent():
     )
     optimizer = paper_optimizer(100)
     assert isinstance(optimizer, keras.optimizers.SGD)
-    assert optimizer.momentum == 0.9 and optimizer.weight_decay == 5e-4
+    assert optimizer.momentum == 0.9 and optimizer.coupled_weight_decay == 5e-4
+    assert optimizer.weight_decay is None  # not Keras's decoupled form
 
 
 def test_models_command_lists_every_architecture(capsys):

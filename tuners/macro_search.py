@@ -28,6 +28,7 @@ from keras_tuner.src.engine import trial as trial_module
 
 from spzoo.models.nhn import OPS, build_nhn, check_spec
 from spzoo.nhn.masked import effective_params
+from spzoo.training.recipes import NHN, make_optimizer
 
 ARCHITECTURE = "architecture"
 ACCURACY = "val_accuracy"
@@ -42,26 +43,20 @@ def nhn_optimizer(
     l2: float = 2e-4,
     clipnorm: float = 5.0,
 ) -> keras.optimizers.Optimizer:
-    """The NHN training recipe: Nesterov SGD with a cosine schedule.
+    """The NHN training recipe (`spzoo.training.NHN`).
 
-    `lr(t) = final + (initial - final) (1 + cos(pi t / T)) / 2` from 0.05 to
-    0.001, momentum 0.9 (Nesterov), weight decay 2e-4 (the paper's l2),
-    gradient clipping 5.0.
+    Nesterov SGD, `lr(t) = final + (initial - final) (1 + cos(pi t / T)) / 2`
+    from 0.05 to 0.001, momentum 0.9, the paper's l2 2e-4 in its coupled
+    form, gradients clipped to a global norm of 5 (as ENAS does).
     """
-    if total_steps < 1:
-        raise ValueError(f"`total_steps` must be >= 1; received {total_steps}.")
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_lr, total_steps, alpha=final_lr / initial_lr
-    )
-    optimizer = keras.optimizers.SGD(
-        learning_rate=schedule,
+    recipe = dataclasses.replace(
+        NHN,
+        final_lr=final_lr,
         momentum=momentum,
-        nesterov=True,
         weight_decay=l2,
-        clipnorm=clipnorm,
+        global_clipnorm=clipnorm,
     )
-    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    return optimizer
+    return make_optimizer(recipe, total_steps, initial_lr=initial_lr)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -110,6 +110,7 @@ def load(
     shuffle: bool | None = None,
     seed: int = 0,
     augment: bool = False,
+    augment_options: dict | None = None,
     **options,
 ) -> "tf.data.Dataset":
     """Returns `split` of dataset `name` as a batched `tf.data.Dataset`.
@@ -123,6 +124,8 @@ def load(
         augment: Apply the NHN recipe's image augmentation (pad-and-crop,
             horizontal flip where the dataset's `flip_augment` allows it,
             cutout; see `spzoo.data.visual.augment`). Image datasets only.
+        augment_options: Keyword arguments of `spzoo.data.visual.augment`
+            (`pad`, `cutout`) when `augment` is on; None keeps its defaults.
         **options: Passed to the dataset's loader, e.g. `data_dir=` for the
             paper's datasets or `variants_per_word=` for the synthetic
             spoken commands.
@@ -169,7 +172,9 @@ def load(
 
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
-            functools.partial(augment_fn, flip=info.flip_augment),
+            functools.partial(
+                augment_fn, flip=info.flip_augment, **(augment_options or {})
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     if batch_size is not None:
