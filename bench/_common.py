@@ -29,9 +29,6 @@ def machine() -> str:
 
 def write_result(name: str, text: str) -> Path:
     """Writes `bench/results/<name>` atomically and returns its path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    from spzoo.io import atomic_write_text
+
+    return atomic_write_text(RESULTS / name, text)

@@ -43,6 +43,7 @@ import numpy as np
 from keras_tuner.src.engine import oracle as oracle_module
 from keras_tuner.src.engine import trial as trial_module
 from spzoo.tuners.growth_space import GrowthSpace, spec_ops
+from spzoo.tuners.persistence import ResumableOracle
 
 ARCHITECTURE = "architecture"
 ACCURACY = "val_accuracy"
@@ -125,7 +126,7 @@ class GrowthDisplay(oracle_module.Display):
         print(f"Total elapsed time: {elapsed}")
 
 
-class GrowthOracle(keras_tuner.Oracle):
+class GrowthOracle(ResumableOracle, keras_tuner.Oracle):
     """Aging (regularized) evolution over growth specs, as Algorithm 1.
 
     Args:
@@ -335,11 +336,8 @@ class GrowthOracle(keras_tuner.Oracle):
         self._maybe_fit()
         trial.score = self.epsilon_of(trial.trial_id)
 
-    @keras_tuner.synchronized
-    def end_trial(self, trial):
-        super().end_trial(trial)
+    def trial_ended(self, trial):
         self._maybe_fit()
-        self.save()
 
     def get_state(self):
         state = super().get_state()

@@ -17,8 +17,10 @@ import keras
 import keras_tuner
 from spzoo.tuners.growth_oracle import ACCURACY, ARCHITECTURE, PARAMS, GrowthOracle
 from spzoo.tuners.growth_space import GrowthSpace, spec_ops
+from spzoo.tuners.persistence import ResumableTuner
 
 from spzoo import metrics
+from spzoo.io import atomic_path
 from spzoo.models.growth import build_growth
 from spzoo.training import paper_optimizer
 
@@ -43,7 +45,7 @@ class GrowthHyperModel(keras_tuner.HyperModel):
         return build_growth(spec, self.input_shape, self.num_classes)
 
 
-class GrowthTuner(keras_tuner.Tuner):
+class GrowthTuner(ResumableTuner, keras_tuner.Tuner):
     """A KerasTuner `Tuner` for the growth NAS.
 
     Args:
@@ -125,10 +127,8 @@ class GrowthTuner(keras_tuner.Tuner):
 
     def save_model(self, trial_id, model, step=0):
         """Writes the trial's weights atomically where `load_model` reads them."""
-        path = self._get_checkpoint_fname(trial_id)
-        tmp = path.replace(".weights.h5", f".{os.getpid()}.tmp.weights.h5")
-        model.save_weights(tmp)
-        os.replace(tmp, path)
+        with atomic_path(self._get_checkpoint_fname(trial_id)) as tmp:
+            model.save_weights(tmp)
 
 
 def run_growth_search(

@@ -53,11 +53,11 @@ import re
 import keras
 import keras_tuner
 import numpy as np
-from keras_tuner.src.engine import metrics_tracking
 from keras_tuner.src.engine import trial as trial_module
+from spzoo.tuners.persistence import ResumableOracle, ResumableTuner
 
+from spzoo.io import atomic_path
 from spzoo.models.nhn import addon_name, build_nhn, check_spec, segment_of
-from spzoo.training import atomic_write_text
 
 CANDIDATE = "candidate"
 ACCURACY = "val_accuracy"
@@ -66,7 +66,10 @@ RECOMBINE_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3))
 KERNELS = (3, 5)
 WEIGHTS = "shared_addons.weights.h5"
 PENDING = re.compile(r"shared_addons\.trial_(\d+)\.weights\.h5")
-TEMPORARY = re.compile(r"shared_addons\..*\.tmp\.weights\.h5")
+TEMPORARY = re.compile(
+    r"\.tmp-\d+-[0-9a-f]+\.shared_addons\..*weights\.h5"  # spzoo.io.atomic_path
+    r"|shared_addons\..*\.tmp\.weights\.h5"  # written by earlier versions
+)
 
 
 def check_resume(what: str, saved: dict, requested: dict) -> None:
@@ -285,10 +288,8 @@ class SharedAddOns:
         Args:
             path: A `.weights.h5` file.
         """
-        path = os.fspath(path)
-        tmp = path.replace(".weights.h5", f".{os.getpid()}.tmp.weights.h5")
-        self.model.save_weights(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            self.model.save_weights(tmp)
 
     def load(self, path) -> None:
         """Restores W and the optimizer step written by `save`."""
@@ -336,7 +337,7 @@ class SharedAddOns:
         return float(self.model.evaluate(x, y, batch_size=len(x), verbose=0)[1])
 
 
-class LocationDirectionOracle(keras_tuner.Oracle):
+class LocationDirectionOracle(ResumableOracle, keras_tuner.Oracle):
     """Algorithm 1 as a KerasTuner oracle: location then direction search.
 
     Each trial is one member of the current cycle: its hyperparameter
@@ -513,12 +514,9 @@ class LocationDirectionOracle(keras_tuner.Oracle):
                 }
         return {"status": trial_module.TrialStatus.IDLE, "values": None}
 
-    @keras_tuner.synchronized
-    def end_trial(self, trial):
-        super().end_trial(trial)
+    def trial_ended(self, trial):
         if self.phase != "done" and self._all_ended():
             self._evolve()
-        self.save()
 
     def settings(self) -> dict:
         """What a resumed search must keep (checked by `set_state`)."""
@@ -568,31 +566,8 @@ class LocationDirectionOracle(keras_tuner.Oracle):
         self.best_location = state["best_location"]
         self.best_direction = state["best_direction"]
 
-    def reload(self):
-        """Reloads the search; repairs what a kill between two writes leaves.
 
-        A kill after a new trial's file was written but before the oracle's
-        state forgets a trial the population never recorded: it is dropped
-        (its id is handed out again). A trial that was running is run again
-        (KerasTuner queues it for retry); metrics it reported before the
-        kill are dropped, so the re-run's accuracy is not averaged with them.
-        """
-        super().reload()
-        for trial_id in [t for t in self.trials if t not in self.start_order]:
-            del self.trials[trial_id]
-        for trial_id in self._retry_queue:
-            self.trials[trial_id].metrics = metrics_tracking.MetricsTracker()
-
-    def save(self):
-        """Writes the oracle's state atomically (a kill never truncates it)."""
-        atomic_write_text(self._get_oracle_fname(), json.dumps(self.get_state()))
-
-    def _save_trial(self, trial):
-        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
-        atomic_write_text(path, json.dumps(trial.get_state()))
-
-
-class LDSTuner(keras_tuner.Tuner):
+class LDSTuner(ResumableTuner, keras_tuner.Tuner):
     """Trains LDS candidates on the shared supernet.
 
     Member `slot` of a cycle trains on training batches
@@ -700,12 +675,6 @@ class LDSTuner(keras_tuner.Tuner):
             check_resume("tuner", state["settings"], self.settings())
         self.resumed = True
 
-    def save(self):
-        """Writes the oracle's and the tuner's state atomically."""
-        if not self._is_worker():
-            self.oracle.save()
-        atomic_write_text(self._get_tuner_fname(), json.dumps(self.get_state()))
-
     def pending_path(self, trial_id) -> str:
         """Where a trial writes W before the oracle has recorded its end."""
         return os.path.join(
@@ -795,9 +764,8 @@ class LDSTuner(keras_tuner.Tuner):
             )
             path = self.direction_path(trial.trial_id)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = path + ".tmp.npz"
-            np.savez(tmp, **directions)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                np.savez(tmp, **directions)
         x_train, y_train, x_eval, y_eval = self.data
         m = self.eval_batches * self.eval_batch_size
         xe, ye = self._slice(x_eval, y_eval, slot * m, min(m, len(x_eval)))

@@ -25,7 +25,9 @@ import random
 import keras
 import keras_tuner
 from keras_tuner.src.engine import trial as trial_module
+from spzoo.tuners.persistence import ResumableOracle, ResumableTuner
 
+from spzoo.io import atomic_path
 from spzoo.models.nhn import OPS, build_nhn, check_spec
 from spzoo.nhn.masked import effective_params
 from spzoo.training.recipes import NHN, make_optimizer
@@ -120,7 +122,7 @@ class MacroSpace:
         return dataclasses.asdict(self)
 
 
-class MacroSearchOracle(keras_tuner.Oracle):
+class MacroSearchOracle(ResumableOracle, keras_tuner.Oracle):
     """Random search over `MacroSpace` (the layer-hierarchy search).
 
     Args:
@@ -190,7 +192,7 @@ class MacroHyperModel(keras_tuner.HyperModel):
         return build_nhn(spec, self.input_shape, self.num_classes)
 
 
-class MacroTuner(keras_tuner.Tuner):
+class MacroTuner(ResumableTuner, keras_tuner.Tuner):
     """Trains each macro candidate `steps` steps with `nhn_optimizer`.
 
     With `supernet=True` no candidate trains: a `MacroSupernet` trains
@@ -243,9 +245,8 @@ class MacroTuner(keras_tuner.Tuner):
         if not os.path.exists(self.supernet_path):
             batches = train_data.repeat().take(self.steps)
             self.supernet.train(batches, random.Random(f"{self.seed}-supernet"))
-            tmp = self.supernet_path.replace(".weights.h5", ".tmp.weights.h5")
-            self.supernet.model.save_weights(tmp)
-            os.replace(tmp, self.supernet_path)
+            with atomic_path(self.supernet_path) as tmp:
+                self.supernet.model.save_weights(tmp)
         spec = json.loads(trial.hyperparameters.values[ARCHITECTURE])
         accuracy = self.supernet.evaluate(spec, eval_data)
         params = effective_params(build_nhn(spec, self.input_shape, self.num_classes))
@@ -272,10 +273,8 @@ class MacroTuner(keras_tuner.Tuner):
 
     def save_model(self, trial_id, model, step=0):
         """Writes the trial's weights atomically."""
-        path = self._get_checkpoint_fname(trial_id)
-        tmp = path.replace(".weights.h5", f".{os.getpid()}.tmp.weights.h5")
-        model.save_weights(tmp)
-        os.replace(tmp, path)
+        with atomic_path(self._get_checkpoint_fname(trial_id)) as tmp:
+            model.save_weights(tmp)
 
 
 def steps_for(train_size: int, batch_size: int, epochs: float) -> int:

@@ -38,6 +38,7 @@ import keras_tuner
 import numpy as np
 from keras_tuner.src.engine import base_tuner
 from keras_tuner.src.engine import trial as trial_module
+from spzoo.tuners.persistence import ResumableOracle, ResumableTuner
 
 from spzoo import metrics
 from spzoo.layers.trainable_neuron_layer import NEURON_TYPES
@@ -178,7 +179,7 @@ def finetune_optimizer(phase_steps: int, rates=(2e-3, 4e-4)):
     return optimizer
 
 
-class PruningOracle(keras_tuner.Oracle):
+class PruningOracle(ResumableOracle, keras_tuner.Oracle):
     """The pruning NAS's iteration chain and stopping rule.
 
     Trial 0 trains the starting ResNet; trial `i` prunes trial `i - 1`'s
@@ -265,10 +266,7 @@ class PruningOracle(keras_tuner.Oracle):
             },
         }
 
-    @keras_tuner.synchronized
-    def end_trial(self, trial):
-        super().end_trial(trial)
-        trial = self.trials[trial.trial_id]
+    def trial_ended(self, trial):
         if trial.status == trial_module.TrialStatus.COMPLETED:
             accuracy = float(trial.metrics.get_last_value(ACCURACY))
             if not self.chain:
@@ -286,7 +284,6 @@ class PruningOracle(keras_tuner.Oracle):
                     self.stop_reason = "fewer than N_R removable neurons left"
             if self.stop_reason is None and len(self.chain) > self.num_iterations:
                 self.stop_reason = f"n_iter={self.num_iterations} iterations done"
-        self.save()
 
     def get_state(self):
         state = super().get_state()
@@ -325,7 +322,7 @@ class PruningOracle(keras_tuner.Oracle):
             self.stop_reason = None  # asked for more iterations: continue
 
 
-class PruningTuner(base_tuner.BaseTuner):
+class PruningTuner(ResumableTuner, base_tuner.BaseTuner):
     """Runs the pruning NAS's iterations (see the module docstring).
 
     Args:

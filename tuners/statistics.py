@@ -31,7 +31,7 @@ from spzoo.tuners.growth_space import (
     width,
 )
 
-from spzoo.training import atomic_write_text
+from spzoo.io import atomic_path, atomic_write_text, read_json
 
 NEURON_TYPES = ("relu", "max", "coincidence")
 
@@ -55,8 +55,7 @@ def growth_statistics(spec: dict) -> list:
 
 
 def _load_json(path):
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path, "search file")
 
 
 def completed_growth_trials(project: str) -> list:
@@ -227,9 +226,8 @@ def _plt():
 
 
 def _save(fig, path):
-    tmp = path[: -len(".png")] + ".tmp.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
 
 
 def plot_growth(summary: dict, output_dir: str) -> list:
