@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 
 
@@ -207,16 +208,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value may be a negative number written as a word ("-inf"),
+# which argparse would take for an option.
+_NUMBER_OPTIONS = ("--threshold", "--thresholds")
+_NEGATIVE_WORD = re.compile(r"-(inf|infinity|nan|\.?\d)[\w.,+-]*", re.IGNORECASE)
+
+
+def _join_negative_values(argv: list) -> list:
+    """`--threshold -inf` -> `--threshold=-inf` (argparse reads "-inf" or
+    "-1,2" as an option)."""
+    out, i = [], 0
+    while i < len(argv):
+        if (
+            argv[i] in _NUMBER_OPTIONS
+            and i + 1 < len(argv)
+            and _NEGATIVE_WORD.fullmatch(argv[i + 1])
+        ):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
+def error_line(error: BaseException) -> str:
+    """One line for the user: the message, with the file an OSError names."""
+    if isinstance(error, OSError) and error.strerror:
+        names = [n for n in (error.filename, error.filename2) if n is not None]
+        text = error.strerror + "".join(f": {os.fsdecode(n)!r}" for n in names)
+    else:
+        text = getattr(error, "message", None) or str(error)
+    text = " ".join(str(text).split())
+    if not isinstance(error, ValueError | OSError):
+        text = f"{type(error).__name__}: {text}"
+    return text or type(error).__name__
+
+
+def exit_code(error: BaseException) -> int:
+    """2 for a bad argument or input (`ValueError`), 1 for a runtime error
+    (a failed download, a file that cannot be written, a corrupt state file:
+    errors that say `exit_code = 1`, and every other exception)."""
+    code = getattr(error, "exit_code", None)
+    if code is not None:
+        return int(code)
+    return 2 if isinstance(error, ValueError) else 1
+
+
 def main(argv=None) -> int:
+    """Runs the `spzoo` command; returns the exit status.
+
+    0 success, 1 a runtime error, 2 a usage error (argparse's own, or a
+    `ValueError` naming a bad argument or input), 130 interrupted. Errors
+    print one line on stderr; `SPZOO_DEBUG=1` shows the traceback instead.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(_join_negative_values(argv))
     if getattr(args, "num_classes", 2) < 2:
         parser.error("--num-classes must be >= 2")
     try:
         return args.func(args)
-    except ValueError as error:
-        print(f"spzoo: error: {error}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("spzoo: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if os.environ.get("SPZOO_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"spzoo: error: {error_line(error)}", file=sys.stderr)
+        return exit_code(error)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,8 @@ Lee & Wang, "NAS Parameters": SGD with momentum 0.9, initial learning rate
 import dataclasses
 import json
 import math
-import os
 import shlex
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import keras
 
 from spzoo import data as spdata
 from spzoo import metrics
+from spzoo.io import atomic_path, atomic_write_text
 from spzoo.models import build, resolve_spec
 from spzoo.training.recipes import (
     PAPER,
@@ -51,23 +51,10 @@ def paper_optimizer(
     return make_optimizer(recipe, total_steps, initial_lr=initial_lr)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes `text` to `path` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def save_model_atomic(model: keras.Model, path: Path) -> None:
     """Saves `model` as `.keras` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -221,7 +208,11 @@ def train(
         steps_per_epoch=steps if steps_per_epoch else None,
         validation_data=eval_ds,
         callbacks=[
-            keras.callbacks.BackupAndRestore(str(backup)),
+            # Kept after fit (deleted once the model is saved); a second copy
+            # survives a kill in the middle of writing the first.
+            keras.callbacks.BackupAndRestore(
+                str(backup), double_checkpoint=True, delete_checkpoint=False
+            ),
             keras.callbacks.TerminateOnNaN(),
             EpochProgress(epochs),
         ],
@@ -230,6 +221,7 @@ def train(
     train_seconds = time.time() - start
     losses = history.history.get("loss", [])
     if losses and not all(math.isfinite(v) for v in losses) or model.stop_training:
+        shutil.rmtree(backup, ignore_errors=True)
         last = losses[-1] if losses else float("nan")
         raise ValueError(
             f"Training {name} diverged: the loss became {last} "
@@ -246,6 +238,7 @@ def train(
         model = shipped
     loss_value, accuracy = model.evaluate(eval_ds, verbose=0)
     if not math.isfinite(loss_value):
+        shutil.rmtree(backup, ignore_errors=True)
         raise ValueError(
             f"Training {name} diverged: the eval loss is {loss_value}; nothing "
             "was written. Lower `--lr`."
@@ -284,4 +277,5 @@ def train(
     save_model_atomic(model, model_path)
     result["model_path"] = str(model_path)
     atomic_write_text(output_dir / f"{name}.json", json.dumps(result, indent=2) + "\n")
+    shutil.rmtree(backup, ignore_errors=True)  # a kill before this resumes here
     return result
