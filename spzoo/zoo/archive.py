@@ -17,22 +17,32 @@ member must resolve inside the target) is kept here, made strict:
   (`ArchiveError` naming the member) when a member has an absolute path, a
   `..` part, or is not a regular file or folder (links, devices); extracts
   into a temporary sibling of `target`, writes the listing
-  `.spzoo-archive.json` (the archive's sha256 and every file's size) and
-  renames the folder to `target`. The caller holds the file lock.
-- `is_extracted(target, sha256)`: the listing names this archive and every
-  file is there with its size (else extract again).
+  `.spzoo-archive.json` (the archive's sha256 and every file's size and
+  sha256) and puts the folder in place of `target` by renames
+  (`spzoo.io.replace_dir`). The caller holds the file lock.
+- `is_extracted(target, sha256)`: the listing names this archive, every
+  file is there with its size and sha256, and no other file is (else
+  extract again: a same-size edit or a flipped byte is found and repaired).
 """
 
 import gzip
+import hashlib
 import json
 import os
 import re
 import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
+
+from spzoo.io import (
+    atomic_path,
+    atomic_write_text,
+    remove_stale,
+    replace_dir,
+    temp_path,
+)
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz")
 LISTING = ".spzoo-archive.json"
@@ -42,6 +52,8 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 
 class ArchiveError(ValueError):
     """An archive with an unsafe member, or one that is not a zip/tar.gz."""
+
+    exit_code = 1  # a runtime error for the CLI
 
 
 def archive_kind(path) -> str:
@@ -89,20 +101,11 @@ def write_archive(directory, path) -> Path:
         raise ArchiveError(f"`directory` {str(directory)!r} is not a folder.")
     kind = archive_kind(path)
     entries = _files(directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if kind == "zip":
-                _write_zip(raw, entries)
-            else:
-                _write_tar_gz(raw, entries)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)  # a shipped file (mkstemp makes it 0o600)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        if kind == "zip":
+            _write_zip(raw, entries)
+        else:
+            _write_tar_gz(raw, entries)
     return path
 
 
@@ -199,15 +202,44 @@ def _read(path: Path) -> dict | None:
         return None
 
 
+def _digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def is_extracted(target, sha256: str) -> bool:
-    """Whether `target` holds a complete extraction of the archive `sha256`."""
+    """Whether `target` holds exactly the files of the archive `sha256`.
+
+    Every file of the listing must be there with its size and sha256, and
+    no other file (a listing without hashes, from an older spzoo, is not
+    trusted: the archive is extracted again).
+    """
     target = Path(target)
     listing = _read(target)
     if not listing or listing.get("archive_sha256") != sha256:
         return False
-    for name, size in listing.get("files", {}).items():
+    files = listing.get("files")
+    if not isinstance(files, dict):
+        return False
+    try:
+        present = {
+            p.relative_to(target).as_posix()
+            for p in target.rglob("*")
+            if not p.is_dir() or p.is_symlink()
+        }
+    except OSError:
+        return False
+    if present != set(files) | {LISTING}:
+        return False
+    for name, record in files.items():
         path = target / name
-        if not path.is_file() or path.stat().st_size != size:
+        if (
+            not isinstance(record, dict)
+            or path.is_symlink()
+            or not path.is_file()
+            or path.stat().st_size != record.get("size")
+            or _digest(path) != record.get("sha256")
+        ):
             return False
     return True
 
@@ -236,11 +268,12 @@ def extract_archive(path, target, sha256: str) -> Path:
     path, target = Path(path), Path(target)
     kind = archive_kind(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    old = None
+    remove_stale(target.parent)  # what a killed extraction left
+    staging = temp_path(target)
+    staging.mkdir()
     try:
         root = staging.resolve()
-        sizes = {}
+        files = {}
         with _open(path, kind) as archive:
             for relative, is_dir, member in _members(archive, kind, repr(str(path))):
                 destination = staging.joinpath(*relative.parts)
@@ -258,17 +291,22 @@ def extract_archive(path, target, sha256: str) -> Path:
                     if kind == "zip"
                     else archive.extractfile(member)
                 )
+                digest = hashlib.sha256()
                 with source, open(destination, "wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-                sizes[relative.as_posix()] = destination.stat().st_size
-        listing = {"archive": path.name, "archive_sha256": sha256, "files": sizes}
-        (staging / LISTING).write_text(json.dumps(listing, indent=1, sort_keys=True))
-        if target.exists():
-            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-            os.replace(target, old / "old")
-        os.replace(staging, target)
+                    while block := source.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+                    out.flush()
+                    os.fsync(out.fileno())
+                files[relative.as_posix()] = {
+                    "size": destination.stat().st_size,
+                    "sha256": digest.hexdigest(),
+                }
+        listing = {"archive": path.name, "archive_sha256": sha256, "files": files}
+        atomic_write_text(
+            staging / LISTING, json.dumps(listing, indent=1, sort_keys=True)
+        )
+        replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     return target
