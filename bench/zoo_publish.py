@@ -64,33 +64,21 @@ FLOAT16_POINTS = 0.1
 # Models trained here, with the exact command that trained them. "spec":
 # the architecture's JSON file when it is not a named spec (NHN searches).
 SOURCES = [
+    # `spzoo train` runs: the recipe (with the command that reproduces the
+    # run, its seed and its wall time) comes from the run's own metrics JSON.
     {
         "name": "resnet_3_48.fashion_mnist",
         "arch": "resnet_3_48",
         "dataset": "fashion_mnist",
         "source": "runs/zoo/resnet_3_48.fashion_mnist.keras",
-        "recipe": {
-            "command": "spzoo train resnet_3_48 --dataset fashion_mnist --epochs 2 "
-            "--batch-size 128 --seed 0 --output-dir runs/zoo",
-            "seed": 0,
-            "optimizer": "the paper's SGD recipe (momentum 0.9, lr 0.01 x0.2 at "
-            "30/60/90% of the steps, weight decay 5e-4), 2 epochs, batch 128",
-            "budget": "2 epochs (CPU)",
-        },
+        "run": "runs/zoo/resnet_3_48.fashion_mnist.json",
     },
     {
         "name": "sp_resnet.fashion_mnist",
         "arch": "sp_resnet",
         "dataset": "fashion_mnist",
         "source": "runs/zoo/sp_resnet.fashion_mnist.keras",
-        "recipe": {
-            "command": "spzoo train sp_resnet --dataset fashion_mnist --epochs 2 "
-            "--batch-size 128 --seed 0 --output-dir runs/zoo",
-            "seed": 0,
-            "optimizer": "the paper's SGD recipe (momentum 0.9, lr 0.01 x0.2 at "
-            "30/60/90% of the steps, weight decay 5e-4), 2 epochs, batch 128",
-            "budget": "2 epochs (CPU)",
-        },
+        "run": "runs/zoo/sp_resnet.fashion_mnist.json",
     },
     {
         "name": "nhn.fashion_mnist",
@@ -140,6 +128,18 @@ SOURCES = [
         },
     },
 ]
+
+
+def run_recipe(run_path: Path) -> dict:
+    """The manifest recipe of a `spzoo train` run, from its metrics JSON."""
+    run = json.loads(run_path.read_text())
+    recipe = dict(run["recipe"])
+    recipe["command"] = f"{recipe['command']} --output-dir runs/zoo"
+    recipe["optimizer"] = recipe.pop("description")
+    recipe["budget"] = f"{recipe['epochs']} epochs (CPU)"
+    recipe["train_seconds"] = run["train_seconds"]
+    recipe["trained_on"] = "2-core CPU, no GPU"
+    return recipe
 
 
 def strip_optimizer(model: keras.Model) -> keras.Model:
@@ -230,6 +230,7 @@ def export_format(
                 ).max_abs_diff
                 print(f"  float16 weights kept: max |diff| {parity:.2e} vs Keras")
                 half.replace(path)
+                metadata_path(half).replace(metadata_path(path))  # names the model
                 weights, accuracy = "float16", half_accuracy
             else:
                 print(f"  float32 kept: float16 is off by more than {FLOAT16_POINTS}")
@@ -298,7 +299,9 @@ def publish(
         },
         "classes": [str(c) for c in info.class_names],
         "threshold": None,
-        "recipe": source["recipe"],
+        "recipe": (
+            run_recipe(ROOT / source["run"]) if "run" in source else source["recipe"]
+        ),
         "license": LICENSE,
         "measured_on": machine(),
         "files": files,
