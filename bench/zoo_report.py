@@ -110,12 +110,22 @@ def table_ii_section(folder: Path) -> list[str]:
         "SP - 3-48 (points) | params 3-48 | params SP | SP / 3-48 params |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    comparable = []
     for dataset in pairs:
         base, sp = zoo.info(f"resnet_3_48.{dataset}"), zoo.info(f"sp_resnet.{dataset}")
+        budgets = [_budget(base), _budget(sp)]
+        if budgets[0] == budgets[1]:
+            comparable.append(dataset)
+            budget = budgets[1]
+            difference = f"{100 * (sp['accuracy'] - base['accuracy']):+.2f}"
+        else:
+            # Trained with different recipes or budgets: no difference.
+            budget = f"3-48: {budgets[0]}; SP: {budgets[1]}"
+            difference = "not comparable"
         lines.append(
-            f"| {dataset} (ours) | {sp['recipe'].get('budget', '')} | "
+            f"| {dataset} (ours) | {budget} | "
             f"{100 * base['accuracy']:.2f} | {100 * sp['accuracy']:.2f} | "
-            f"{100 * (sp['accuracy'] - base['accuracy']):+.2f} | "
+            f"{difference} | "
             f"{base['params']:,} | {sp['params']:,} | "
             f"{sp['params'] / base['params']:.3f} |"
         )
@@ -139,9 +149,15 @@ def table_ii_section(folder: Path) -> list[str]:
             zoo.info(f"sp_resnet.{d}")["accuracy"]
             - zoo.info(f"resnet_3_48.{d}")["accuracy"]
         )
-        for d in pairs
+        for d in comparable
     ]
-    if diffs:
+    if diffs and not ours:
+        lines += [
+            "",
+            "No SP-ResNet / ResNet 3-48 pair here was trained with the same "
+            "recipe and budget yet, so no difference is reported.",
+        ]
+    if diffs and ours:
         ours_text = ", ".join(f"{d:+.2f}" for d in ours)
         fewer = 100 * (
             1 - _count(paper["params"]["ResNet-SP"]) / _count(paper["params"]["3-48"])
@@ -164,6 +180,12 @@ def table_ii_section(folder: Path) -> list[str]:
         "",
     ]
     return lines
+
+
+def _budget(entry: dict) -> str:
+    """A zoo entry's recipe name and budget, e.g. `fast, 10 epochs (CPU)`."""
+    recipe = entry["recipe"]
+    return f"{recipe.get('name', 'paper')}, {recipe.get('budget', '?')}"
 
 
 def _count(text: str) -> float:
