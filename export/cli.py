@@ -69,12 +69,20 @@ def export_command(args) -> int:
 
 
 def infer_command(args) -> int:
+    from spzoo.export.inputs import MAX_CLIP_SECONDS
     from spzoo.export.runtime import load
 
     from spzoo.zoo import resolve_artifact
 
     if args.top < 1:
         raise ValueError(f"`--top` must be >= 1; received {args.top}.")
+    if args.repeats < 1:
+        raise ValueError(f"`--repeats` must be >= 1; received {args.repeats}.")
+    if not 0 < args.clip_seconds <= MAX_CLIP_SECONDS:
+        raise ValueError(
+            f"`--clip-seconds` must be in (0, {MAX_CLIP_SECONDS:g}] seconds; "
+            f"received {args.clip_seconds!r}."
+        )
     if not args.inputs and not args.dataset:
         raise ValueError("Give input files, or `--dataset NAME` to score a split.")
     runner = load(resolve_artifact(args.artifact))
@@ -96,7 +104,17 @@ def _classify_files(runner, args, threshold) -> None:
         print(f"at threshold {threshold:g}:")
     for path in args.inputs:
         x = read_input(path, runner.input_shape, args.clip_seconds)
-        logits = runner(x, threshold=threshold)
+        logits = np.asarray(runner(x, threshold=threshold))
+        bad = ~np.isfinite(logits).all(axis=-1)
+        if bad.any():
+            trained = runner.metadata["input"].get("preprocessing") or "its metadata"
+            raise ValueError(
+                f"Input {path!r}: the model's outputs are not finite for "
+                f"{int(bad.sum())} of {len(x)} example(s) (the first: "
+                f"{int(np.argmax(bad))}); its values span [{x.min():.3g}, "
+                f"{x.max():.3g}], far from what the model was trained on "
+                f"({trained})."
+            )
         shifted = logits - logits.max(-1, keepdims=True)
         probs = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
         for i, p in enumerate(probs):
@@ -203,7 +221,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--dataset",
         default=None,
-        help="dataset of the parity examples (default: the training record's)",
+        help="dataset the model was trained on, for the parity examples and class "
+        "names (default: the training record's or zoo entry's; required without)",
     )
     p.add_argument("--examples", type=int, default=MIN_EXAMPLES)
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)

@@ -13,10 +13,8 @@ and nothing is left behind.
 """
 
 import dataclasses
-import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import keras
@@ -36,6 +34,7 @@ from spzoo.export.saved_model import to_saved_model
 from spzoo.export.slim import slim_model
 from spzoo.export.tflite import to_tflite
 
+from spzoo.io import read_json, remove_stale, replace_dir, temp_path
 from spzoo.layers.hard_concrete_gate import (
     check_threshold,
     get_threshold,
@@ -66,7 +65,8 @@ class ExportReport:
 
 def load_keras_model(path) -> tuple[keras.Model, dict]:
     """Loads a `.keras` file and the training record `<stem>.json` beside it
-    (written by `spzoo train`; `{}` when absent)."""
+    (written by `spzoo train`); for a zoo file without one, its manifest
+    entry (dataset, classes); else `{}`."""
     import spzoo.layers  # noqa: F401  (registers the layers)
     import spzoo.models  # noqa: F401
 
@@ -80,8 +80,11 @@ def load_keras_model(path) -> tuple[keras.Model, dict]:
             f"Cannot load {str(path)!r}: {type(error).__name__}: {error}"
         ) from error
     record_path = path.with_suffix(".json")
-    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    return model, record
+    if record_path.is_file():
+        return model, read_json(record_path, "training record")
+    from spzoo.zoo import entry_of_file
+
+    return model, entry_of_file(path) or {}
 
 
 def format_of(path, format: str | None = None) -> str:
@@ -131,7 +134,8 @@ def export(
         path: Target: `x.onnx`, `x.tflite` or a SavedModel directory.
         format: `"onnx"`, `"savedmodel"` or `"tflite"` (default: from `path`).
         dataset: Dataset whose eval examples are used for parity (default:
-            the training record's, else `mnist_5k`).
+            the training record's or zoo entry's; required for a model
+            without either).
         examples: Number of parity examples (>= 256 for the zoo's checks).
         threshold: Gated models: the artifact's default threshold (full
             export) or its fixed threshold (`slim=True`); default the model's.
@@ -165,7 +169,15 @@ def export(
         raise ValueError(
             f"`threshold` was given, but {model.name!r} has no gated cells."
         )
-    dataset = dataset or record.get("dataset") or "mnist_5k"
+    dataset = dataset or record.get("dataset")
+    if dataset is None:
+        raise ValueError(
+            "`dataset` is required: the model has no training record "
+            "(`<name>.json` beside the .keras file, written by `spzoo train`) "
+            "and is not a zoo file, so its dataset and class names are unknown. "
+            "Give the dataset it was trained on (`spzoo export ... --dataset "
+            "NAME`; `spzoo data list`)."
+        )
     from spzoo import data
 
     info = data.get(dataset)
@@ -216,7 +228,9 @@ def _write_checked(
 ):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    remove_stale(path.parent)  # staging folders of killed exports
+    staging = temp_path(path)
+    staging.mkdir()
     try:
         target = staging / f"model{SUFFIXES[format]}"
         kwargs = options if format == "onnx" else {}
@@ -245,9 +259,7 @@ def _write_checked(
 
 def _move(source: Path, target: Path, format: str) -> None:
     if format == "savedmodel":
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(source, target)
+        replace_dir(source, target)  # the old one goes once the new one is in
         return
     if format == "tflite":
         os.replace(metadata_path(source), metadata_path(target))

@@ -172,7 +172,7 @@ def test_parity_failure_is_loud_and_writes_nothing(tmp_path, gated_onnx, x):
     with pytest.raises(export.ParityError, match="FAILED"):
         export.check_parity(other, export.load(path), x)
     with pytest.raises(export.ParityError):
-        export.export(model, tmp_path / "bad.onnx", atol=-1.0)
+        export.export(model, tmp_path / "bad.onnx", dataset="mnist_5k", atol=-1.0)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -222,6 +222,7 @@ def test_cli_export_slim_and_infer(tmp_path, capsys, x):
     save_model_atomic(model, model_path)
     out = tmp_path / "slim.onnx"
     argv = ["export", str(model_path), "--format", "onnx", "--slim"]
+    argv += ["--dataset", "mnist_5k"]  # no training record: no default
     assert main([*argv, "--threshold", "1.0", "--output", str(out)]) == 0
     text = capsys.readouterr().out
     assert "onnx written to" in text and "slim at threshold 1" in text

@@ -26,6 +26,7 @@ from spzoo.zoo.download import ChecksumError, DownloadError, download, sha256_fi
 from spzoo.zoo.evaluate import eval_arrays, evaluate, predict_file
 from spzoo.zoo.hub import (
     ZooError,
+    entry_of_file,
     fetch,
     file_url,
     home,
@@ -54,6 +55,7 @@ __all__ = [
     "ZooError",
     "default_manifest",
     "download",
+    "entry_of_file",
     "eval_arrays",
     "evaluate",
     "extract_archive",

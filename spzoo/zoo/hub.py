@@ -302,6 +302,37 @@ def load(name: str, threshold: float | None = None, **fetch_kwargs):
     return model
 
 
+def entry_of_file(path, manifest=None) -> dict | None:
+    """The manifest entry that lists a file with `path`'s size and sha256.
+
+    This is how a zoo file that travelled without its manifest entry (a
+    `zoo.fetch(format="keras")` path, a copy of `saved_models/`) is known:
+    its dataset and class names come from the entry. None when no entry
+    lists such a file.
+    """
+    from spzoo.zoo.download import sha256_file
+
+    path = Path(path)
+    size = path.stat().st_size
+    candidates = [
+        entry
+        for entry in _entries(manifest).values()
+        if any(
+            r["size"] == size
+            for record in entry["files"].values()
+            for r in _files(record)
+        )
+    ]
+    if not candidates:
+        return None
+    digest = sha256_file(path)
+    for entry in candidates:
+        for record in entry["files"].values():
+            if any(r["sha256"] == digest for r in _files(record)):
+                return copy.deepcopy(entry)
+    return None
+
+
 def resolve_artifact(
     text: str, formats=("onnx", "tflite", "savedmodel"), **fetch_kwargs
 ) -> str:
@@ -327,6 +358,7 @@ __all__ = [
     "ChecksumError",
     "DownloadError",
     "ZooError",
+    "entry_of_file",
     "fetch",
     "home",
     "info",
