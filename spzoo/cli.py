@@ -101,6 +101,9 @@ def _thresholds(text: str) -> list:
 def sweep_command(args) -> int:
     import keras
 
+    import spzoo.layers  # noqa: F401  (registers every spzoo layer)
+    import spzoo.models  # noqa: F401
+    import spzoo.nhn.masked  # noqa: F401  (MaskedConv2D of NHN models)
     from spzoo import data, metrics
 
     if args.limit is not None and args.limit < 1:
@@ -232,6 +235,9 @@ def _join_negative_values(argv: list) -> list:
     return out
 
 
+MAX_ERROR_CHARS = 600
+
+
 def error_line(error: BaseException) -> str:
     """One line for the user: the message, with the file an OSError names."""
     if isinstance(error, OSError) and error.strerror:
@@ -240,6 +246,8 @@ def error_line(error: BaseException) -> str:
     else:
         text = getattr(error, "message", None) or str(error)
     text = " ".join(str(text).split())
+    if len(text) > MAX_ERROR_CHARS:  # e.g. Keras quoting a whole layer config
+        text = text[: MAX_ERROR_CHARS - 3] + "..."
     if not isinstance(error, ValueError | OSError):
         text = f"{type(error).__name__}: {text}"
     return text or type(error).__name__

@@ -261,3 +261,16 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_a_manifest_with_numbers_as_classes_is_named(tmp_path, monkeypatch, capsys):
+    document = json.loads(manifest_lib.DEFAULT_MANIFEST.read_text())
+    name = document["models"][0]["name"]
+    document["models"][0]["classes"] = list(range(10))
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(document))
+    monkeypatch.setenv("SPZOO_ZOO_MANIFEST", str(path))
+    assert main(["zoo", "info", name]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"entry {name!r}: `classes` must be a non-empty list of strings" in err

@@ -94,6 +94,8 @@ DEFAULT_MANIFEST = default_manifest()
 class ManifestError(ValueError):
     """A manifest that cannot be read or misses a field."""
 
+    exit_code = 1  # a runtime error for the CLI (the file, not an argument)
+
 
 def _check(condition: bool, where: str, message: str) -> None:
     if not condition:
@@ -155,6 +157,11 @@ def validate_entry(entry: dict, where: str = "entry") -> dict:
             f"field {field!r} must be {kind.__name__}; got {type(value).__name__}",
         )
     _check(0.0 <= entry["accuracy"] <= 1.0, where, "`accuracy` must be in [0, 1]")
+    _check(
+        bool(entry["classes"]) and all(isinstance(c, str) for c in entry["classes"]),
+        where,
+        "`classes` must be a non-empty list of strings (class names)",
+    )
     for field in REQUIRED_INPUT:
         _check(field in entry["input"], where, f"missing field 'input.{field}'")
     _check("command" in entry["recipe"], where, "missing field 'recipe.command'")
