@@ -13,8 +13,6 @@ takes. The graph has:
 - `metadata_props["spzoo"]`: the metadata JSON.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import keras
@@ -29,6 +27,8 @@ from spzoo.export.metadata import (
     model_metadata,
 )
 from spzoo.export.serving import serving_functions
+
+from spzoo.io import atomic_path
 
 DEFAULT_OPSET = 17
 
@@ -145,13 +145,6 @@ def to_onnx(
     )
     proto = _finish(proto, metadata, default)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:  # usual file mode, not mkstemp's 0600
+        onnx.save(proto, str(tmp))
     return path

@@ -13,6 +13,7 @@ naming the file and what was expected.
 """
 
 import abc
+import hashlib
 import json
 from pathlib import Path
 
@@ -211,6 +212,25 @@ class SavedModelRunner(Runner):
         return self.serve_threshold(image=x, threshold=threshold)[OUTPUT_NAME].numpy()
 
 
+def _check_pair(path: Path, sidecar: Path, metadata: dict) -> None:
+    """`ValueError` when the sidecar names another `.tflite` file (sidecars
+    written before spzoo recorded `model_sha256` are taken as they are)."""
+    from spzoo.export.tflite import MODEL_SHA256
+
+    expected = metadata.get(MODEL_SHA256)
+    if expected is None:
+        return
+    with open(path, "rb") as f:
+        actual = hashlib.file_digest(f, "sha256").hexdigest()
+    if actual != expected:
+        raise ValueError(
+            f"TFLite sidecar {str(sidecar)!r} belongs to another model (its "
+            f"{MODEL_SHA256} is {expected}, {str(path)!r} has {actual}): an export "
+            "interrupted between its two files, or files of two exports mixed. "
+            "Export again."
+        )
+
+
 class TFLiteRunner(Runner):
     """A `.tflite` file in the LiteRT interpreter (`ai-edge-litert`)."""
 
@@ -236,6 +256,7 @@ class TFLiteRunner(Runner):
             raise ValueError(
                 f"TFLite file {str(path)!r} is corrupted or truncated: {error}"
             ) from error
+        _check_pair(path, sidecar, metadata)
         from spzoo.export.saved_model import SIGNATURE, THRESHOLD_SIGNATURE
 
         self.keys = (SIGNATURE, THRESHOLD_SIGNATURE)

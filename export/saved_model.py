@@ -1,14 +1,14 @@
 """TensorFlow SavedModel export with serving signatures and a metadata asset."""
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 from spzoo.export.metadata import ASSET_NAME, dumps, model_metadata
 from spzoo.export.serving import serving_functions
+
+from spzoo.io import remove_stale, replace_dir, temp_path
 
 SIGNATURE = "serving_default"
 THRESHOLD_SIGNATURE = "serve_threshold"
@@ -42,7 +42,9 @@ def to_saved_model(
     metadata = metadata or model_metadata(model, threshold_input=threshold_input)
     serve, serve_threshold = serving_functions(model, threshold_input)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    remove_stale(path.parent)  # staging folders of killed exports
+    staging = temp_path(path)
+    staging.mkdir()
     try:
         asset_file = staging / ASSET_NAME
         asset_file.write_text(dumps(metadata))
@@ -61,9 +63,7 @@ def to_saved_model(
         _unwrap_tracked_variables(archive)
         out = staging / "model"
         archive.write_out(str(out), verbose=False)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(out, path)
+        replace_dir(out, path)  # the old folder goes only once the new one is in
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path

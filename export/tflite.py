@@ -9,14 +9,18 @@ sidecar `<file>.tflite.json` (TFLite's metadata schema needs the
 `tflite-support` writer, which is not part of this stack).
 """
 
+import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import keras
 from spzoo.export.metadata import dumps, metadata_path, model_metadata
 from spzoo.export.saved_model import SIGNATURE, THRESHOLD_SIGNATURE, to_saved_model
+
+from spzoo.io import remove_stale, temp_path
+
+MODEL_SHA256 = "model_sha256"  # sidecar key: the sha256 of its .tflite file
 
 
 def to_tflite(
@@ -45,7 +49,9 @@ def to_tflite(
     metadata = metadata or model_metadata(model, threshold_input=threshold_input)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    remove_stale(path.parent)  # staging folders of killed exports
+    staging = temp_path(path)
+    staging.mkdir()
     try:
         saved = to_saved_model(
             model, staging / "saved_model", metadata, threshold_input
@@ -63,6 +69,10 @@ def to_tflite(
         flatbuffer = converter.convert()
         tmp = staging / "model.tflite"
         tmp.write_bytes(flatbuffer)
+        # The sidecar names its model: a kill between the two renames below
+        # (or a copy mixing two exports) is an error on loading, not a model
+        # with another model's labels.
+        metadata = {**metadata, MODEL_SHA256: hashlib.sha256(flatbuffer).hexdigest()}
         sidecar = staging / "model.json"
         sidecar.write_text(dumps(metadata))
         os.replace(sidecar, metadata_path(path))
