@@ -182,8 +182,10 @@ def _copy(
     return start
 
 
-def _lock(target: Path, timeout: float) -> filelock.FileLock:
-    """The target's lock, acquired; says so on stderr when it has to wait."""
+def lock_file(target, timeout: float, doing: str = "downloading"):
+    """`<target>.lock`, acquired (release it); says so on stderr when it has
+    to wait, and raises `DownloadError` after `timeout` seconds."""
+    target = Path(target)
     lock = filelock.FileLock(str(target) + ".lock")
     try:
         lock.acquire(timeout=0.2)
@@ -191,7 +193,7 @@ def _lock(target: Path, timeout: float) -> filelock.FileLock:
     except filelock.Timeout:
         pass
     print(
-        f"spzoo: waiting for another process downloading {target.name} (lock "
+        f"spzoo: waiting for another process {doing} {target.name} (lock "
         f"{lock.lock_file}, up to {timeout:g} s)...",
         file=sys.stderr,
         flush=True,
@@ -201,7 +203,7 @@ def _lock(target: Path, timeout: float) -> filelock.FileLock:
     except filelock.Timeout:
         raise DownloadError(
             f"Gave up after {timeout:g} s waiting for another process "
-            f"downloading {str(target)!r} (it holds {lock.lock_file}). Run again "
+            f"{doing} {str(target)!r} (it holds {lock.lock_file}). Run again "
             "once it has finished."
         ) from None
     return lock
@@ -258,7 +260,7 @@ def download(
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
-    lock = _lock(target, lock_timeout)
+    lock = lock_file(target, lock_timeout)
     try:
         if target.exists():
             try:

@@ -26,8 +26,6 @@ import fnmatch
 import os
 from pathlib import Path
 
-import filelock
-
 from spzoo.zoo import manifest as manifest_lib
 from spzoo.zoo.archive import (
     ArchiveError,
@@ -35,12 +33,20 @@ from spzoo.zoo.archive import (
     extracted_name,
     is_extracted,
 )
-from spzoo.zoo.download import ChecksumError, DownloadError, download, verify
+from spzoo.zoo.download import (
+    ChecksumError,
+    DownloadError,
+    default_deadline,
+    download,
+    lock_file,
+    verify,
+)
 
 HOME_ENV = "SPZOO_HOME"
 URL_ENV = "SPZOO_ZOO_URL"
 OFFLINE_ENV = "SPZOO_OFFLINE"
 MANIFEST_ENV = "SPZOO_ZOO_MANIFEST"
+LOCK_SECONDS = 600.0  # longest wait for another process's extraction
 
 
 class ZooError(ValueError):
@@ -170,8 +176,11 @@ def _cached(
             verify(target, record["sha256"], delete=False)
         except ChecksumError:
             if _offline(offline):  # delete under the lock, then report
-                with filelock.FileLock(str(target) + ".lock"):
+                lock = lock_file(target, default_deadline(record["size"]))
+                try:
                     verify(target, record["sha256"])  # unless fixed meanwhile
+                finally:
+                    lock.release()
                 continue
             missing.append((target, record))  # `download` deletes it, under the lock
     if missing and _offline(offline):
@@ -199,10 +208,13 @@ def _extracted(archive: Path, record: dict, folder: Path) -> Path:
     if is_extracted(target, record["sha256"]):
         return target
     _writable_dir(folder)
-    with filelock.FileLock(str(folder / record["file"]) + ".lock"):
+    lock = lock_file(folder / record["file"], LOCK_SECONDS, "extracting")
+    try:
         if not is_extracted(target, record["sha256"]):  # not done meanwhile
             verify(archive, record["sha256"], delete=archive.parent == folder)
             extract_archive(archive, target, record["sha256"])
+    finally:
+        lock.release()
     return target
 
 
