@@ -162,23 +162,25 @@ def test_search_resumes_after_a_kill_mid_write(
     check_resumes(kind, tmp_path, reference)
 
 
-def _sigkilled_search(directory, name, count):
-    """The child process: a growth search that SIGKILLs itself mid-write."""
+def _sigkilled_search(directory, kind, name, count):
+    """The child process: a search that SIGKILLs itself mid-write."""
     kill_during(pytest.MonkeyPatch(), name, count, sigkill=True)
-    drive(make_oracle("growth", directory), "growth")
+    drive(make_oracle(kind, directory), kind)
     os._exit(3)  # the search finished: it was not killed
 
 
-def test_growth_search_resumes_after_sigkill_mid_write(tmp_path, reference):
+@pytest.mark.parametrize("kind", ["growth", "pruning", "macro"])
+@pytest.mark.parametrize("name, count", [("oracle.json", 10), ("trial.json", 11)])
+def test_search_resumes_after_sigkill_mid_write(tmp_path, reference, kind, name, count):
     # A forked child (no second TensorFlow import) dies by a real SIGKILL
-    # halfway through writing trial.json.
+    # halfway through writing the file; its half temporary file stays.
     child = multiprocessing.get_context("fork").Process(
-        target=_sigkilled_search, args=(str(tmp_path), "trial.json", 11)
+        target=_sigkilled_search, args=(str(tmp_path), kind, name, count)
     )
     child.start()
     child.join(120)
     assert child.exitcode == -signal.SIGKILL
-    check_resumes("growth", tmp_path, reference, leftovers=1)
+    check_resumes(kind, tmp_path, reference, leftovers=1)
 
 
 def test_a_kill_between_trial_and_oracle_writes_repeats_nothing(
