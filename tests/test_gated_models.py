@@ -64,13 +64,14 @@ def test_gated_cnn_structure_matches_the_reference():
     assert macs(gated) - macs(reference) == 32 * 64 + 64 * 128
 
 
-def test_gated_sp_resnet_uses_inhibition_cells():
+def test_gated_sp_resnet_gates_every_residual_block():
+    from spzoo.metrics.gated import gate_blocks
+
     model = spzoo.models.build("gated_sp_resnet", (28, 28, 1), 10)
-    cells = [layer for layer in model.layers if isinstance(layer, InhibitionConv2D)]
-    assert len(cells) > 20
-    # As the plain cell: no bias, no activation (batch norm follows).
-    assert all(cell.activation.__name__ == "linear" for cell in cells)
-    assert not any(cell.conv.use_bias for cell in cells)
+    assert not any(isinstance(layer, InhibitionConv2D) for layer in model.layers)
+    blocks = gate_blocks(model)
+    assert len(blocks) == 3 + 4 + 2  # one gate per residual block
+    assert all(b.gate.is_static and b.gate.costs for b in blocks)
 
 
 def test_expected_macs_fall_monotonically_with_the_threshold():

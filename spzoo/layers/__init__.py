@@ -10,6 +10,7 @@ from spzoo.layers.hard_concrete_gate import (
 from spzoo.layers.inhibition_conv2d import InhibitionConv2D
 from spzoo.layers.max_neuron import MaxNeuron
 from spzoo.layers.neuron_response import neuron_response, reference_response, shift
+from spzoo.layers.presynaptic_gate import ChannelGate, PresynapticGate
 from spzoo.layers.prunable_neuron_layer import PrunableNeuronLayer, split_channels
 from spzoo.layers.smooth_init import (
     SmoothInit,
@@ -21,10 +22,12 @@ from spzoo.layers.trainable_neuron_layer import NEURON_TYPES, TrainableNeuronLay
 
 __all__ = [
     "NEURON_TYPES",
+    "ChannelGate",
     "CoincidenceNeuron",
     "HardConcreteGate",
     "InhibitionConv2D",
     "MaxNeuron",
+    "PresynapticGate",
     "PrunableNeuronLayer",
     "SmoothInit",
     "TrainableNeuronLayer",

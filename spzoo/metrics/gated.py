@@ -13,7 +13,21 @@ f_in = (non-zero output channels of the gated source) / (its channels)
 
 Layers after anything else (batch norm, additions, concatenations) are
 counted in full.
+
+Block gates (`PresynapticGate` + `ChannelGate`, see
+`spzoo.blocks.residual_block(gate=...)`) gate a block's inner channels
+after its second batch norm and neuron layer, so with `n` of the `C`
+channels open an example needs
+
+```
+MACs(first conv branch k) = (n_k / C_k) * MACs(branch k)   (its output channels)
+MACs(second conv)         = (n / C) * MACs(second conv)     (its input channels)
+```
+
+where `n_k` counts the open channels among branch `k`'s `C_k` outputs.
 """
+
+import dataclasses
 
 import keras
 import numpy as np
@@ -21,6 +35,7 @@ from keras import layers, ops
 
 from spzoo.layers.hard_concrete_gate import find_gates, set_threshold
 from spzoo.layers.inhibition_conv2d import InhibitionConv2D
+from spzoo.layers.presynaptic_gate import ChannelGate, PresynapticGate
 from spzoo.metrics.counting import _flat_layers, layer_macs
 
 # Activations `f` with `f(0) = 0`: a zero channel stays zero through them.
@@ -82,6 +97,114 @@ def gated_source(layer) -> InhibitionConv2D | None:
     return producer if isinstance(producer, InhibitionConv2D) else None
 
 
+@dataclasses.dataclass
+class GateBlock:
+    """The convolutions whose work one `PresynapticGate` controls.
+
+    Attributes:
+        gate: The `PresynapticGate`.
+        product: The `ChannelGate` that multiplies by the gate.
+        outputs: `(conv, start, stop)`: convolutions computing the gated
+            channels `[start, stop)` (the first convolution's branches).
+        inputs: Convolutions reading the gated channels (the second
+            convolution's branches).
+        path: The per-channel layers between the first convolutions and
+            the product (batch norm, neuron layers, concatenation), in
+            order from the product backwards.
+    """
+
+    gate: PresynapticGate
+    product: ChannelGate
+    outputs: list
+    inputs: list
+    path: list
+
+
+def _is_per_channel(layer) -> bool:
+    """Whether `layer` maps each channel on its own (batch norm, neurons)."""
+    from spzoo.layers.base_neuron import NeuronLayer
+
+    return isinstance(
+        layer, layers.BatchNormalization | NeuronLayer
+    ) or _keeps_zero_channels(layer)
+
+
+def _history(tensor):
+    return getattr(tensor, "_keras_history", None)
+
+
+def gate_blocks(model: keras.Model) -> list[GateBlock]:
+    """The `GateBlock` of every `PresynapticGate` of a functional model.
+
+    Raises `ValueError` when a gate is not wired as
+    `spzoo.blocks.residual_block(gate=...)` wires it (conv branches ->
+    per-channel layers -> `ChannelGate` <- gate; product -> convolutions).
+    """
+    blocks = []
+    for gate in (
+        layer for layer in _flat_layers(model) if isinstance(layer, PresynapticGate)
+    ):
+        products = [
+            node.operation
+            for node in gate._outbound_nodes
+            if isinstance(node.operation, ChannelGate)
+        ]
+        if len(products) != 1 or len(gate._outbound_nodes) != 1:
+            raise ValueError(
+                f"Gate {gate.name!r} must feed exactly one ChannelGate; it feeds "
+                f"{[n.operation.name for n in gate._outbound_nodes]}."
+            )
+        product = products[0]
+        node = product._inbound_nodes[0]
+        if _history(node.input_tensors[1]).operation is not gate:
+            raise ValueError(
+                f"ChannelGate {product.name!r} must take `[x, z]` with `z` from "
+                f"gate {gate.name!r}."
+            )
+        path, outputs = [], []
+        layer = _history(node.input_tensors[0]).operation
+        while _is_per_channel(layer):
+            path.append(layer)
+            layer = _producer(layer)
+        if isinstance(layer, layers.Concatenate):
+            path.append(layer)
+            start = 0
+            for tensor in layer._inbound_nodes[0].input_tensors:
+                conv = _history(tensor).operation
+                stop = start + int(tensor.shape[-1])
+                outputs.append((conv, start, stop))
+                start = stop
+        else:
+            outputs.append((layer, 0, gate.filters))
+        consumers, pending = [], [product]
+        while pending:
+            current = pending.pop()
+            for out in current._outbound_nodes:
+                if isinstance(out.operation, layers.Conv2D):
+                    consumers.append(out.operation)
+                elif _keeps_zero_channels(out.operation):
+                    pending.append(out.operation)
+                else:
+                    raise ValueError(
+                        f"The output of {product.name!r} reaches "
+                        f"{out.operation.name!r}; a gate block's product must "
+                        "feed convolutions."
+                    )
+        bad = [
+            conv.name
+            for conv, _, _ in outputs
+            if not isinstance(conv, layers.Conv2D) or isinstance(conv, InhibitionConv2D)
+        ]
+        if bad or not consumers:
+            raise ValueError(
+                f"Gate {gate.name!r}: the gated channels must come from Conv2D "
+                f"layers (found {bad}) and reach Conv2D layers (found "
+                f"{[c.name for c in consumers]})."
+            )
+        blocks.append(GateBlock(gate, product, outputs, consumers, path))
+    return blocks
+
+
 def _gated_cells(model) -> list:
     return [
         layer for layer in _flat_layers(model) if isinstance(layer, InhibitionConv2D)
@@ -120,10 +243,14 @@ def measure(model: keras.Model, data, batch_size: int = 256) -> dict:
         without labels), `examples`, and `layers` (mean MACs per layer name).
     """
     cells = _gated_cells(model)
+    blocks = gate_blocks(model)
     all_layers = list(_flat_layers(model))
     try:
         probe = keras.Model(
-            model.inputs, list(model.outputs) + [cell.input for cell in cells]
+            model.inputs,
+            list(model.outputs)
+            + [cell.input for cell in cells]
+            + [block.gate.output for block in blocks],
         )
     except Exception as error:
         raise ValueError(
@@ -142,9 +269,17 @@ def measure(model: keras.Model, data, batch_size: int = 256) -> dict:
     for x, y in _batches(data, batch_size):
         results = probe.predict_on_batch(x)
         results = results if isinstance(results, list | tuple) else [results]
-        logits, cell_inputs = results[:num_outputs], results[num_outputs:]
+        logits = results[:num_outputs]
+        cell_inputs = results[num_outputs : num_outputs + len(cells)]
+        gate_values = results[num_outputs + len(cells) :]
         batch = len(x)
         fraction, computed, needed = {}, {}, {}
+        for block, z in zip(blocks, gate_values, strict=True):
+            open_ = np.asarray(z) > 0
+            for conv, start, stop in block.outputs:
+                needed[conv.name] = static[conv.name] * open_[:, start:stop].mean(-1)
+            for conv in block.inputs:
+                needed[conv.name] = static[conv.name] * open_.mean(-1)
         for cell, cell_input in zip(cells, cell_inputs, strict=True):
             computed[cell.name], active = cell.channel_activity(cell_input)
             fraction[cell.name] = ops.mean(active, axis=-1)
@@ -211,7 +346,10 @@ def expected_macs(
     """
     if data is None:
         cells = _gated_cells(model)
-        if any(cell.input_dependent or cell.postsynaptic for cell in cells):
+        gates = [b.gate for b in gate_blocks(model)]
+        if any(cell.input_dependent or cell.postsynaptic for cell in cells) or any(
+            gate.input_dependent for gate in gates
+        ):
             raise ValueError(
                 "`data` is required: the model's gates depend on the input, so "
                 "its MACs are an expectation over a dataset."

@@ -27,6 +27,13 @@ neuron counts per block. Block `b` then has `sum(inner_neurons[b])` channels
 between its two Ops (the first Op's convolution outputs that many, the
 second Op's prunable neuron layer holds those neurons in that
 composition), instead of `filters`. Only 3x3 stacks (`{"3": 1.0}`) take it.
+
+Optional, for gated networks: `"gate"` at the top level (every stack) or in
+a stack, a dict of `PresynapticGate` options (`{"input_dependent": false,
+"sparsity_weight": 0.01}`; `{}` for the defaults): each residual block gets
+an inhibition-cell gate on its inner channels (see
+`spzoo.blocks.residual_block`), so the work of both its convolutions
+follows the run-time threshold.
 """
 
 import copy
@@ -44,6 +51,7 @@ from spzoo.blocks import (
     residual_block,
 )
 from spzoo.blocks.neurons import neuron_layer
+from spzoo.blocks.residual import check_gate
 from spzoo.models.checks import check_num_classes
 
 
@@ -104,6 +112,13 @@ def check_spec(spec: dict) -> dict:
         check_neuron(stack["neuron"], f"{where}['neuron']")
         if "inner_neurons" in stack:
             _check_inner_neurons(stack, where)
+        gate = stack.get("gate", spec.get("gate"))
+        check_gate(gate, f"{where}['gate']" if "gate" in stack else "spec['gate']")
+        if gate is not None and "inner_neurons" in stack:
+            raise ValueError(
+                f"`{where}` has both 'inner_neurons' and a 'gate'; gated blocks "
+                "of pruned stacks are not supported."
+            )
     return spec
 
 
@@ -188,6 +203,7 @@ def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.
                 stack["neuron"],
                 cell,
                 name=f"stack{s}_block{b}",
+                gate=stack.get("gate", spec.get("gate")),
             )
         if s < len(stacks):
             x = reduction_layer(
@@ -201,4 +217,23 @@ def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.
     x = neuron_layer(stacks[-1]["neuron"], name="head_neuron")(x)
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, outputs, name=name or spec.get("name", "resnet"))
+    model = keras.Model(inputs, outputs, name=name or spec.get("name", "resnet"))
+    _scale_gate_costs(model)
+    return model
+
+
+def _scale_gate_costs(model) -> None:
+    """Divides the MAC-weighted L0 losses of block gates by the network's
+    MACs, so they add up to the expected fraction of its MACs."""
+    from spzoo.layers import PresynapticGate
+    from spzoo.metrics import macs
+
+    gates = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, PresynapticGate) and layer.costs is not None
+    ]
+    if gates:
+        total = float(macs(model))
+        for gate in gates:
+            gate.cost_scale = total
