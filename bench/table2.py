@@ -351,12 +351,17 @@ def main(argv=None) -> int:
     if args.width_divisor < 1:
         parser.error("--width-divisor must be >= 1")
     if not args.render:
-        todo = [
-            (d, s)
-            for s in args.seeds
-            for d in args.designs
-            if not result_path(d, s).exists()
-        ]
+        # The paired designs first, so the SP-ResNet - ResNet 3-16
+        # difference is the first result to be complete.
+        todo = sorted(
+            (
+                (d, s)
+                for s in args.seeds
+                for d in args.designs
+                if not result_path(d, s).exists()
+            ),
+            key=lambda run: (run[0] not in (BASELINE, CHALLENGER), run[1]),
+        )
         print(
             f"table2: {len(todo)} run(s) to do, "
             f"{len(args.designs) * len(args.seeds) - len(todo)} already done",
