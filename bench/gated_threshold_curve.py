@@ -20,6 +20,7 @@ import keras
 from _common import RESULTS, machine, write_result
 
 import spzoo.data
+import spzoo.io
 import spzoo.metrics
 import spzoo.models
 
@@ -190,9 +191,8 @@ def main(argv=None):
         title=f"gated_cnn on {args.dataset}: accuracy against MACs",
     )
     model_path = RESULTS / f"gated_cnn_{args.dataset}.keras"
-    tmp = model_path.with_name("tmp_" + model_path.name)
-    gated.save(tmp)
-    tmp.replace(model_path)
+    with spzoo.io.atomic_path(model_path) as tmp:
+        gated.save(tmp)
     print(
         f"Wrote {RESULTS / 'gated_threshold_curve.md'} and the trained model "
         f"{model_path}"

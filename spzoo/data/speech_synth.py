@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from spzoo.io import atomic_path, remove_stale, temp_path
+
 DIGITS = (
     "zero",
     "one",
@@ -219,9 +221,8 @@ def _render(clip: dict, folder: str) -> None:
     rng = np.random.default_rng(clip["noise_seed"])
     noise_rms = np.sqrt(np.mean(voice**2)) / 10 ** (clip["snr_db"] / 20)
     audio = np.clip(voice + rng.normal(0.0, noise_rms, voice.shape), -1.0, 1.0)
-    tmp_path = target + ".tmp"
-    sf.write(tmp_path, audio.astype("float32"), rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp_path, target)
+    with atomic_path(target) as tmp:
+        sf.write(tmp, audio.astype("float32"), rate, subtype="PCM_16", format="WAV")
 
 
 def generate(
@@ -257,7 +258,9 @@ def generate(
     if os.path.isfile(os.path.join(folder, "manifest.json")):
         return folder
     os.makedirs(root, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".partial-", dir=root)
+    remove_stale(root)  # staging folders of killed runs
+    work = str(temp_path(folder))
+    os.makedirs(work)
     try:
         clips = _plan(config, available)
         for word in config.words:

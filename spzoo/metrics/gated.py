@@ -415,7 +415,7 @@ def plot_threshold_curve(
     Returns:
         The path written.
     """
-    import os
+    from spzoo.io import atomic_path
 
     try:
         import matplotlib
@@ -459,10 +459,11 @@ def plot_threshold_curve(
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
     figure.tight_layout()
-    tmp = f"{path}.tmp.png"
-    figure.savefig(tmp, dpi=120)
-    plt.close(figure)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(figure)
     return path
 
 
