@@ -269,8 +269,10 @@ def train(
         "input_shape": list(info.input_shape),
         "classes": list(info.class_names),
         "recipe": recipe_record,
+        # After a resume only the epochs run by this process are timed.
         "train_seconds": round(train_seconds, 1),
-        "seconds_per_epoch": round(train_seconds / epochs, 1),
+        "epochs_timed": len(losses),
+        "seconds_per_epoch": round(train_seconds / max(1, len(losses)), 1),
         "keras_version": keras.__version__,
     }
     model_path = output_dir / f"{name}.keras"
