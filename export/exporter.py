@@ -125,6 +125,8 @@ def export(
     classes=None,
     dynamic_slim: bool = False,
     channel_multiple: int = 1,
+    engine: str = "auto",
+    levels=None,
 ) -> ExportReport:
     """Exports `model` to `path` and checks parity on real examples.
 
@@ -148,6 +150,10 @@ def export(
             (`spzoo.export.dynamic`).
         channel_multiple: With `slim`: round slimmed widths up to a multiple
             of this (see `slim_model`).
+        engine: ONNX only: `"auto"`, `"builder"` or `"tf2onnx"` (see
+            `spzoo.export.to_onnx`); the builder's threshold levels are
+            parity-checked one by one.
+        levels: ONNX builder only: its threshold levels (see `to_onnx`).
 
     Returns:
         An `ExportReport`. Raises `ParityError` if any check fails.
@@ -206,7 +212,12 @@ def export(
         )
         if slim and metadata["threshold"]["gated"]:
             metadata["threshold"]["default"] = reference_threshold
-        options = {"opset": opset, "dynamic_slim": dynamic_slim}
+        options = {
+            "opset": opset,
+            "dynamic_slim": dynamic_slim,
+            "engine": engine,
+            "levels": levels,
+        }
         return _write_checked(
             model,
             exported,
@@ -240,6 +251,8 @@ def _write_checked(
         thresholds = [None]
         if threshold_input:
             thresholds += probe_thresholds(metadata)
+            levels = (runner.metadata.get("onnx") or {}).get("levels") or []
+            thresholds += [r["threshold"] for r in levels[1:]]
         results = check_parity(model, runner, x, thresholds, atol, reference_threshold)
         if format == "onnx":
             results += check_onnx_reference(

@@ -56,38 +56,61 @@ def default_threshold(model: keras.Model) -> float:
 
 
 def threshold_range(model: keras.Model, x=None) -> list | None:
-    """`[lo, hi]`: the log-alpha values of the model's gates.
+    """`[lo, hi]`: the range of the model's gates' log-alpha.
 
-    A threshold below `lo` closes no gate, one above `hi` closes all. Static
-    (input-independent) gates are read from the weights; input-dependent
-    pre-synaptic gates need example inputs `x` (a NumPy batch), whose
-    activations at each cell give their log-alpha. Returns None when the
-    model has no gates or the range needs `x` and none was given.
+    A threshold at or below `lo` closes no gate, one above `hi` closes all.
+    Static (input-independent) gates are read from the weights;
+    input-dependent pre-synaptic gates need example inputs `x` (a NumPy
+    batch), whose activations at each gate give their log-alpha. `lo` is
+    at most `log(-gamma / zeta)`, below which the hard-concrete estimator is
+    zero anyway (so clamping a threshold to `lo` never changes an output,
+    even for inputs whose log-alpha falls below the examples'); `lo` is
+    rounded down and `hi` up to 4 decimals. Returns None when the model has
+    no gates or the range needs `x` and none was given.
     """
+    from spzoo.layers.presynaptic_gate import PresynapticGate
+
     cells = gated_cells(model)
-    if not cells:
+    gates = [
+        layer for layer in _flat_layers(model) if isinstance(layer, PresynapticGate)
+    ]
+    if not cells and not gates:
         return None
     values = []
     dynamic = [c for c in cells if c.input_dependent or c.postsynaptic]
+    dynamic_gates = [g for g in gates if g.input_dependent]
     for cell in cells:
         if not (cell.input_dependent or cell.postsynaptic):
             values.append(np.asarray(cell.log_alpha) * cell.log_alpha_scale)
-    if dynamic:
+    for gate in gates:
+        if not gate.input_dependent:
+            values.append(gate.static_log_alpha())
+    if dynamic or dynamic_gates:
         if x is None:
             return None
-        probe = keras.Model(model.inputs, [c.input for c in dynamic])
+        probe = keras.Model(
+            model.inputs, [c.input for c in dynamic] + [g.input for g in dynamic_gates]
+        )
         inputs = probe.predict(np.asarray(x[:256]), verbose=0)
-        if len(dynamic) == 1:
+        if len(dynamic) + len(dynamic_gates) == 1:
             inputs = [inputs]
-        for cell, cell_input in zip(dynamic, inputs, strict=True):
+        for cell, cell_input in zip(dynamic, inputs, strict=False):
             if cell.presynaptic:
                 values.append(
                     keras.ops.convert_to_numpy(cell.presynaptic_log_alpha(cell_input))
                 )
+        for gate, gate_input in zip(dynamic_gates, inputs[len(dynamic) :], strict=True):
+            values.append(keras.ops.convert_to_numpy(gate.log_alpha(gate_input)))
     if not values:
         return None
-    flat = np.concatenate([v.ravel() for v in values])
-    return [round(float(flat.min()), 4), round(float(flat.max()), 4)]
+    flat = np.concatenate([np.asarray(v, np.float64).ravel() for v in values])
+    hard = [g.gate for g in gates] + [
+        c.presynaptic_gate or c.postsynaptic_gate for c in cells
+    ]
+    closed = min(math.log(-g.gamma / g.zeta) for g in hard)
+    lo = math.floor(min(float(flat.min()), closed) * 1e4) / 1e4
+    hi = math.ceil(float(flat.max()) * 1e4) / 1e4
+    return [lo, hi]
 
 
 def model_metadata(

@@ -1,22 +1,37 @@
-"""ONNX export through tf2onnx's `from_function`, with metadata and a threshold input.
+"""ONNX export, with metadata and a run-time threshold input.
 
-tf2onnx's `convert.from_keras` is broken for TensorFlow >= 2.16 with Keras
-3, so the serving `tf.function` (see `spzoo.export.serving`) is converted
-with `from_function`, the path Keras's own `model.export(format="onnx")`
-takes. The graph has:
+Two engines write the graph:
+
+- `"builder"` (`spzoo.export.onnx_builder`): the ResNet family (convolution
+  groups, batch norm, neuron layers, block gates) written node by node in
+  NCHW for ONNX Runtime's blocked CPU kernels; models with
+  input-independent block gates get one sub-network per threshold level,
+  so the work done falls when the threshold is raised;
+- `"tf2onnx"`: any model, through tf2onnx's `from_function` on the serving
+  `tf.function` (`spzoo.export.serving`; tf2onnx's `convert.from_keras` is
+  broken for TensorFlow >= 2.16 with Keras 3, and `from_function` is the
+  path Keras's own `model.export(format="onnx")` takes); gated channels
+  are masked (computed, then multiplied by zero).
+
+`engine="auto"` (the default) takes the builder when it supports the model.
+Either graph has:
 
 - input `image`, float32 `[batch, H, W, C]` (`batch` dynamic);
-- for gated models, input `threshold`, a float32 scalar that is also an
-  initializer holding the trained default, so runtimes may omit it (ONNX
-  IR >= 4: an initializer that is a graph input is an overridable default);
+- for gated models, input `threshold`, a float32 scalar and a true graph
+  input: no initializer holds a default that a runtime could fold into a
+  constant (ONNX Runtime overrides such an initializer, other conformant
+  runtimes may not), so every caller passes a value; the default is
+  `metadata["threshold"]["default"]` (null: no threshold, -inf), which
+  `spzoo.export.load` passes when none is given, and the builder's graph
+  clamps the value to `metadata["threshold"]["range"]`;
 - output `logits`, float32 `[batch, K]`;
-- `metadata_props["spzoo"]`: the metadata JSON.
+- `metadata_props["spzoo"]`: the metadata JSON (with `"onnx"`: the engine
+  and, for the builder, its threshold levels and their MACs).
 """
 
 from pathlib import Path
 
 import keras
-import numpy as np
 from spzoo.export.dynamic import dynamic_slim_function
 from spzoo.export.metadata import (
     INPUT_NAME,
@@ -49,11 +64,13 @@ def _rename_value(graph, old: str, new: str) -> None:
             value.name = new
 
 
-def _finish(proto, metadata: dict, default_threshold: float | None):
-    """Names the batch dimension and the I/O, adds the threshold default and
-    the metadata; returns the checked proto."""
+ENGINES = ("auto", "builder", "tf2onnx")
+
+
+def _finish(proto, metadata: dict, threshold_input: bool):
+    """Names the batch dimension and the I/O and adds the metadata; returns
+    the checked proto."""
     import onnx
-    from onnx import numpy_helper
 
     graph = proto.graph
     for value in list(graph.input) + list(graph.output):
@@ -70,17 +87,11 @@ def _finish(proto, metadata: dict, default_threshold: float | None):
         elif value.name.startswith(INPUT_NAME):
             _rename_value(graph, value.name, INPUT_NAME)
     names = sorted(v.name for v in graph.input)
-    expected = sorted(
-        [INPUT_NAME] + ([THRESHOLD_NAME] if default_threshold is not None else [])
-    )
+    expected = sorted([INPUT_NAME] + ([THRESHOLD_NAME] if threshold_input else []))
     if names != expected:
         raise ValueError(f"Expected ONNX inputs {expected}; the graph has {names}.")
-    if default_threshold is not None:
-        graph.initializer.append(
-            numpy_helper.from_array(
-                np.asarray(default_threshold, np.float32), THRESHOLD_NAME
-            )
-        )
+    if any(t.name in names for t in graph.initializer):
+        raise ValueError("An ONNX graph input is also an initializer.")
     del proto.metadata_props[:]
     proto.metadata_props.append(
         onnx.StringStringEntryProto(key=METADATA_KEY, value=dumps(metadata))
@@ -98,6 +109,8 @@ def to_onnx(
     threshold_input: bool | None = None,
     opset: int = DEFAULT_OPSET,
     dynamic_slim: bool = False,
+    engine: str = "auto",
+    levels=None,
 ) -> Path:
     """Writes `model` as an ONNX file (see the module docstring).
 
@@ -106,18 +119,28 @@ def to_onnx(
         path: Output `.onnx` file, written through a temporary file.
         metadata: The metadata document (default: `model_metadata(model)`).
         threshold_input: Add the `threshold` input (default: gated models).
-        opset: ONNX opset, 13 to the highest that tf2onnx converts (18).
-        dynamic_slim: Remove the channels that input-independent gates
-            close at the run-time threshold inside the graph
-            (`spzoo.export.dynamic`) instead of masking them.
+        opset: ONNX opset of the tf2onnx engine, 13 to the highest that
+            tf2onnx converts (18); the builder always writes opset 13 (ONNX
+            Runtime keeps `Add` and `Mul` of opset 13 in its blocked layout).
+        dynamic_slim: tf2onnx engine: remove the channels that
+            input-independent `InhibitionConv2D` cells close at the run-time
+            threshold inside the graph (`spzoo.export.dynamic`) instead of
+            masking them.
+        engine: `"auto"`, `"builder"` or `"tf2onnx"` (see the module
+            docstring).
+        levels: Builder engine, input-independent block gates: the
+            thresholds at which the graph switches to a slimmer sub-network
+            (default `onnx_builder.default_levels`; `[]`: one network).
 
     Returns:
         The path written; the file passes `onnx.checker.check_model`.
     """
     import onnx
     import tf2onnx
-    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+    from spzoo.export.onnx_builder import UnsupportedModel, build_onnx, check_supported
 
+    if engine not in ENGINES:
+        raise ValueError(f"`engine` must be one of {ENGINES}; received {engine!r}.")
     highest = max(tf2onnx.constants.OPSET_TO_IR_VERSION)
     if not isinstance(opset, int) or not 13 <= opset <= highest:
         raise ValueError(
@@ -125,8 +148,45 @@ def to_onnx(
             f"{tf2onnx.__version__} converts up to opset {highest}); "
             f"received {opset!r}."
         )
+
+    if engine == "auto":
+        engine = "tf2onnx"
+        if not dynamic_slim:
+            try:
+                check_supported(model)
+                engine = "builder"
+            except UnsupportedModel:
+                pass
+    if engine == "builder":
+        if dynamic_slim:
+            raise ValueError("`dynamic_slim` is an option of the tf2onnx engine.")
+        metadata = metadata or model_metadata(model, threshold_input=threshold_input)
+        if metadata["threshold"]["gated"] and not metadata["threshold"]["input"]:
+            raise ValueError(
+                "The ONNX builder always takes the threshold input of a gated "
+                "model; use engine='tf2onnx' for `threshold_input=False`."
+            )
+        proto, info = build_onnx(
+            model, levels=levels, threshold_range=metadata["threshold"]["range"]
+        )
+        metadata = dict(metadata, onnx={"engine": "builder", "levels": info["levels"]})
+        proto.metadata_props.append(
+            onnx.StringStringEntryProto(key=METADATA_KEY, value=dumps(metadata))
+        )
+        onnx.checker.check_model(proto, full_check=True)
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            onnx.save(proto, str(tmp))
+        return path
+    if levels is not None:
+        raise ValueError("`levels` is an option of the builder engine.")
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
     metadata = metadata or model_metadata(model, threshold_input=threshold_input)
-    serve, serve_threshold = serving_functions(model, threshold_input)
+    metadata = dict(metadata, onnx={"engine": "tf2onnx"})
+    serve, serve_threshold = serving_functions(
+        model, threshold_input, metadata["threshold"]["range"]
+    )
     function = serve_threshold or serve
     if dynamic_slim:
         if serve_threshold is None:
@@ -135,15 +195,11 @@ def to_onnx(
                 f"input; {model.name!r} has no gates or `threshold_input=False`."
             )
         function = dynamic_slim_function(model)
-    default = None
-    if serve_threshold is not None:
-        default = metadata["threshold"]["default"]
-        default = -np.inf if default is None else float(default)
     patch_tf2onnx()
     proto, _ = tf2onnx.convert.from_function(
         function, input_signature=function.input_signature, opset=opset
     )
-    proto = _finish(proto, metadata, default)
+    proto = _finish(proto, metadata, serve_threshold is not None)
     path = Path(path)
     with atomic_path(path) as tmp:  # usual file mode, not mkstemp's 0600
         onnx.save(proto, str(tmp))

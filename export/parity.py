@@ -194,18 +194,28 @@ def check_onnx_reference(
     reference evaluator (`onnx.reference.ReferenceEvaluator`, no code shared
     with ONNX Runtime) against Keras on `x` (arguments as `check_parity`;
     `rtol`: see `ParityResult`)."""
+    import json
+
     import onnx
     from onnx.reference import ReferenceEvaluator
-    from spzoo.export.metadata import INPUT_NAME, OUTPUT_NAME, THRESHOLD_NAME
+    from spzoo.export.metadata import (
+        INPUT_NAME,
+        METADATA_KEY,
+        OUTPUT_NAME,
+        THRESHOLD_NAME,
+    )
+    from spzoo.export.runtime import resolve_threshold
 
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     evaluator = ReferenceEvaluator(proto)
+    metadata = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
+    takes = THRESHOLD_NAME in {i.name for i in proto.graph.input}
     results = []
     for threshold in thresholds:
         feeds = {INPUT_NAME: np.asarray(x, np.float32)}
-        if threshold is not None:
-            feeds[THRESHOLD_NAME] = np.asarray(threshold, np.float32)
+        if takes:  # the metadata's default and range, as `spzoo.export.load`
+            feeds[THRESHOLD_NAME] = resolve_threshold(metadata, threshold)
         outputs = evaluator.run([OUTPUT_NAME], feeds)[0]
         at = threshold if reference_threshold is None else reference_threshold
         reference = keras_logits(model, x, at)

@@ -15,6 +15,7 @@ naming the file and what was expected.
 import abc
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,32 @@ def artifact_format(path) -> str:
         f"Artifact {str(path)!r}: expected a .onnx file, a .tflite file or a "
         "SavedModel directory."
     )
+
+
+def resolve_threshold(metadata: dict, threshold) -> np.ndarray:
+    """The float32 threshold an artifact runs with: `threshold`, else the
+    metadata's default (None: no threshold, -inf), clamped to the metadata's
+    trained range `[lo, hi]` (below `lo` no gate closes; above `hi` they
+    all would).
+
+    Raises `ValueError` for a NaN or non-scalar threshold.
+    """
+    info = metadata["threshold"]
+    if threshold is None:
+        value = -math.inf if info["default"] is None else float(info["default"])
+    else:
+        try:
+            value = float(check_threshold(threshold))
+        except ValueError as error:
+            raise ValueError(
+                f"{error} Pass a number (the trained range is "
+                f"{info.get('range')}) or None for the default "
+                f"({info['default']})."
+            ) from None
+    span = info.get("range")
+    if span:
+        value = min(max(value, float(span[0])), float(span[1]))
+    return np.asarray(value, np.float32)
 
 
 class Runner(abc.ABC):
@@ -97,10 +124,15 @@ class Runner(abc.ABC):
         return x.astype(np.float32, copy=False)
 
     def check_threshold(self, threshold):
-        """Validates a run-time threshold; None when not given."""
-        if threshold is None:
-            return None
+        """The threshold to run with (`resolve_threshold`); None for an
+        artifact without a threshold input.
+
+        Raises `ValueError` for a threshold given to an artifact without a
+        threshold input, and for a NaN or non-scalar threshold.
+        """
         if not self.takes_threshold:
+            if threshold is None:
+                return None
             raise ValueError(
                 f"`threshold` was given, but {str(self.path)!r} "
                 f"({self.metadata['architecture']}) has no threshold input: "
@@ -111,8 +143,7 @@ class Runner(abc.ABC):
                     else "."
                 )
             )
-        value = check_threshold(threshold)
-        return np.asarray(value, np.float32)
+        return resolve_threshold(self.metadata, threshold)
 
     def __call__(self, x, threshold=None) -> np.ndarray:
         """Logits `(B, K)` of the float32 images `x` `(B, H, W, C)`."""

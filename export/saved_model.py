@@ -24,7 +24,8 @@ def to_saved_model(
 
     Signatures: `serving_default(image) -> {"logits"}` (the model's own
     threshold) and, for gated models, `serve_threshold(image, threshold)`
-    with a scalar float32 threshold. The metadata is the asset
+    with a scalar float32 threshold, clamped to the metadata's trained
+    range. The metadata is the asset
     `assets/spzoo_metadata.json` (also returned by the `metadata()`
     function of the loaded object). The directory is written next to
     `path` and renamed into place.
@@ -40,7 +41,9 @@ def to_saved_model(
     """
     path = Path(path)
     metadata = metadata or model_metadata(model, threshold_input=threshold_input)
-    serve, serve_threshold = serving_functions(model, threshold_input)
+    serve, serve_threshold = serving_functions(
+        model, threshold_input, metadata["threshold"]["range"]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent)  # staging folders of killed exports
     staging = temp_path(path)

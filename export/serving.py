@@ -48,9 +48,14 @@ def ensure_called(model: keras.Model) -> keras.Model:
     return model
 
 
-def serving_functions(model: keras.Model, threshold_input: bool | None = None):
+def serving_functions(
+    model: keras.Model, threshold_input: bool | None = None, threshold_range=None
+):
     """Returns `(serve, serve_threshold)`; `serve_threshold` is None for a
     model without gates or with `threshold_input=False`.
+
+    With `threshold_range` `[lo, hi]`, `serve_threshold` clamps its
+    threshold to it (the trained range of the metadata).
 
     Raises `ValueError` when `threshold_input=True` and the model has no gates.
     """
@@ -74,6 +79,9 @@ def serving_functions(model: keras.Model, threshold_input: bool | None = None):
 
     @tf.function(input_signature=[spec, THRESHOLD_SPEC])
     def serve_threshold(image, threshold):
+        if threshold_range:
+            lo, hi = (float(v) for v in threshold_range)
+            threshold = tf.clip_by_value(threshold, lo, hi)
         with threshold_scope(threshold):
             return {OUTPUT_NAME: model(image, training=False)}
 

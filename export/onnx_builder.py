@@ -1,0 +1,1065 @@
+"""ONNX graphs built layer by layer for ONNX Runtime's fast CPU kernels.
+
+tf2onnx converts the TensorFlow graph of a Keras model op by op: a neuron
+layer becomes a dozen NHWC element-wise nodes, a mixed-kernel Op four
+convolutions with 9-19 output channels and a concatenation, and batch norm
+a multiply and an add. ONNX Runtime's CPU convolutions (MLAS) compute in a
+blocked layout (NCHWc: 16 channels per block with AVX-512) and only when
+every channel count is a multiple of the block; each odd-sized convolution
+is padded to the block, and every node outside the supported set (Pad,
+Slice, Where, Greater, Cast, broadcast Mul) forces a reorder to and from
+NCHW. `build_onnx` writes the graph of a ResNet-family model (`spzoo.models`
+specs: convolutions, batch norm, neuron layers, residual additions, block
+gates) in NCHW directly, with only nodes that ONNX Runtime keeps blocked:
+
+- batch norm after a convolution is folded into its weights and bias;
+  batch norm elsewhere is a depthwise 1x1 convolution with a bias;
+- a mixed-kernel Op (parallel k x k convolutions, concatenated) is cut into
+  16-channel blocks of its output channels; each block is computed with
+  the largest kernel among its channels (smaller kernels zero-padded, which
+  is exact for odd "same" kernels), and consecutive blocks with the same
+  kernel form one convolution, so every convolution and the concatenation
+  stay block-aligned;
+- the neuron response `y = x * where(x > 0, L + Co * g, -M * g)`,
+  `g = ReLU(tanh(shift(x)))`, is computed as
+
+  ```
+  p = Relu(x)                     s = shift(x): depthwise 2x2 conv, end pads
+  g = Tanh(Relu(s))               u = Co' * p - M * x   (Co' = M + Co)
+  y = L * p + g * u
+  ```
+
+  with the per-channel factors as depthwise 1x1 convolutions (ONNX Runtime
+  fuses the additions into them), equal to the Keras graph up to float
+  rounding.
+
+Gated models (`PresynapticGate` blocks) take the scalar input `threshold`,
+a true graph input (no initializer: every runtime must be given it;
+`spzoo.export.load` passes the metadata's default). It is clamped to the
+trained range `[lo, hi]` inside the graph. For input-independent gates the
+graph holds one sub-network per threshold level `t_0 = -inf < t_1 < ...`
+(ONNX `If` nodes choose the level with `t_j <= t < t_{j+1}`): in level `j`
+each block computes only the channels open at `t_j` (sorted by kernel size
+and log-alpha), so the work done falls with the threshold; channels open at
+`t_j` but closed at `t` are zeroed by the gate product, so the logits equal
+the Keras model's at every threshold. The levels' weights are slices of
+one stored copy (Gather/Pad/Concat of initializers, which ONNX Runtime
+folds into constants when it loads the file), so the file is no larger
+than the model. Input-dependent gates are computed in the graph and
+multiply their channels (the work stays the same).
+"""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+from keras import layers
+
+from spzoo.layers.base_neuron import NeuronLayer
+from spzoo.layers.presynaptic_gate import ChannelGate, PresynapticGate
+from spzoo.metrics.gated import gate_blocks
+
+OPSET = 13
+IR_VERSION = 8
+BLOCK = 16
+INPUT_NAME = "image"
+THRESHOLD_NAME = "threshold"
+OUTPUT_NAME = "logits"
+
+
+class UnsupportedModel(ValueError):
+    """The model has a layer that `build_onnx` does not write."""
+
+
+def _history(tensor):
+    return tensor._keras_history.operation
+
+
+def _inputs_of(layer):
+    return list(layer._inbound_nodes[0].input_tensors)
+
+
+def _output_of(layer):
+    return layer._inbound_nodes[0].output_tensors[0]
+
+
+def _consumers(layer):
+    return [node.operation for node in layer._outbound_nodes]
+
+
+def _activation(layer) -> str:
+    name = keras.activations.serialize(layer.activation)
+    return name if isinstance(name, str) else repr(name)
+
+
+def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "same" padding (before, after) of one spatial axis."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+@dataclasses.dataclass
+class ConvBranch:
+    """One Conv2D of a (mixed-kernel) convolution group, in ONNX layout."""
+
+    layer: layers.Conv2D
+    kernel: np.ndarray  # (C_out + 1, C_in + 1, k, k); the last row/column zero
+    size: int
+    channels: int
+
+
+@dataclasses.dataclass
+class ConvGroup:
+    """Convolutions of one input whose outputs are concatenated (or one alone)."""
+
+    anchor: layers.Layer  # the Concatenate, or the single Conv2D
+    branches: list
+    input_tensor: object
+    strides: tuple
+    padding: str
+    bias: np.ndarray  # (C_out,) after folding batch norm; zeros without
+    folded_bn: layers.Layer | None
+
+    @property
+    def channels(self) -> int:
+        return sum(b.channels for b in self.branches)
+
+    def channel(self, index: int) -> tuple[int, int]:
+        """(branch, index in branch) of output channel `index`."""
+        for b, branch in enumerate(self.branches):
+            if index < branch.channels:
+                return b, index
+            index -= branch.channels
+        raise IndexError(index)
+
+
+def _bn_affine(layer: layers.BatchNormalization):
+    """`(scale, shift)` with `bn(x) = scale * x + shift` (float64)."""
+    gamma = np.asarray(layer.gamma, np.float64) if layer.scale else 1.0
+    beta = np.asarray(layer.beta, np.float64) if layer.center else 0.0
+    mean = np.asarray(layer.moving_mean, np.float64)
+    var = np.asarray(layer.moving_variance, np.float64)
+    scale = gamma / np.sqrt(var + layer.epsilon)
+    shift = beta - mean * scale
+    scale = np.broadcast_to(scale, mean.shape)
+    shift = np.broadcast_to(shift, mean.shape)
+    return scale, shift
+
+
+def _find_groups(model) -> dict:
+    """Convolution groups by anchor layer name; batch norms folded into them."""
+    groups, member = {}, {}
+    for layer in model.operations:
+        candidates = []
+        if isinstance(layer, layers.Concatenate):
+            producers = [_history(t) for t in _inputs_of(layer)]
+            if all(type(p) is layers.Conv2D for p in producers):
+                candidates = producers
+        elif type(layer) is layers.Conv2D:
+            consumers = _consumers(layer)
+            if not (
+                len(consumers) == 1
+                and isinstance(consumers[0], layers.Concatenate)
+                and consumers[0].name in groups
+            ):
+                candidates = [layer]
+        if not candidates:
+            continue
+        first = candidates[0]
+        source = _inputs_of(first)[0]
+        ok = all(
+            _inputs_of(c)[0] is source
+            and c.strides == first.strides
+            and c.padding == first.padding
+            and tuple(c.dilation_rate) == (1, 1)
+            and c.groups == 1
+            and _activation(c) == "linear"
+            and c.kernel_size[0] == c.kernel_size[1]
+            and (c.kernel_size[0] % 2 == 1 or len(candidates) == 1)
+            and (len(candidates) == 1 or len(_consumers(c)) == 1)
+            for c in candidates
+        )
+        if not ok:
+            continue
+        branches = []
+        for conv in candidates:
+            kernel = np.transpose(np.asarray(conv.kernel, np.float64), (3, 2, 0, 1))
+            k = conv.kernel_size[0]
+            out, cin = kernel.shape[:2]
+            augmented = np.zeros((out + 1, cin + 1, k, k))
+            augmented[:out, :cin] = kernel
+            branches.append(ConvBranch(conv, augmented, k, out))
+        bias = np.concatenate(
+            [
+                np.asarray(c.bias, np.float64) if c.use_bias else np.zeros(b.channels)
+                for c, b in zip(candidates, branches, strict=True)
+            ]
+        )
+        group = ConvGroup(
+            layer, branches, source, first.strides, first.padding, bias, None
+        )
+        consumers = _consumers(layer)
+        if len(consumers) == 1 and isinstance(consumers[0], layers.BatchNormalization):
+            bn = consumers[0]
+            scale, shift = _bn_affine(bn)
+            start = 0
+            for branch in branches:
+                stop = start + branch.channels
+                branch.kernel[: branch.channels] *= scale[start:stop, None, None, None]
+                start = stop
+            group.bias = group.bias * scale + shift
+            group.folded_bn = bn
+        groups[layer.name] = group
+        for conv in candidates:
+            member[conv.name] = layer.name
+    return groups, member
+
+
+class _Store:
+    """Names, and the initializers shared by every (sub)graph: the stored
+    kernels that the threshold levels slice."""
+
+    def __init__(self):
+        self.initializers = {}
+        self.cache = {}
+        self.counter = 0
+
+    def unique(self, hint: str) -> str:
+        self.counter += 1
+        return f"{hint}_{self.counter}"
+
+
+def _initializer(store, table, cache, value, hint, dtype, key):
+    if key is not None and key in cache:
+        return cache[key]
+    from onnx import numpy_helper
+
+    name = store.unique(hint)
+    table[name] = numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+    if key is not None:
+        cache[key] = name
+    return name
+
+
+class _Graph:
+    """The nodes and local initializers of one (sub)graph.
+
+    ONNX Runtime turns a convolution into its blocked (NCHWc) form only when
+    the weights are initializers of the convolution's own graph, so every
+    constant of a sub-network is local to it; only the stored kernels are
+    shared, and each sub-network derives its weights from them with Slice,
+    Gather and Pad nodes, which ONNX Runtime folds into local initializers.
+    """
+
+    def __init__(self, store: _Store, prefix: str):
+        self.store = store
+        self.prefix = prefix
+        self.nodes = []
+        self.initializers = {}
+        self.cache = {}
+
+    def op(self, op_type, inputs, hint=None, outputs=1, **attributes):
+        from onnx import helper
+
+        names = [
+            self.store.unique(f"{self.prefix}{hint or op_type}") for _ in range(outputs)
+        ]
+        self.nodes.append(
+            helper.make_node(
+                op_type, list(inputs), names, name=names[0] + "_node", **attributes
+            )
+        )
+        return names[0] if outputs == 1 else names
+
+    def const(self, value, hint, dtype=np.float32, key=None):
+        """A local initializer (shared within this graph by `key`)."""
+        return _initializer(
+            self.store,
+            self.initializers,
+            self.cache,
+            value,
+            self.prefix + hint,
+            dtype,
+            key,
+        )
+
+    def shared(self, value, hint, dtype=np.float32, key=None):
+        """An initializer of the top-level graph (stored once)."""
+        store = self.store
+        return _initializer(
+            store, store.initializers, store.cache, value, hint, dtype, key
+        )
+
+
+@dataclasses.dataclass
+class _Value:
+    """An ONNX value (NCHW) and the original channels it holds, in order
+    (-1: a padding channel that is exactly zero)."""
+
+    name: str
+    channels: np.ndarray
+
+    @property
+    def identity(self) -> bool:
+        return bool(np.array_equal(self.channels, np.arange(len(self.channels))))
+
+
+def _blocks_of(kernel_of_slot: list) -> list[tuple[int, int, int]]:
+    """Consecutive 16-channel blocks of output slots merged by kernel size:
+    `[(start, stop, kernel)]`, each kernel the largest in its block."""
+    runs = []
+    for start in range(0, len(kernel_of_slot), BLOCK):
+        stop = min(start + BLOCK, len(kernel_of_slot))
+        kernel = max(kernel_of_slot[start:stop])
+        if runs and runs[-1][2] == kernel:
+            runs[-1] = (runs[-1][0], stop, kernel)
+        else:
+            runs.append((start, stop, kernel))
+    return runs
+
+
+@dataclasses.dataclass
+class _GatePlan:
+    """How one static block gate is written in one threshold level."""
+
+    order: np.ndarray  # first conv's output channels computed, -1 = padding
+    log_alpha: np.ndarray  # of each slot (-inf for padding)
+    gate: np.ndarray  # the inference gate estimator of each slot (0 padding)
+
+
+class _Writer:
+    """Writes the body of the network (one threshold level) into a graph."""
+
+    def __init__(self, model, groups, member, blocks, store):
+        self.model = model
+        self.groups = groups
+        self.member = member
+        self.blocks = {b.gate.name: b for b in blocks}
+        self.block_of_conv1 = {}
+        self.block_of_product = {}
+        for block in blocks:
+            anchor = block.path[-1] if block.path else block.outputs[0][0]
+            self.block_of_conv1[anchor.name] = block
+            self.block_of_product[block.product.name] = block
+        self.folded = {g.folded_bn.name: g for g in groups.values() if g.folded_bn}
+        self.store = store
+        self.params = {}
+
+    def _cached(self, layer, make):
+        """NumPy parameters of `layer` (read from the variables once)."""
+        if layer.name not in self.params:
+            self.params[layer.name] = make()
+        return self.params[layer.name]
+
+    # -- weights ------------------------------------------------------
+    def _conv_weight(self, graph, group, slots, in_channels, kernel, in_graph):
+        """The ONNX kernel `(len(slots), C_in', kernel, kernel)` of output slots
+        `slots` (group output channels, -1 = zero) reading `in_channels`
+        (the input's original channels, -1 = zero): NumPy, or Gather / Slice
+        / Pad / Concat nodes on the stored kernels when `in_graph`."""
+        runs = []  # (branch index, [row of the branch's augmented kernel])
+        for slot in slots:
+            if slot < 0:
+                b = runs[-1][0] if runs else 0
+                row = group.branches[b].channels  # the zero row
+            else:
+                b, row = group.channel(int(slot))
+            if runs and runs[-1][0] == b:
+                runs[-1][1].append(row)
+            else:
+                runs.append((b, [row]))
+        cin = group.branches[0].kernel.shape[1] - 1
+        columns = np.where(in_channels < 0, cin, in_channels).astype(np.int64)
+        parts = []
+        for b, rows in runs:
+            branch = group.branches[b]
+            pad = (kernel - branch.size) // 2
+            if not in_graph:
+                w = branch.kernel[rows][:, columns]
+                parts.append(np.pad(w, [(0, 0), (0, 0), (pad, pad), (pad, pad)]))
+                continue
+            w = graph.shared(
+                branch.kernel,
+                f"{branch.layer.name}_w",
+                key=("kernel", branch.layer.name),
+            )
+            contiguous = rows == list(range(rows[0], rows[0] + len(rows)))
+            identity = np.array_equal(columns, np.arange(cin))
+            starts, ends, axes = [], [], []
+            if contiguous:
+                starts.append(rows[0])
+                ends.append(rows[0] + len(rows))
+                axes.append(0)
+            else:
+                index = graph.const(np.asarray(rows, np.int64), "rows", np.int64)
+                w = graph.op("Gather", [w, index], axis=0)
+            if identity:
+                starts.append(0)
+                ends.append(cin)
+                axes.append(1)
+            else:
+                index = graph.const(columns, "columns", np.int64)
+                w = graph.op("Gather", [w, index], axis=1)
+            if axes:
+                w = graph.op(
+                    "Slice",
+                    [
+                        w,
+                        graph.const(starts, "starts", np.int64),
+                        graph.const(ends, "ends", np.int64),
+                        graph.const(axes, "axes", np.int64),
+                    ],
+                )
+            if pad:
+                pads = graph.const([0, 0, pad, pad, 0, 0, pad, pad], "pads", np.int64)
+                w = graph.op("Pad", [w, pads])
+            parts.append(w)
+        if not in_graph:
+            return np.concatenate(parts).astype(np.float32)
+        return parts[0] if len(parts) == 1 else graph.op("Concat", parts, axis=0)
+
+    def _emit_group(self, graph, group, source: _Value, slots, in_graph) -> _Value:
+        """Writes the convolutions of `group` computing output `slots`."""
+        if source.name is None or not len(slots):
+            # No input channels (a block whose gates are all closed) or no
+            # output channels: the output is exactly zero (no bias).
+            if len(slots) and np.any(group.bias != 0):
+                raise UnsupportedModel(
+                    f"{group.anchor.name!r} has a bias and may read no channels."
+                )
+            return _Value(None, np.asarray(slots, np.int64))
+        kernels = [
+            group.branches[group.channel(int(s))[0]].size if s >= 0 else 1
+            for s in slots
+        ]
+        height, width = (int(d) for d in group.input_tensor.shape[1:3])
+        outputs = []
+        for start, stop, kernel in _blocks_of(kernels):
+            part = slots[start:stop]
+            key = ("conv", group.anchor.name, tuple(part), tuple(source.channels))
+            if in_graph:
+                weight = self._conv_weight(
+                    graph, group, part, source.channels, kernel, True
+                )
+            else:
+                weight = graph.cache.get(key) or graph.const(
+                    self._conv_weight(
+                        graph, group, part, source.channels, kernel, False
+                    ),
+                    f"{group.anchor.name}_w",
+                    key=key,
+                )
+            bias = np.where(part < 0, 0.0, group.bias[np.maximum(part, 0)])
+            if group.padding == "same":
+                ph = _same_pads(height, kernel, group.strides[0])
+                pw = _same_pads(width, kernel, group.strides[1])
+                pads = [ph[0], pw[0], ph[1], pw[1]]
+            else:
+                extra = (kernel - max(b.size for b in group.branches)) // 2
+                pads = [extra] * 4
+            outputs.append(
+                graph.op(
+                    "Conv",
+                    [
+                        source.name,
+                        weight,
+                        graph.const(
+                            bias, f"{group.anchor.name}_b", key=("bias",) + key[1:]
+                        ),
+                    ],
+                    hint=f"{group.anchor.name}",
+                    kernel_shape=[kernel, kernel],
+                    strides=list(group.strides),
+                    pads=pads,
+                )
+            )
+        name = outputs[0] if len(outputs) == 1 else graph.op("Concat", outputs, axis=1)
+        return _Value(name, np.asarray(slots, np.int64))
+
+    # -- element-wise layers ------------------------------------------
+    def _depthwise(self, graph, x: _Value, scale, shift=None, hint="dw"):
+        channels = len(x.channels)
+        weight = graph.const(
+            np.asarray(scale, np.float32).reshape(channels, 1, 1, 1), f"{hint}_w"
+        )
+        inputs = [x.name, weight]
+        if shift is not None:
+            inputs.append(graph.const(np.asarray(shift, np.float32), f"{hint}_b"))
+        return graph.op("Conv", inputs, hint=hint, group=channels, kernel_shape=[1, 1])
+
+    @staticmethod
+    def _per_channel(values, x: _Value, fill=0.0):
+        values = np.asarray(values, np.float64)
+        if values.ndim == 0:
+            values = np.full(max(int(x.channels.max()) + 1, 1), float(values))
+        return np.where(x.channels < 0, fill, values[np.maximum(x.channels, 0)])
+
+    def _batch_norm(self, graph, layer, x: _Value) -> _Value:
+        scale, shift = self._cached(layer, lambda: _bn_affine(layer))
+        scale = self._per_channel(scale, x)
+        shift = self._per_channel(shift, x)
+        return _Value(self._depthwise(graph, x, scale, shift, layer.name), x.channels)
+
+    def _neuron(self, graph, layer, x: _Value) -> _Value:
+        if isinstance(layer, layers.ReLU) or (
+            isinstance(layer, layers.Activation) and _activation(layer) == "relu"
+        ):
+            if isinstance(layer, layers.ReLU) and (
+                layer.max_value is not None
+                or float(layer.negative_slope) != 0.0
+                or float(layer.threshold) != 0.0
+            ):
+                raise UnsupportedModel(f"ReLU {layer.name!r} with options.")
+            return _Value(graph.op("Relu", [x.name], hint=layer.name), x.channels)
+        gains = self._cached(
+            layer,
+            lambda: [np.asarray(keras.ops.convert_to_numpy(g)) for g in layer.gains()],
+        )
+        linear, max_gain, coincidence = (self._per_channel(g, x) for g in gains)
+        channels = len(x.channels)
+        hint = layer.name
+        p = graph.op("Relu", [x.name], hint=f"{hint}_p")
+        if not max_gain.any() and not coincidence.any():
+            y = (
+                p
+                if np.all(linear == 1)
+                else self._depthwise(
+                    graph, _Value(p, x.channels), linear, hint=f"{hint}_l"
+                )
+            )
+            return _Value(y, x.channels)
+        shift_kernel = np.zeros((channels, 1, 2, 2), np.float32)
+        shift_kernel[:, 0, 1, 1] = 1.0
+        s = graph.op(
+            "Conv",
+            [
+                x.name,
+                graph.const(shift_kernel, f"{hint}_shift", key=("shift", channels)),
+            ],
+            hint=f"{hint}_shift",
+            group=channels,
+            kernel_shape=[2, 2],
+            pads=[0, 0, 1, 1],
+        )
+        g = graph.op(
+            "Tanh", [graph.op("Relu", [s], hint=f"{hint}_s")], hint=f"{hint}_g"
+        )
+        both = max_gain + coincidence
+        pv = _Value(p, x.channels)
+        u = (
+            p
+            if np.all(both == 1)
+            else self._depthwise(graph, pv, both, hint=f"{hint}_k")
+        )
+        if max_gain.any():
+            neg = self._depthwise(graph, x, -max_gain, hint=f"{hint}_m")
+            u = graph.op("Add", [u, neg], hint=f"{hint}_u")
+        gu = graph.op("Mul", [g, u], hint=f"{hint}_gu")
+        if not linear.any():
+            return _Value(gu, x.channels)
+        lp = (
+            p
+            if np.all(linear == 1)
+            else self._depthwise(graph, pv, linear, hint=f"{hint}_l")
+        )
+        return _Value(graph.op("Add", [lp, gu], hint=hint), x.channels)
+
+    # -- gates ----------------------------------------------------------
+    def _dynamic_gate(self, graph, gate: PresynapticGate, h: _Value, threshold):
+        """`z` (B, C) of an input-dependent gate, as the Keras layer computes it."""
+        if not h.identity:
+            raise UnsupportedModel(f"Gate {gate.name!r} reads a sliced tensor.")
+        hg = gate.gate
+        pooled = graph.op("GlobalAveragePool", [h.name], hint=f"{gate.name}_pool")
+        pooled = graph.op("Flatten", [pooled], axis=1)
+        kernel = np.asarray(gate.presynaptic_kernel, np.float32)
+        bias = np.asarray(gate.presynaptic_bias, np.float32)
+        la = graph.op("MatMul", [pooled, graph.const(kernel, f"{gate.name}_k")])
+        la = graph.op("Add", [la, graph.const(bias, f"{gate.name}_b")])
+        la = graph.op(
+            "Mul",
+            [la, graph.const(np.float32(gate.log_alpha_scale), "s")],
+            hint=f"{gate.name}_log_alpha",
+        )
+        return self._estimator(graph, hg, la, threshold, gate.name)
+
+    def _estimator(self, graph, hg, la, threshold, hint):
+        z = graph.op("Sigmoid", [la])
+        z = graph.op("Mul", [z, graph.const(np.float32(hg.zeta - hg.gamma), "zg")])
+        z = graph.op("Add", [z, graph.const(np.float32(hg.gamma), "g")])
+        z = graph.op(
+            "Clip",
+            [z, graph.const(np.float32(0), "zero"), graph.const(np.float32(1), "one")],
+        )
+        keep = graph.op("GreaterOrEqual", [la, threshold])
+        return graph.op(
+            "Where", [keep, z, graph.const(np.float32(0), "zero")], hint=f"{hint}_z"
+        )
+
+    # -- the network ------------------------------------------------------
+    def write(self, graph: _Graph, image: str, threshold, plans: dict, in_graph: bool):
+        """Writes the network; returns the logits value name."""
+        values = {}
+        gate_values = {}
+        for layer in self.model.operations:
+            if isinstance(layer, keras.layers.InputLayer):
+                channels = int(layer.output.shape[-1])
+                values[id(layer.output)] = _Value(image, np.arange(channels))
+                continue
+            if layer.name in self.member and self.member[layer.name] != layer.name:
+                continue  # written with its group's concatenation
+            out = _output_of(layer)
+            ins = _inputs_of(layer)
+            if layer.name in self.groups:
+                group = self.groups[layer.name]
+                source = values[id(group.input_tensor)]
+                block = self.block_of_conv1.get(layer.name)
+                if block is not None and block.gate.name in plans:
+                    slots = plans[block.gate.name].order
+                    value = self._emit_group(graph, group, source, slots, in_graph)
+                else:
+                    slots = np.arange(group.channels)
+                    value = self._emit_group(graph, group, source, slots, in_graph)
+                values[id(out)] = value
+                if group.folded_bn is not None:
+                    values[id(_output_of(group.folded_bn))] = value
+                continue
+            if layer.name in self.folded:
+                continue
+            x = values.get(id(ins[0])) if ins else None
+            if x is not None and x.name is None and not isinstance(layer, layers.Add):
+                if not isinstance(layer, NeuronLayer | ChannelGate | layers.ReLU):
+                    raise UnsupportedModel(
+                        f"{layer.name!r} reads the channels of a block whose "
+                        "gates are all closed."
+                    )
+                values[id(out)] = x  # still exactly zero
+                continue
+            if isinstance(layer, layers.BatchNormalization):
+                values[id(out)] = self._batch_norm(graph, layer, x)
+            elif isinstance(layer, NeuronLayer | layers.ReLU | layers.Activation):
+                values[id(out)] = self._neuron(graph, layer, x)
+            elif isinstance(layer, PresynapticGate):
+                if layer.input_dependent:
+                    gate_values[layer.name] = self._dynamic_gate(
+                        graph, layer, x, threshold
+                    )
+            elif isinstance(layer, ChannelGate):
+                block = self.block_of_product[layer.name]
+                gate = block.gate
+                if gate.name in plans:
+                    plan = plans[gate.name]
+                    if not np.array_equal(plan.order, x.channels):
+                        raise UnsupportedModel(
+                            f"Gate {gate.name!r}: the gated channels changed order."
+                        )
+                    keep = graph.op(
+                        "GreaterOrEqual",
+                        [
+                            graph.const(plan.log_alpha.reshape(1, -1, 1, 1), "la"),
+                            threshold,
+                        ],
+                    )
+                    factor = graph.op(
+                        "Where",
+                        [
+                            keep,
+                            graph.const(plan.gate.reshape(1, -1, 1, 1), "z"),
+                            graph.const(np.float32(0), "zero"),
+                        ],
+                        hint=f"{gate.name}_factor",
+                    )
+                else:
+                    z = gate_values[gate.name]
+                    factor = graph.op(
+                        "Unsqueeze",
+                        [z, graph.const([2, 3], "axes", np.int64)],
+                        hint=f"{gate.name}_factor",
+                    )
+                values[id(out)] = _Value(
+                    graph.op("Mul", [x.name, factor], hint=layer.name), x.channels
+                )
+            elif isinstance(layer, layers.Add):
+                parts = [values[id(t)] for t in ins if values[id(t)].name is not None]
+                if not parts or not all(p.identity for p in parts):
+                    raise UnsupportedModel(f"Add {layer.name!r} of sliced tensors.")
+                name = parts[0].name
+                for part in parts[1:]:
+                    name = graph.op("Add", [name, part.name], hint=layer.name)
+                values[id(out)] = _Value(name, parts[0].channels)
+            elif isinstance(layer, layers.Concatenate):
+                parts = [values[id(t)] for t in ins]
+                if not all(p.identity for p in parts) or layer.axis not in (-1, 3):
+                    raise UnsupportedModel(f"Concatenate {layer.name!r}.")
+                name = graph.op("Concat", [p.name for p in parts], axis=1)
+                values[id(out)] = _Value(name, np.arange(int(out.shape[-1])))
+            elif isinstance(layer, layers.GlobalAveragePooling2D):
+                if layer.keepdims or layer.data_format != "channels_last":
+                    raise UnsupportedModel(f"GlobalAveragePooling2D {layer.name!r}.")
+                pooled = graph.op("GlobalAveragePool", [x.name], hint=layer.name)
+                values[id(out)] = _Value(
+                    graph.op("Flatten", [pooled], axis=1), x.channels
+                )
+            elif isinstance(layer, layers.Dense):
+                if not x.identity or _activation(layer) not in ("linear", "relu"):
+                    raise UnsupportedModel(f"Dense {layer.name!r}.")
+                kernel = np.asarray(layer.kernel, np.float32)
+                bias = (
+                    np.asarray(layer.bias, np.float32)
+                    if layer.use_bias
+                    else np.zeros(kernel.shape[1], np.float32)
+                )
+                y = graph.op(
+                    "Gemm",
+                    [
+                        x.name,
+                        graph.const(kernel, f"{layer.name}_w", key=("w", layer.name)),
+                        graph.const(bias, f"{layer.name}_b", key=("b", layer.name)),
+                    ],
+                    hint=layer.name,
+                )
+                if _activation(layer) == "relu":
+                    y = graph.op("Relu", [y])
+                values[id(out)] = _Value(y, np.arange(kernel.shape[1]))
+            elif isinstance(layer, layers.Dropout):
+                values[id(out)] = x
+            else:
+                raise UnsupportedModel(
+                    f"Layer {layer.name!r} ({type(layer).__name__}) is not written "
+                    "by the ONNX builder."
+                )
+        return values[id(self.model.outputs[0])].name
+
+
+def check_supported(model: keras.Model) -> None:
+    """Raises `UnsupportedModel` naming the first layer `build_onnx` cannot
+    write (models with one NHWC image input and one logits output)."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UnsupportedModel("The ONNX builder needs one input and one output.")
+    if len(model.inputs[0].shape) != 4:
+        raise UnsupportedModel("The ONNX builder needs NHWC image inputs.")
+    allowed = (
+        keras.layers.InputLayer,
+        layers.Conv2D,
+        layers.BatchNormalization,
+        NeuronLayer,
+        layers.ReLU,
+        layers.Add,
+        layers.Concatenate,
+        layers.GlobalAveragePooling2D,
+        layers.Dense,
+        layers.Dropout,
+        PresynapticGate,
+        ChannelGate,
+    )
+    for layer in model.operations:
+        if isinstance(layer, keras.Model):
+            raise UnsupportedModel(f"Nested model {layer.name!r}.")
+        if len(getattr(layer, "_inbound_nodes", [])) > 1:
+            raise UnsupportedModel(f"Layer {layer.name!r} is called more than once.")
+        if type(layer) is layers.Activation and _activation(layer) == "relu":
+            continue
+        if not isinstance(layer, allowed) or type(layer) in (
+            layers.DepthwiseConv2D,
+            layers.SeparableConv2D,
+            layers.Conv2DTranspose,
+        ):
+            raise UnsupportedModel(
+                f"Layer {layer.name!r} ({type(layer).__name__}) is not written by "
+                "the ONNX builder; export with engine='tf2onnx'."
+            )
+        if isinstance(layer, layers.Conv2D) and (
+            layer.data_format != "channels_last"
+            or tuple(layer.dilation_rate) != (1, 1)
+            or layer.groups != 1
+            or _activation(layer) != "linear"
+            or layer.padding not in ("same", "valid")
+        ):
+            raise UnsupportedModel(f"Conv2D {layer.name!r} options.")
+    gate_blocks(model)  # raises on gates wired otherwise
+
+
+def static_gates(model) -> list:
+    """The input-independent `PresynapticGate` blocks of `model`."""
+    return [b for b in gate_blocks(model) if b.gate.is_static]
+
+
+def _closed_below(gate: PresynapticGate) -> float:
+    """Log-alpha at and below which the estimator is exactly 0:
+    `sigmoid(la) * (zeta - gamma) + gamma <= 0`."""
+    hg = gate.gate
+    return math.log(-hg.gamma / hg.zeta)
+
+
+def _gate_arrays(block, groups) -> tuple:
+    """`(log_alpha, estimator, kernel size, costs)` of the channels of a static
+    gate; `costs = (C_in * k^2 per kernel k, second-conv MACs per channel)`,
+    per output position, for `_plan`."""
+    gate = block.gate
+    anchor = block.path[-1] if block.path else block.outputs[0][0]
+    group = groups[anchor.name]
+    kernel = np.asarray(
+        [group.branches[group.channel(c)[0]].size for c in range(gate.filters)]
+    )
+    cin = group.branches[0].kernel.shape[1] - 1
+    second = 0
+    for conv in block.inputs:
+        kh, kw, _, cout = conv.kernel.shape
+        second += kh * kw * cout
+    return gate.static_log_alpha(), gate.static_gate(-np.inf), kernel, (cin, second)
+
+
+def _plan(arrays, threshold: float) -> _GatePlan:
+    """The slots of a static block gate at `threshold`.
+
+    The open channels, sorted by kernel size (then by log-alpha, largest
+    first), are cut into runs, each padded with zero channels to a multiple
+    of 16 and computed with the largest kernel of the run; the runs are
+    chosen by dynamic programming to minimise the work of both convolutions
+    (`16 * ceil(n / 16) * (C_in * k^2 + second-conv MACs per channel)`).
+    """
+    la, z, kernel, (cin, second) = arrays
+    open_ = (la >= threshold) & (z > 0)
+    chosen = np.flatnonzero(open_)
+    chosen = chosen[np.lexsort((-la[chosen], kernel[chosen]))]
+    sizes = kernel[chosen]
+    n = len(chosen)
+    best = [0.0] + [math.inf] * n
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):
+            width = -(-(j - i) // BLOCK) * BLOCK
+            cost = best[i] + width * (cin * int(sizes[j - 1]) ** 2 + second)
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    runs, j = [], n
+    while j > 0:
+        runs.append((cut[j], j))
+        j = cut[j]
+    order, log_alpha, gates = [], [], []
+    for i, j in reversed(runs):
+        width = -(-(j - i) // BLOCK) * BLOCK
+        pad = width - (j - i)
+        order += list(chosen[i:j]) + [-1] * pad
+        log_alpha += list(la[chosen[i:j]]) + [-np.inf] * pad
+        gates += list(z[chosen[i:j]]) + [0.0] * pad
+    return _GatePlan(
+        np.asarray(order, np.int64),
+        np.asarray(log_alpha, np.float32),
+        np.asarray(gates, np.float32),
+    )
+
+
+class StaticMacs:
+    """MACs per example of a model with input-independent block gates at a
+    threshold, counting only the open channels (as `spzoo.metrics` does)."""
+
+    def __init__(self, model):
+        from spzoo.metrics.counting import _flat_layers, layer_macs
+
+        self.total = float(sum(layer_macs(layer) for layer in _flat_layers(model)))
+        self.blocks = []
+        for block in static_gates(model):
+            gate = block.gate
+            alive = gate.static_gate(-np.inf) > 0
+            per_channel = np.zeros(gate.filters)
+            for conv, start, stop in block.outputs:
+                per_channel[start:stop] += layer_macs(conv) / (stop - start)
+            per_channel += sum(layer_macs(conv) for conv in block.inputs) / gate.filters
+            self.blocks.append((gate.static_log_alpha(), alive, per_channel))
+
+    def __call__(self, threshold: float) -> float:
+        total = self.total
+        for log_alpha, alive, per_channel in self.blocks:
+            closed = ~((log_alpha >= threshold) & alive)
+            total -= float(per_channel[closed].sum())
+        return total
+
+
+def static_macs(model, threshold: float) -> float:
+    """`StaticMacs(model)(threshold)`."""
+    return StaticMacs(model)(threshold)
+
+
+def default_levels(model, fractions=(0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)):
+    """Threshold levels: for each fraction of the MACs at threshold -inf, the
+    smallest log-alpha value at which the model's static MACs fall to that
+    fraction or below (duplicates dropped)."""
+    blocks = static_gates(model)
+    if not blocks:
+        return []
+    values = np.unique(
+        np.concatenate([b.gate.static_log_alpha() for b in blocks]).astype(np.float64)
+    )
+    values = values[values > max(_closed_below(b.gate) for b in blocks)]
+    if not len(values):
+        return []
+    count = StaticMacs(model)
+    full = count(-np.inf)
+    macs = np.array([count(float(v)) for v in values]) / full
+    levels = []
+    for fraction in fractions:
+        hits = np.flatnonzero(macs <= fraction)
+        if len(hits):
+            level = float(np.float32(values[hits[0]]))
+            if level not in levels:
+                levels.append(level)
+    return sorted(levels)
+
+
+def build_onnx(
+    model: keras.Model,
+    metadata: dict | None = None,
+    levels=None,
+    threshold_range=None,
+):
+    """Writes `model` as an ONNX `ModelProto` (see the module docstring).
+
+    Args:
+        model: A ResNet-family Keras model (`check_supported`).
+        metadata: The metadata document to embed (`metadata_props["spzoo"]`).
+        levels: Gated models with input-independent gates: the thresholds
+            at which the graph switches to a slimmer sub-network (default
+            `default_levels(model)`; `[]`: one masked network).
+        threshold_range: `[lo, hi]` the threshold is clamped to inside the
+            graph (default: the metadata's range, else none).
+
+    Returns:
+        `(proto, info)`: the checked `onnx.ModelProto` and a dict with the
+        levels and their static MACs.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    check_supported(model)
+    gated = bool(gate_blocks(model))
+    static = static_gates(model)
+    if levels is None:
+        levels = default_levels(model) if static else []
+    levels = sorted(float(np.float32(t)) for t in levels)
+    if levels and not static:
+        raise ValueError("`levels` need input-independent gates.")
+    if threshold_range is None and metadata is not None:
+        threshold_range = (metadata.get("threshold") or {}).get("range")
+    groups, member = _find_groups(model)
+    store = _Store()
+    writer = _Writer(model, groups, member, gate_blocks(model), store)
+    top = _Graph(store, "")
+    shape = [int(d) for d in model.inputs[0].shape[1:]]
+    image = top.op("Transpose", [INPUT_NAME], hint="image_nchw", perm=[0, 3, 1, 2])
+    inputs = [
+        helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", *shape])
+    ]
+    threshold = None
+    if gated:
+        inputs.append(
+            helper.make_tensor_value_info(THRESHOLD_NAME, TensorProto.FLOAT, [])
+        )
+        threshold = THRESHOLD_NAME
+        if threshold_range:
+            lo, hi = (float(v) for v in threshold_range)
+            threshold = top.op(
+                "Clip",
+                [
+                    THRESHOLD_NAME,
+                    top.const(np.float32(lo), "lo"),
+                    top.const(np.float32(hi), "hi"),
+                ],
+                hint="threshold_clamped",
+            )
+    num_classes = int(model.outputs[0].shape[-1])
+    info = {"levels": [], "gated": gated}
+    if not static:
+        logits = writer.write(top, image, threshold, {}, in_graph=False)
+    else:
+        bounds = [-np.inf, *levels]
+        count = StaticMacs(model)
+        arrays = {b.gate.name: _gate_arrays(b, groups) for b in static}
+
+        def body(j):
+            graph = _Graph(store, f"L{j}/")
+            plans = {b.gate.name: _plan(arrays[b.gate.name], bounds[j]) for b in static}
+            out = writer.write(graph, image, threshold, plans, in_graph=True)
+            graph.nodes.append(helper.make_node("Identity", [out], [f"L{j}/logits"]))
+            info["levels"].append(
+                {
+                    "threshold": None if j == 0 else bounds[j],
+                    "macs": count(bounds[j]),
+                }
+            )
+            return helper.make_graph(
+                graph.nodes,
+                f"level{j}",
+                [],
+                [
+                    helper.make_tensor_value_info(
+                        f"L{j}/logits", TensorProto.FLOAT, ["batch", num_classes]
+                    )
+                ],
+                list(graph.initializers.values()),
+            )
+
+        def tree(lo, hi, graph):
+            """Levels lo..hi (inclusive) chosen by the threshold in `graph`."""
+            if lo == hi:
+                return body(lo)
+            mid = (lo + hi + 1) // 2
+            sub = _Graph(store, f"T{lo}_{hi}/")
+            cond = sub.op(
+                "Less", [threshold, sub.const(np.float32(bounds[mid]), "level")]
+            )
+            name = f"T{lo}_{hi}/logits"
+            sub.nodes.append(
+                helper.make_node(
+                    "If",
+                    [cond],
+                    [name],
+                    then_branch=tree(lo, mid - 1, sub),
+                    else_branch=tree(mid, hi, sub),
+                )
+            )
+            return helper.make_graph(
+                sub.nodes,
+                f"select{lo}_{hi}",
+                [],
+                [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)],
+                list(sub.initializers.values()),
+            )
+
+        selected = tree(0, len(bounds) - 1, top)
+        top.nodes.extend(selected.node)
+        for tensor in selected.initializer:
+            top.initializers[tensor.name] = tensor
+        logits = selected.output[0].name
+        info["levels"].sort(
+            key=lambda r: -np.inf if r["threshold"] is None else r["threshold"]
+        )
+    top.nodes.append(helper.make_node("Identity", [logits], [OUTPUT_NAME]))
+    graph = helper.make_graph(
+        top.nodes,
+        model.name,
+        inputs,
+        [
+            helper.make_tensor_value_info(
+                OUTPUT_NAME, TensorProto.FLOAT, ["batch", num_classes]
+            )
+        ],
+        list(store.initializers.values()) + list(top.initializers.values()),
+    )
+    proto = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="spzoo",
+    )
+    if metadata is not None:
+        from spzoo.export.metadata import METADATA_KEY, dumps
+
+        proto.metadata_props.append(
+            onnx.StringStringEntryProto(key=METADATA_KEY, value=dumps(metadata))
+        )
+    proto.doc_string = f"spzoo export of {model.name} (ONNX builder)"
+    onnx.checker.check_model(proto, full_check=True)
+    return proto, info

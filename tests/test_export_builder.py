@@ -1,0 +1,218 @@
+"""The ONNX builder: ResNet-family graphs for ONNX Runtime's blocked kernels,
+threshold levels whose work falls with the threshold, and a threshold that is
+a true graph input honoured by two ONNX runtimes."""
+
+import json
+
+import keras
+import numpy as np
+import onnx
+import pytest
+from onnx.reference import ReferenceEvaluator
+from spzoo.export.onnx_builder import check_supported, default_levels
+from spzoo.export.parity import keras_logits
+
+import spzoo.models
+from spzoo import export
+from spzoo.layers import PresynapticGate
+
+SHAPE = (8, 8, 1)  # sklearn digits
+SPEC = {
+    "family": "resnet",
+    "name": "tiny_gated_resnet",
+    "stem_filters": 16,
+    "cell": "conv",
+    "stacks": [
+        {
+            "blocks": 1,
+            "filters": 32,
+            "kernels": {"1": 0.25, "3": 0.5, "5": 0.25},
+            "neuron": [0.5, 0.25, 0.25],
+        },
+        {"blocks": 1, "filters": 32, "kernels": {"1": 0.5, "3": 0.5}, "neuron": "max"},
+    ],
+}
+STATIC = {"input_dependent": False, "mac_weighted": True}
+
+
+def _model(gate=None, seed=0):
+    spec = {**SPEC, "gate": gate} if gate is not None else SPEC
+    keras.utils.set_random_seed(seed)
+    model = spzoo.models.build(spec, SHAPE, 10)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:  # trained-looking batch norm and gates
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, c).astype("f4"))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, c).astype("f4"))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype("f4"))
+            layer.beta.assign(rng.normal(0, 0.3, c).astype("f4"))
+        if isinstance(layer, PresynapticGate):
+            layer.presynaptic_bias.assign(
+                rng.normal(1.0, 2.0, layer.filters).astype("f4") / layer.log_alpha_scale
+            )
+            if layer.input_dependent:
+                shape = layer.presynaptic_kernel.shape
+                layer.presynaptic_kernel.assign(rng.normal(0, 2, shape).astype("f4"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def x():
+    return export.parity_examples("sklearn_digits", SHAPE, 64)
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory):
+    model = _model(STATIC)
+    path = tmp_path_factory.mktemp("builder") / "gated.onnx"
+    report = export.export(model, path, dataset="sklearn_digits", examples=64)
+    return model, path, report
+
+
+def test_builder_graph_matches_keras_with_blocked_convolutions(tmp_path, x):
+    model = _model()
+    check_supported(model)
+    report = export.export(model, tmp_path / "m.onnx", dataset="sklearn_digits")
+    assert all(r.passed for r in report.parity)
+    assert {r.runtime for r in report.parity} == {"onnx", "onnx-reference"}
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["spzoo"])
+    assert meta["onnx"]["engine"] == "builder"
+    ops = {node.op_type for node in proto.graph.node}
+    # No NHWC element-wise chains, Pad/Slice shifts, Where or Cast nodes:
+    # only what ONNX Runtime keeps in its blocked layout.
+    assert ops <= {"Transpose", "Conv", "Relu", "Tanh", "Mul", "Add", "Concat"} | {
+        "GlobalAveragePool",
+        "Flatten",
+        "Gemm",
+        "Identity",
+    }
+    weights = {t.name: t for t in proto.graph.initializer}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    dense = [weights[n.input[1]].dims for n in convs if weights[n.input[1]].dims[1] > 1]
+    # Mixed-kernel Ops are cut into 16-channel blocks (smaller kernels padded).
+    assert len(dense) >= 5 and all(d[0] % 16 == 0 for d in dense)
+    np.testing.assert_allclose(
+        export.load(tmp_path / "m.onnx")(x[:5]), keras_logits(model, x[:5]), atol=1e-4
+    )
+
+
+def test_threshold_is_a_true_graph_input_honoured_by_two_runtimes(gated, x):
+    model, path, report = gated
+    assert all(r.passed for r in report.parity)
+    proto = onnx.load(str(path))
+    assert sorted(i.name for i in proto.graph.input) == ["image", "threshold"]
+    assert "threshold" not in {t.name for t in proto.graph.initializer}
+    meta = export.load(path).metadata
+    lo, hi = meta["threshold"]["range"]
+    assert meta["threshold"]["default"] is None and lo < hi
+    levels = [r["threshold"] for r in meta["onnx"]["levels"][1:]]
+    assert levels == default_levels(model) and len(levels) >= 3
+    # the export checked every level and the probes in ONNX Runtime
+    checked = {r.threshold for r in report.parity if r.runtime == "onnx"}
+    assert set(levels) <= checked
+    runner = export.load(path)
+    evaluator = ReferenceEvaluator(proto)
+    between = [(a + b) / 2 for a, b in zip(levels, levels[1:], strict=False)]
+    outputs = []
+    for t in [lo - 3.0, levels[0], *between[:2], hi + 3.0]:
+        clamped = min(max(t, lo), hi)
+        expected = keras_logits(model, x, clamped)
+        got = runner(x, threshold=t)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        feeds = {"image": x[:8], "threshold": np.asarray(clamped, np.float32)}
+        np.testing.assert_allclose(
+            evaluator.run(["logits"], feeds)[0], expected[:8], atol=1e-4
+        )
+        outputs.append(got)
+    assert all(
+        np.abs(a - b).max() > 1e-3 for a, b in zip(outputs, outputs[1:], strict=False)
+    )
+    # the default applies when no threshold is given: none (-inf), every gate
+    np.testing.assert_allclose(runner(x), keras_logits(model, x), atol=1e-4)
+
+
+def test_each_level_computes_fewer_channels(gated):
+    _, path, _ = gated
+    meta = export.load(path).metadata
+    macs = [r["macs"] for r in meta["onnx"]["levels"]]
+    assert all(a > b for a, b in zip(macs, macs[1:], strict=False))
+    inferred = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    bodies = {}
+
+    def visit(graph):
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    sub = attribute.g
+                    if sub.name.startswith("level"):
+                        bodies[int(sub.name[5:])] = sub
+                    visit(sub)
+
+    visit(inferred.graph)
+    assert sorted(bodies) == list(range(len(macs)))
+    work = []
+    for j in sorted(bodies):
+        shapes = {
+            v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in bodies[j].value_info
+        }
+        shapes.update({t.name: list(t.dims) for t in bodies[j].initializer})
+        convs = [n for n in bodies[j].node if n.op_type == "Conv"]
+        work.append(  # MACs per example of the level's convolutions
+            sum(
+                int(np.prod(shapes[n.input[1]])) * int(np.prod(shapes[n.output[0]][2:]))
+                for n in convs
+            )
+        )
+    # Channels are computed in blocks of 16, so neighbouring levels may cost
+    # the same; the work never grows with the level.
+    assert all(a >= b for a, b in zip(work, work[1:], strict=False))
+    assert work[-1] < 0.7 * work[0]
+
+
+def test_dynamic_gates_export_with_parity(tmp_path, x):
+    model = _model({"input_dependent": True})
+    report = export.export(
+        model, tmp_path / "d.onnx", dataset="sklearn_digits", examples=64
+    )
+    assert all(r.passed for r in report.parity)
+    assert len([r for r in report.parity if r.runtime == "onnx"]) == 4
+    assert report.metadata["threshold"]["range"]
+
+
+@pytest.mark.parametrize("fmt", ["savedmodel", "tflite"])
+def test_other_formats_take_the_clamped_threshold(tmp_path, gated, x, fmt):
+    model = gated[0]
+    path = tmp_path / ("m" if fmt == "savedmodel" else "m.tflite")
+    report = export.export(model, path, dataset="sklearn_digits", examples=64)
+    assert len([r for r in report.parity if r.passed]) == 4
+    runner = export.load(path)
+    lo, hi = runner.metadata["threshold"]["range"]
+    np.testing.assert_allclose(
+        runner(x, threshold=hi + 10), keras_logits(model, x, hi), atol=1e-4
+    )
+
+
+def test_bad_thresholds_are_clear_errors(gated, tmp_path, x):
+    _, path, _ = gated
+    runner = export.load(path)
+    lo, hi = runner.metadata["threshold"]["range"]
+    with pytest.raises(ValueError) as error:
+        runner(x[:2], threshold=float("nan"))
+    assert str(error.value) == (
+        f"`threshold` must not be NaN. Pass a number (the trained range is "
+        f"[{lo}, {hi}]) or None for the default (None)."
+    )
+    plain = export.to_onnx(_model(), tmp_path / "plain.onnx")
+    with pytest.raises(ValueError) as error:
+        export.load(plain)(x[:2], threshold=1.0)
+    assert str(error.value) == (
+        f"`threshold` was given, but {str(plain)!r} (tiny_gated_resnet) has no "
+        "threshold input: the model has no gated cells."
+    )
+    with pytest.raises(ValueError, match="`engine` must be one of"):
+        export.to_onnx(_model(), tmp_path / "x.onnx", engine="fast")
+    with pytest.raises(ValueError, match="`levels` is an option of the builder"):
+        export.to_onnx(_model(), tmp_path / "x.onnx", engine="tf2onnx", levels=[1.0])
