@@ -19,6 +19,21 @@ Side by side in one run:
 Every artifact is parity-checked against Keras on 256 real examples
 (`mnist_5k` eval) before it is timed.
 
+`--large` times the large models in ONNX Runtime instead
+(`bench/results/inference_large.{md,json,png}`), side by side in one run:
+
+- the zoo's `sp_resnet.fashion_mnist` and `resnet_3_48.fashion_mnist`, as
+  shipped (tf2onnx) and exported by the ONNX builder
+  (`spzoo.export.onnx_builder`), latency at batch 1 and throughput at batch
+  64, achieved GFLOP/s (nominal MACs) as a fraction of this machine's
+  matmul GFLOP/s and SP-ResNet's GFLOP/s as a fraction of ResNet 3-48's;
+- a gated SP-ResNet (`--gated PATH.keras`, else the zoo's
+  `gated_sp_resnet.fashion_mnist` when it exists) from ONE builder ONNX
+  file at every threshold level (and `--thresholds`), against the masked
+  (tf2onnx) export of the same model: latency at batch 1, throughput at
+  batch 64, the static MACs kept and the accuracy on `--accuracy-examples`
+  eval examples, with a plot of latency against threshold.
+
 `--parity` instead exports every zoo architecture (`list_architectures()`,
 28x28x1 inputs, 10 classes, untrained weights, gate projections randomised
 so gates differ across channels and examples) to all three formats with
@@ -26,6 +41,7 @@ so gates differ across channels and examples) to all three formats with
 architectures are kept in `bench/results/export_parity.partial.json`).
 
     python bench/inference.py                 # speed table
+    python bench/inference.py --large --gated runs/gated_sp_resnet.fashion_mnist.keras
     python bench/inference.py --parity        # parity of every architecture
 """
 
@@ -72,10 +88,14 @@ def timed(fn, repeats: int) -> float:
     return summary(times)
 
 
-def interleaved(calls: dict, x, rounds: int) -> dict:
+def interleaved(calls: dict, x, rounds: int, clock=time.perf_counter) -> dict:
     """Seconds of each `calls[name](x)` (`summary`), measured in `rounds` rounds
     that call every candidate once each (in a rotating order), so a change of
-    the machine's load during the run affects every candidate alike."""
+    the machine's load during the run affects every candidate alike.
+
+    `clock`: `time.perf_counter` (wall time) or `time.process_time` (CPU
+    time of this process: with one intra-op thread it is the time the
+    runtime computes, without the time other processes hold the cores)."""
     names = list(calls)
     for name in names:  # warm-up
         calls[name](x)
@@ -83,9 +103,9 @@ def interleaved(calls: dict, x, rounds: int) -> dict:
     times = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
+            t0 = clock()
             calls[name](x)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return {name: summary(v) for name, v in times.items()}
 
 
@@ -522,9 +542,295 @@ def parity_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- large models (--large) ---------------------------------------------------
+
+LARGE_DATASET = "fashion_mnist"
+LARGE_SHAPE = (28, 28, 1)
+
+
+def _large_rows(calls, macs, one, batch, peak, rounds, clock):
+    latency = interleaved(calls, one, rounds, clock)
+    batch_s = interleaved(calls, batch, max(6, rounds // 10), clock)
+    return {
+        name: row(name, latency[name], batch_s[name], len(batch), macs[name], peak)
+        for name in calls
+    }
+
+
+def _accuracy(runner, x, y, threshold) -> float:
+    logits = np.concatenate(
+        [runner(x[i : i + 256], threshold=threshold) for i in range(0, len(x), 256)]
+    )
+    return float(np.mean(logits.argmax(-1) == y))
+
+
+def large(args) -> dict:
+    from spzoo.export.onnx_builder import StaticMacs
+
+    from spzoo import zoo
+
+    clocks = {"cpu": time.process_time, "wall": time.perf_counter}
+    clock = clocks["cpu" if THREADS == 1 else "wall"]
+    peak_info = matmul_gflops()
+    peak = peak_info["tensorflow"]
+    print(
+        f"matmul {peak_info['n']}^3 float32: TensorFlow {peak:.1f} GFLOP/s "
+        f"({THREADS} thread(s)); timing by {'CPU' if THREADS == 1 else 'wall'} time",
+        flush=True,
+    )
+    x = export.parity_examples(LARGE_DATASET, LARGE_SHAPE, 256)
+    one, batch = x[:1], x[:64]
+    work = Path(tempfile.mkdtemp(prefix="spzoo_large_"))
+    calls, macs, parity = {}, {}, {}
+    for name in ("resnet_3_48.fashion_mnist", "sp_resnet.fashion_mnist"):
+        entry = zoo.info(name)
+        label = entry["arch"]
+        calls[f"{label}, zoo ONNX (tf2onnx)"] = export.load(
+            zoo.fetch(name, format="onnx"), threads=THREADS
+        )
+        model = zoo.load(name)
+        print(f"exporting {name} with the ONNX builder...", flush=True)
+        report = export.export(
+            model, work / f"{label}.onnx", dataset=LARGE_DATASET, engine="builder"
+        )
+        parity[label] = max(r.max_abs_diff for r in report.parity)
+        calls[f"{label}, builder ONNX"] = export.load(report.path, threads=THREADS)
+        for key in list(calls)[-2:]:
+            macs[key] = entry["macs"]
+    print("timing SP-ResNet and ResNet 3-48 side by side...", flush=True)
+    rows = _large_rows(calls, macs, one, batch, peak, args.repeats, clock)
+    base = rows["resnet_3_48, zoo ONNX (tf2onnx)"]["gflops"]
+    for r in rows.values():
+        r["of_resnet_3_48"] = r["gflops"] / base
+        print(
+            f"  {r['runtime']:<38} {r['latency_ms']:8.2f} ms  {r['throughput']:7.1f}/s"
+            f"  {r['gflops']:6.1f} GFLOP/s ({100 * r['of_resnet_3_48']:.0f}% of "
+            "ResNet 3-48)",
+            flush=True,
+        )
+    result = {
+        "machine": machine(),
+        "threads": THREADS,
+        "clock": "CPU time of the process" if THREADS == 1 else "wall time",
+        "matmul": peak_info,
+        "peak_gflops": peak,
+        "models": list(rows.values()),
+        "builder_parity": parity,
+        "load_average": os.getloadavg()[0],
+    }
+    gated_path = args.gated
+    if gated_path is None and "gated_sp_resnet.fashion_mnist" in zoo.list_models():
+        gated_path = zoo.fetch("gated_sp_resnet.fashion_mnist", format="keras")
+    if gated_path is None:
+        print("no gated SP-ResNet (--gated PATH.keras): skipping the threshold part")
+        return result
+    result["gated"] = gated(args, gated_path, x, peak, clock, work, StaticMacs)
+    return result
+
+
+def gated(args, path, x, peak, clock, work, StaticMacs) -> dict:
+    from spzoo.zoo import eval_arrays
+
+    model, _ = export.load_keras_model(path)
+    print(f"exporting {path} (builder and masked tf2onnx)...", flush=True)
+    fast = export.export(model, work / "gated.onnx", dataset=LARGE_DATASET)
+    masked = export.export(
+        model, work / "gated_masked.onnx", dataset=LARGE_DATASET, engine="tf2onnx"
+    )
+    saved = export.export(model, work / "gated_savedmodel", dataset=LARGE_DATASET)
+    runners = {
+        "builder": export.load(fast.path, threads=THREADS),
+        "masked": export.load(masked.path, threads=THREADS),
+        "savedmodel": export.load(saved.path),
+    }
+    meta = runners["builder"].metadata
+    levels = [r["threshold"] for r in meta["onnx"]["levels"][1:]]
+    thresholds = [None, *levels, *(args.thresholds or [])]
+    count = StaticMacs(model)
+    plain = metrics.macs(model)
+    xe, ye = eval_arrays(LARGE_DATASET)
+    xe, ye = xe[: args.accuracy_examples], ye[: args.accuracy_examples]
+    calls, macs, entries = {}, {}, []
+    for t in thresholds:
+        at = float(runners["builder"].check_threshold(t))
+        kept = count(at)
+        entry = {
+            "threshold": t,
+            "macs": kept,
+            "mac_fraction": kept / plain,
+            "accuracy": _accuracy(runners["builder"], xe, ye, t),
+        }
+        for kind, runner in runners.items():
+            key = f"{kind} t={'none' if t is None else f'{t:.3f}'}"
+            calls[key] = lambda v, r=runner, t=t: r(v, threshold=t)
+            macs[key] = kept
+            entry[f"{kind}_key"] = key
+        entries.append(entry)
+        print(
+            f"  t={entry['threshold']}: MACs {100 * entry['mac_fraction']:.1f}%, "
+            f"accuracy {100 * entry['accuracy']:.2f}%",
+            flush=True,
+        )
+    print("timing every threshold of both files side by side...", flush=True)
+    rows = _large_rows(calls, macs, x[:1], x[:64], peak, args.repeats, clock)
+    first = rows[entries[0]["builder_key"]]
+    for entry in entries:
+        for kind in runners:
+            r = rows[entry.pop(f"{kind}_key")]
+            entry[kind] = r
+        b = entry["builder"]
+        entry["speedup_b1"] = first["latency_ms"] / b["latency_ms"]
+        entry["speedup_b64"] = b["throughput"] / first["throughput"]
+        print(
+            f"  t={entry['threshold']}: builder {b['latency_ms']:.2f} ms "
+            f"({entry['speedup_b1']:.2f}x), {b['throughput']:.1f}/s "
+            f"({entry['speedup_b64']:.2f}x); masked "
+            f"{entry['masked']['latency_ms']:.2f} ms; SavedModel "
+            f"{entry['savedmodel']['throughput']:.1f}/s",
+            flush=True,
+        )
+    plot = RESULTS / "inference_large.png"
+    plot_latency(entries, plot)
+    return {
+        "source": str(path),
+        "label": args.label,
+        "macs_plain": plain,
+        "parity": {
+            kind: max(r.max_abs_diff for r in report.parity)
+            for kind, report in (
+                ("builder", fast),
+                ("masked", masked),
+                ("savedmodel", saved),
+            )
+        },
+        "levels": levels,
+        "accuracy_examples": len(xe),
+        "thresholds": entries,
+        "plot": plot.name,
+    }
+
+
+def plot_latency(entries, path) -> None:
+    """Latency at batch 1 and time per example at batch 64 against threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    lo = min(e["threshold"] for e in entries if e["threshold"] is not None)
+    xs = [lo - 0.5 if e["threshold"] is None else e["threshold"] for e in entries]
+    order = np.argsort(xs)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    labels = {
+        "builder": "ONNX, one builder file",
+        "masked": "ONNX, masked (tf2onnx)",
+        "savedmodel": "SavedModel (TensorFlow)",
+    }
+    for kind, style in (("builder", "o-"), ("masked", "s--"), ("savedmodel", "^:")):
+        b1 = [entries[i][kind]["latency_ms"] for i in order]
+        b64 = [1e3 / entries[i][kind]["throughput"] for i in order]
+        label = labels[kind]
+        axes[0].plot(np.asarray(xs)[order], b1, style, label=label)
+        axes[1].plot(np.asarray(xs)[order], b64, style, label=label)
+    titles = ("batch 1: latency (ms)", "batch 64: ms per example")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_xlabel("threshold on log-alpha (leftmost point: none)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.tight_layout()
+    tmp = f"{path}.tmp.png"
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def large_report(result: dict) -> str:
+    lines = [
+        "# Inference of the large models in ONNX Runtime",
+        "",
+        f"Machine: {result['machine']}; load average at the start "
+        f"{result['load_average']:.1f}. ONNX Runtime with {result['threads']} "
+        f"intra-op thread(s); times are the 10th percentile of interleaved "
+        f"rounds, by {result['clock']}. Measured float32 matmul: "
+        f"{result['peak_gflops']:.1f} GFLOP/s (TensorFlow, same threads).",
+        "",
+        "## SP-ResNet against ResNet 3-48",
+        "",
+        "GFLOP/s = 2 x nominal MACs x examples per second at batch 64. Builder "
+        "exports parity-checked against Keras on 256 Fashion-MNIST eval "
+        "examples (max |logit diff|: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in result["builder_parity"].items())
+        + ").",
+        "",
+        "| model, file | latency batch 1 (ms) | throughput batch 64 (/s) | "
+        "GFLOP/s | of matmul | of ResNet 3-48 (zoo) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result["models"]:
+        lines.append(
+            f"| {r['runtime']} | {r['latency_ms']:.2f} | {r['throughput']:.1f} | "
+            f"{r['gflops']:.1f} | {100 * r['peak_fraction']:.0f}% | "
+            f"{100 * r['of_resnet_3_48']:.0f}% |"
+        )
+    g = result.get("gated")
+    if g:
+        lines += [
+            "",
+            "## Gated SP-ResNet: one ONNX file against threshold",
+            "",
+            f"Model: `{g['source']}` ({g['label']}). Builder file: threshold "
+            f"levels {', '.join(f'{t:.3f}' for t in g['levels'])}; max |logit "
+            f"diff| against Keras over every level and probe: builder "
+            f"{g['parity']['builder']:.1e}, masked {g['parity']['masked']:.1e}, "
+            f"SavedModel {g['parity']['savedmodel']:.1e}. The SavedModel's "
+            "`serve_threshold` drops the closed channels at run time "
+            "(`spzoo.export.block_slim`); the masked ONNX computes them all. "
+            f"MACs: static count of the open channels, as a fraction of the "
+            f"un-gated SP-ResNet ({g['macs_plain']:,}); accuracy of the builder "
+            f"file on the first {g['accuracy_examples']} eval examples.",
+            "",
+            "| threshold | MACs | accuracy | builder b1 (ms) | speed-up b1 | "
+            "builder b64 (/s) | speed-up b64 | builder GFLOP/s | masked b1 (ms) | "
+            "masked b64 (/s) | SavedModel b1 (ms) | SavedModel b64 (/s) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+            "| ---: | ---: |",
+        ]
+        for e in g["thresholds"]:
+            t = "none" if e["threshold"] is None else f"{e['threshold']:.3f}"
+            b, m = e["builder"], e["masked"]
+            lines.append(
+                f"| {t} | {100 * e['mac_fraction']:.1f}% | "
+                f"{100 * e['accuracy']:.2f}% | {b['latency_ms']:.2f} | "
+                f"{e['speedup_b1']:.2f}x | {b['throughput']:.1f} | "
+                f"{e['speedup_b64']:.2f}x | {b['gflops']:.1f} | "
+                f"{m['latency_ms']:.2f} | {m['throughput']:.1f} | "
+                f"{e['savedmodel']['latency_ms']:.2f} | "
+                f"{e['savedmodel']['throughput']:.1f} |"
+            )
+        lines += ["", f"![latency against threshold]({g['plot']})"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parity", action="store_true")
+    parser.add_argument(
+        "--large", action="store_true", help="the large models (see above)"
+    )
+    parser.add_argument(
+        "--gated", default=None, help="--large: a gated SP-ResNet .keras file"
+    )
+    parser.add_argument(
+        "--label",
+        default="zoo model",
+        help="--large: how to call the gated model in the report (e.g. 'short "
+        "development run, not the zoo model')",
+    )
+    parser.add_argument(
+        "--thresholds", type=float, nargs="*", help="--large: more thresholds"
+    )
+    parser.add_argument("--accuracy-examples", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument(
         "--fractions", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.3]
@@ -554,6 +860,9 @@ def main(argv=None) -> int:
     if args.parity:
         result = parity(args)
         name, text = "export_parity", parity_report(result)
+    elif args.large:
+        result = large(args)
+        name, text = "inference_large", large_report(result)
     else:
         result = speed(args)
         name, text = "inference", speed_report(result)

@@ -36,6 +36,7 @@ def export_command(args) -> int:
             atol=args.atol,
             dynamic_slim=args.dynamic_slim,
             channel_multiple=args.channel_multiple,
+            engine=args.engine,
         )
     except ParityError as error:
         print(f"spzoo export: {error}", file=sys.stderr)
@@ -223,6 +224,14 @@ def add_parser(subparsers) -> None:
         default=None,
         help="dataset the model was trained on, for the parity examples and class "
         "names (default: the training record's or zoo entry's; required without)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("auto", "builder", "tf2onnx"),
+        default="auto",
+        help="ONNX: the builder (ResNet family: blocked kernels, threshold "
+        "levels) or tf2onnx (any model, gates masked); auto: the builder when "
+        "it supports the model",
     )
     p.add_argument("--examples", type=int, default=MIN_EXAMPLES)
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)

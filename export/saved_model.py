@@ -5,6 +5,7 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+from spzoo.export.block_slim import block_slim_function, has_static_blocks
 from spzoo.export.metadata import ASSET_NAME, dumps, model_metadata
 from spzoo.export.serving import serving_functions
 
@@ -19,6 +20,7 @@ def to_saved_model(
     path,
     metadata: dict | None = None,
     threshold_input: bool | None = None,
+    slim_blocks: bool = True,
 ) -> Path:
     """Writes `model` as a TensorFlow SavedModel directory.
 
@@ -35,6 +37,9 @@ def to_saved_model(
         path: Output directory.
         metadata: The metadata document (default: `model_metadata(model)`).
         threshold_input: Add the threshold signature (default: gated models).
+        slim_blocks: For input-independent block gates, `serve_threshold`
+            computes only the channels open at the threshold
+            (`spzoo.export.block_slim`) instead of masking them.
 
     Returns:
         The path written.
@@ -44,6 +49,8 @@ def to_saved_model(
     serve, serve_threshold = serving_functions(
         model, threshold_input, metadata["threshold"]["range"]
     )
+    if serve_threshold is not None and slim_blocks and has_static_blocks(model):
+        serve_threshold = block_slim_function(model, metadata["threshold"]["range"])
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent)  # staging folders of killed exports
     staging = temp_path(path)

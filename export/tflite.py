@@ -53,8 +53,8 @@ def to_tflite(
     staging = temp_path(path)
     staging.mkdir()
     try:
-        saved = to_saved_model(
-            model, staging / "saved_model", metadata, threshold_input
+        saved = to_saved_model(  # masked gates: TFLite kernels want fixed shapes
+            model, staging / "saved_model", metadata, threshold_input, slim_blocks=False
         )
         keys = [SIGNATURE]
         if metadata["threshold"]["input"]:

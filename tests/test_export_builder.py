@@ -193,6 +193,10 @@ def test_other_formats_take_the_clamped_threshold(tmp_path, gated, x, fmt):
     np.testing.assert_allclose(
         runner(x, threshold=hi + 10), keras_logits(model, x, hi), atol=1e-4
     )
+    if fmt == "savedmodel":  # its threshold signature gathers the open channels
+        library = runner.serve_threshold.graph.as_graph_def().library
+        ops = {n.op for f in library.function for n in f.node_def}
+        assert "GatherV2" in ops and "Where" in ops
 
 
 def test_bad_thresholds_are_clear_errors(gated, tmp_path, x):
