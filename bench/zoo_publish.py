@@ -81,6 +81,15 @@ SOURCES = [
         "run": "runs/zoo/sp_resnet.fashion_mnist.json",
     },
     {
+        # Curve: the ONNX builder's threshold levels, where its latency steps.
+        "name": "gated_sp_resnet.fashion_mnist",
+        "arch": "gated_sp_resnet",
+        "dataset": "fashion_mnist",
+        "source": "runs/zoo/gated_sp_resnet.fashion_mnist.keras",
+        "run": "runs/zoo/gated_sp_resnet.fashion_mnist.json",
+        "curve": "levels",
+    },
+    {
         "name": "nhn.fashion_mnist",
         "arch": "nhn",
         "spec": "runs/nhn_zoo_fashion_mnist/nhn/final/spec.json",
@@ -149,6 +158,16 @@ def strip_optimizer(model: keras.Model) -> keras.Model:
     return copy
 
 
+def curve_thresholds(source: dict, model: keras.Model) -> list:
+    """The thresholds of a gated model's manifest curve: `CURVE_THRESHOLDS`,
+    or with `"curve": "levels"` none plus the ONNX builder's levels."""
+    if source.get("curve") == "levels":
+        from spzoo.export.onnx_builder import default_levels
+
+        return [None, *default_levels(model)]
+    return CURVE_THRESHOLDS
+
+
 def accuracy_of(path: Path, format: str, x, y, threshold=None) -> float:
     logits = predict_file(path, format, x, threshold)
     return float(np.mean(np.argmax(logits, -1) == y))
@@ -164,6 +183,7 @@ def export_format(
     keras_accuracy: float,
     saved: Path,
     float16_above_mb: float,
+    curve=CURVE_THRESHOLDS,
 ) -> dict:
     """Exports `model` in `format` with `spzoo.export.export` (parity-checked),
     ships it in `saved`, measures its accuracy from the shipped file (a
@@ -178,6 +198,7 @@ def export_format(
         "dataset": dataset,
         "classes": list(spzoo.data.get(dataset).class_names),
         "examples": min(MIN_EXAMPLES, len(y)),  # small sets: every eval example
+        "parity_thresholds": curve[1:] if find_gates(model) else (),
     }
     with tempfile.TemporaryDirectory(dir=saved, prefix=".publish.") as tmp:
         tmp = Path(tmp)
@@ -214,7 +235,7 @@ def export_format(
                 f"{100 * half_accuracy:.2f}% ({points:+.2f} points vs Keras)"
             )
             # Gated models: also at each threshold of the manifest's curve.
-            for t in CURVE_THRESHOLDS[1:] if find_gates(model) else []:
+            for t in curve[1:] if find_gates(model) else []:
                 at = 100 * (
                     accuracy_of(half, format, x, y, t)
                     - spzoo.metrics.measure_at(model, (x, y), t)["accuracy"]
@@ -266,10 +287,20 @@ def publish(
     print(f"{name}: keras accuracy {100 * accuracy:.2f}% ({len(y)} eval examples)")
     files = {"keras": file_record(keras_path, accuracy=accuracy)}
 
+    curve_at = curve_thresholds(source, reloaded)
     for format in EXPORTS:
         try:
             files[format] = export_format(
-                reloaded, name, format, dataset, x, y, accuracy, saved, float16_above_mb
+                reloaded,
+                name,
+                format,
+                dataset,
+                x,
+                y,
+                accuracy,
+                saved,
+                float16_above_mb,
+                curve_at,
             )
         except Exception as error:  # the entry ships without it; say why
             print(
@@ -311,7 +342,7 @@ def publish(
         entry["effective_params"] = int(effective_params(reloaded))
     if find_gates(reloaded):
         curve = []
-        for t in CURVE_THRESHOLDS:
+        for t in curve_at:
             row = spzoo.metrics.measure_at(reloaded, (x, y), t)
             curve.append(
                 {

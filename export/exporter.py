@@ -127,6 +127,7 @@ def export(
     channel_multiple: int = 1,
     engine: str = "auto",
     levels=None,
+    parity_thresholds=(),
 ) -> ExportReport:
     """Exports `model` to `path` and checks parity on real examples.
 
@@ -154,6 +155,8 @@ def export(
             `spzoo.export.to_onnx`); the builder's threshold levels are
             parity-checked one by one.
         levels: ONNX builder only: its threshold levels (see `to_onnx`).
+        parity_thresholds: More thresholds to check parity at (gated
+            models, every format; e.g. those of a zoo threshold curve).
 
     Returns:
         An `ExportReport`. Raises `ParityError` if any check fails.
@@ -218,6 +221,11 @@ def export(
             "engine": engine,
             "levels": levels,
         }
+        extra_thresholds = [check_threshold(t) for t in parity_thresholds or ()]
+        if extra_thresholds and not metadata["threshold"]["input"]:
+            raise ValueError(
+                "`parity_thresholds` were given, but the artifact takes no threshold."
+            )
         return _write_checked(
             model,
             exported,
@@ -228,6 +236,7 @@ def export(
             reference_threshold,
             atol,
             options,
+            extra_thresholds,
         )
     finally:
         if gated:
@@ -235,7 +244,16 @@ def export(
 
 
 def _write_checked(
-    model, exported, path, format, metadata, x, reference_threshold, atol, options
+    model,
+    exported,
+    path,
+    format,
+    metadata,
+    x,
+    reference_threshold,
+    atol,
+    options,
+    extra_thresholds=(),
 ):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +271,7 @@ def _write_checked(
             thresholds += probe_thresholds(metadata)
             levels = (runner.metadata.get("onnx") or {}).get("levels") or []
             thresholds += [r["threshold"] for r in levels[1:]]
+            thresholds += [t for t in extra_thresholds if t not in thresholds]
         results = check_parity(model, runner, x, thresholds, atol, reference_threshold)
         if format == "onnx":
             results += check_onnx_reference(
