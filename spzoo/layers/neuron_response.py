@@ -65,40 +65,75 @@ def _forward(x, linear, max_gain, coincidence):
     return x * slope, g, positive, slope
 
 
-def _input_gradient(upstream, x, g, positive, slope, max_gain, coincidence):
-    # d y / d x1 is the slope itself: y is linear in x1 on either side of 0.
-    direct = upstream * slope
-    # d y / d g = x1 * where(x1 > 0, coincidence, -max), and
-    # d g / d x2 = 1 - tanh(x2)^2 where x2 > 0 (i.e. where g > 0), else 0.
-    d_g = upstream * x * ops.where(positive, coincidence, -max_gain)
-    d_x2 = ops.where(ops.greater(g, 0), d_g * (1.0 - g * g), 0.0)
-    return direct + unshift(d_x2)
-
-
-def _gains_gradient(upstream, x, g, positive):
-    reduce_axes = tuple(range(len(x.shape) - 1))
-    xg = upstream * x * g
-    d_linear = ops.sum(ops.where(positive, upstream * x, 0.0), axis=reduce_axes)
-    d_max = ops.sum(ops.where(positive, 0.0, -xg), axis=reduce_axes)
-    d_coincidence = ops.sum(ops.where(positive, xg, 0.0), axis=reduce_axes)
-    return d_linear, d_max, d_coincidence
-
-
 def _response(x, linear, max_gain, coincidence):
     return _forward(x, linear, max_gain, coincidence)[0]
 
 
-def _backward(upstream, x, linear, max_gain, coincidence):
-    # Recomputes the forward quantities: inside one fused kernel that is
-    # cheaper than keeping g, the sign mask and the slope in memory.
-    _, g, positive, slope = _forward(x, linear, max_gain, coincidence)
-    return _input_gradient(upstream, x, g, positive, slope, max_gain, coincidence)
+def _neighbour_gate(t):
+    """`g = ReLU(tanh(x2))` from `t = tanh(x)`: the shift commutes with tanh."""
+    return ops.relu(shift(t))
 
 
-def _backward_with_gains(upstream, x, linear, max_gain, coincidence):
-    _, g, positive, slope = _forward(x, linear, max_gain, coincidence)
-    dx = _input_gradient(upstream, x, g, positive, slope, max_gain, coincidence)
-    return (dx, *_gains_gradient(upstream, x, g, positive))
+def _input_gradient(upstream, x, t, linear, max_gain, coincidence):
+    """`d loss / d x` from `t = tanh(x)`, select-free.
+
+    d y / d x1 is the slope itself (y is linear in x1 on either side of 0);
+    d y / d g = x1 * where(x1 > 0, coincidence, -max) = coincidence *
+    ReLU(x1) - max * min(x1, 0); and d g / d x2 = (1 - tanh(x2)^2) where
+    tanh(x2) > 0. The neighbour term of position q comes from position
+    q - 1, whose x2 is x[q]: `unshift(d y / d g) * (1 - t^2) * (t > 0)`.
+    Masks are multiplications by `(x > 0)`, not selects: XLA's CPU
+    emitter vectorises those loops better.
+    """
+    g = _neighbour_gate(t)
+    positive = ops.cast(ops.greater(x, 0), x.dtype)
+    slope = positive * (linear + coincidence * g) + (positive - 1.0) * (max_gain * g)
+    d_g = upstream * (coincidence * ops.relu(x) - max_gain * ops.minimum(x, 0.0))
+    d_tanh = (1.0 - t * t) * ops.cast(ops.greater(t, 0), t.dtype)
+    return upstream * slope + unshift(d_g) * d_tanh
+
+
+def _pair_sum(p):
+    """Adds the two halves of the batch: `(N, ...) -> (ceil(N / 2), ...)`.
+
+    Written as a reduction over a leading axis of size 2, which XLA's CPU
+    emitter unrolls and vectorises along the channels; a reduction over all
+    positions at once is emitted as strided scalar loads and runs several
+    times slower. An odd batch is padded with one zero example.
+    """
+    n = p.shape[0]
+    if n is None:
+        n = ops.shape(p)[0]
+    if not isinstance(n, int) or n % 2:
+        p = ops.pad(p, [[0, n % 2]] + [[0, 0]] * (len(p.shape) - 1))
+    return ops.sum(ops.reshape(p, (2, -1, *p.shape[1:])), axis=0)
+
+
+def _gain_product(index):
+    """Returns the kernel of one gain's per-element products, half-summed.
+
+    The three gains' gradients are the per-channel sums of `upstream *
+    ReLU(x1)` (linear), `upstream * ReLU(-x1) * g` (max) and `upstream *
+    ReLU(x1) * g` (coincidence). One kernel per product: XLA's CPU backend
+    compiles sibling outputs as separate loops anyway, and a stacked output
+    runs slower than three.
+    """
+
+    def product(upstream, x, t):
+        g = _neighbour_gate(t)
+        linear = upstream * ops.relu(x)
+        if index == 0:
+            return _pair_sum(linear)
+        if index == 1:
+            return _pair_sum(-(upstream * ops.minimum(x, 0.0)) * g)
+        return _pair_sum(linear * g)
+
+    return product
+
+
+def _channel_sums(linear, max_gain, coincidence):
+    axes = tuple(range(len(linear.shape) - 1))
+    return tuple(ops.sum(p, axis=axes) for p in (linear, max_gain, coincidence))
 
 
 def _fuse(fn):
@@ -106,8 +141,11 @@ def _fuse(fn):
 
     Only the element-wise neuron maths is compiled; the convolutions around
     it keep TensorFlow's (oneDNN) kernels, which on CPU are faster than
-    XLA's. Fusing turns the dozen element-wise passes of the response and
-    its gradient into one pass each (see bench/neuron_overhead.py).
+    XLA's. Each compiled function has one output: XLA's CPU backend does
+    not fuse sibling loops with different outputs, nor element-wise
+    producers into a reduction efficiently, so every output is its own
+    kernel and reductions read materialised products (see
+    bench/neuron_overhead.py).
     """
     if keras.backend.backend() != "tensorflow":
         return fn
@@ -117,16 +155,38 @@ def _fuse(fn):
 
 
 _fused_response = _fuse(_response)
-_fused_backward = _fuse(_backward)
-_fused_backward_with_gains = _fuse(_backward_with_gains)
+_fused_input_gradient = _fuse(_input_gradient)
+_fused_products = tuple(_fuse(_gain_product(i)) for i in range(3))
+_fused_channel_sums = _fuse(_channel_sums)
+
+
+def _backward(upstream, x, linear, max_gain, coincidence):
+    # tanh runs as a standalone op: TensorFlow's (and XLA's unfused) tanh is
+    # vectorised, the fused CPU kernels evaluate it about 3x slower.
+    t = ops.tanh(x)
+    return t, _fused_input_gradient(upstream, x, t, linear, max_gain, coincidence)
+
+
+def _backward_with_gains(upstream, x, linear, max_gain, coincidence):
+    t, dx = _backward(upstream, x, linear, max_gain, coincidence)
+    products = [fused(upstream, x, t) for fused in _fused_products]
+    d_linear, d_max, d_coincidence = _fused_channel_sums(*products)
+    return dx, d_linear, d_max, d_coincidence
 
 
 def neuron_response(x, linear, max_gain, coincidence, trainable_gains=False):
     """Computes the mixed neuron response of the module docstring.
 
-    The forward pass and the hand-written gradient each run as one fused
-    kernel (XLA on the TensorFlow backend). Use it for training; inference
-    and export take the plain graph of `_forward`.
+    The forward pass is one fused kernel (XLA on the TensorFlow backend);
+    the hand-written gradient is a few (`tanh`, the input gradient, and for
+    trainable gains three products and their per-channel sums). 16-bit
+    inputs (mixed precision) are computed in float32: XLA's CPU kernels
+    emulate bfloat16 and float16 arithmetic element by element (a
+    `mixed_bfloat16` SP-ResNet step took 2.7 s against 1.6 s with ReLU), so
+    the input is cast by the backend's vectorised cast outside the kernels
+    and the result cast back.
+    Use it for training; inference and export take the plain graph of
+    `_forward`.
 
     Args:
         x: A float tensor of rank 2 (batch, features) or rank 4 (NHWC).
@@ -140,9 +200,17 @@ def neuron_response(x, linear, max_gain, coincidence, trainable_gains=False):
     Returns:
         A tensor of the same shape and dtype as `x`.
     """
-    dtype = x.dtype
+    if keras.backend.standardize_dtype(x.dtype) in ("bfloat16", "float16"):
+        y = neuron_response(
+            ops.cast(x, "float32"),
+            linear,
+            max_gain,
+            coincidence,
+            trainable_gains=trainable_gains,
+        )
+        return ops.cast(y, x.dtype)
     linear, max_gain, coincidence = (
-        ops.cast(ops.convert_to_tensor(v), dtype)
+        ops.cast(ops.convert_to_tensor(v), x.dtype)
         for v in (linear, max_gain, coincidence)
     )
 
@@ -153,7 +221,7 @@ def neuron_response(x, linear, max_gain, coincidence, trainable_gains=False):
             def grad(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
-                return _fused_backward_with_gains(
+                return _backward_with_gains(
                     upstream, x, linear, max_gain, coincidence
                 )
 
@@ -166,7 +234,7 @@ def neuron_response(x, linear, max_gain, coincidence, trainable_gains=False):
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            return _fused_backward(upstream, x, linear, max_gain, coincidence)
+            return _backward(upstream, x, linear, max_gain, coincidence)[1]
 
         return _fused_response(x, linear, max_gain, coincidence), grad
 
