@@ -221,9 +221,7 @@ def neuron_response(x, linear, max_gain, coincidence, trainable_gains=False):
             def grad(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
-                return _backward_with_gains(
-                    upstream, x, linear, max_gain, coincidence
-                )
+                return _backward_with_gains(upstream, x, linear, max_gain, coincidence)
 
             return _fused_response(x, linear, max_gain, coincidence), grad
 
