@@ -11,6 +11,7 @@ from spzoo.layers import (
     MaxNeuron,
     PrunableNeuronLayer,
     TrainableNeuronLayer,
+    neuron_response,
     reference_response,
     shift,
 )
@@ -175,6 +176,49 @@ def test_gradients(layer_cls, kind, make_input, training):
     assert np.all(elementwise[0][r["silent"]] == 0)
     assert np.all(per_x1[r["silent"]] == 0)
     assert np.all(elementwise[1][r["silent"]] == 0)
+
+
+@pytest.mark.parametrize("trainable_gains", [False, True])
+def test_mixed_bfloat16_response_is_float32_maths_rounded(trainable_gains):
+    # Under `mixed_bfloat16` the layers see bfloat16 inputs; the response and
+    # its gradients are computed in float32 and only rounded at the end, so
+    # they equal the float32 results to bfloat16 precision and keep the
+    # input's dtype.
+    x = truth_table_input_rank4(3)
+    upstream = np.random.default_rng(4).normal(size=x.shape).astype("float32")
+    gains = [
+        tf.constant(v, "float32")
+        for v in ([1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0])
+    ]
+
+    def run(dtype):
+        xt = tf.cast(tf.constant(x), dtype)
+        gt = [tf.cast(g, dtype) for g in gains]
+        with tf.GradientTape() as tape:
+            tape.watch([xt, *gt])
+            y = neuron_response(xt, *gt, trainable_gains=trainable_gains)
+            loss = tf.reduce_sum(tf.cast(y, "float32") * upstream)
+        grads = tape.gradient(loss, [xt, *gt])
+        return y, grads
+
+    y16, grads16 = run("bfloat16")
+    y32, grads32 = run("float32")
+    assert y16.dtype == tf.bfloat16 and grads16[0].dtype == tf.bfloat16
+    x16 = tf.cast(tf.cast(tf.constant(x), "bfloat16"), "float32").numpy()
+    np.testing.assert_allclose(
+        tf.cast(y16, "float32").numpy(),
+        neuron_response(tf.constant(x16), *gains).numpy(),
+        rtol=1e-2,
+        atol=1e-2,
+    )
+    np.testing.assert_allclose(
+        tf.cast(grads16[0], "float32").numpy(), grads32[0].numpy(), rtol=5e-2, atol=5e-2
+    )
+    if trainable_gains:
+        for g16, g32 in zip(grads16[1:], grads32[1:], strict=True):
+            np.testing.assert_allclose(
+                tf.cast(g16, "float32").numpy(), g32.numpy(), rtol=5e-2, atol=5e-2
+            )
 
 
 def test_trainable_layer_is_softmax_mixture_and_trains_its_weights():
