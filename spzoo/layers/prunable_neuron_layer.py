@@ -36,6 +36,32 @@ def split_channels(total, fractions, argument="fractions"):
     return counts
 
 
+ARRANGEMENTS = ("blocks", "interleaved")
+
+
+def arrange_types(counts, arrangement: str = "blocks") -> np.ndarray:
+    """The neuron type index (0 relu, 1 max, 2 coincidence) of each channel.
+
+    Args:
+        counts: Channels of each type, e.g. `split_channels(C, fractions)`.
+        arrangement: `"blocks"`: contiguous blocks, all ReLU channels first,
+            then max, then coincidence. `"interleaved"`: the types spread
+            evenly over the channels (type `t`'s `i`-th channel sits at
+            position `(i + 1/2) / counts[t]` of the layer, ties by type), so
+            every run of consecutive channels, such as the output of one
+            kernel size of a mixed-kernel Op, holds each type in about the
+            layer's proportions.
+    """
+    if arrangement not in ARRANGEMENTS:
+        raise ValueError(
+            f"`arrangement` must be one of {ARRANGEMENTS}; received {arrangement!r}."
+        )
+    if arrangement == "blocks":
+        return np.repeat(np.arange(len(counts)), counts)
+    slots = sorted(((i + 0.5) / n, t) for t, n in enumerate(counts) for i in range(n))
+    return np.asarray([t for _, t in slots], dtype="int64")
+
+
 @saving.register_keras_serializable(package="spzoo")
 class PrunableNeuronLayer(NeuronLayer):
     """Prunable neuron layer: channels assigned to neuron types by fractions.
@@ -45,7 +71,11 @@ class PrunableNeuronLayer(NeuronLayer):
     max neurons, the rest coincidence neurons (`MaxNeuron`,
     `CoincidenceNeuron`: same neighbour shift, zero border). The pruning NAS
     uses `fractions=(1/3, 1/3, 1/3)`; the SP-ResNet uses fixed compositions
-    such as `(0.45, 0.40, 0.15)` in its first stack.
+    such as `(0.45, 0.40, 0.15)` in its first stack. With
+    `arrangement="interleaved"` the same counts are spread evenly over the
+    channels instead of in contiguous blocks (see `arrange_types`): in a
+    mixed-kernel network, where a channel's kernel size is fixed by its
+    position, contiguous blocks tie each neuron type to some kernel sizes.
 
     A non-trainable `channel_mask` (ones at first) multiplies the output:
     `prune(channels)` zeroes channels, which removes those neurons from the
@@ -57,11 +87,16 @@ class PrunableNeuronLayer(NeuronLayer):
     Args:
         fractions: Three non-negative numbers summing to 1: the share of
             ReLU, max and coincidence neurons.
+        arrangement: `"blocks"` (default) or `"interleaved"`: where each
+            type's channels sit (`arrange_types`).
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
     """
 
-    def __init__(self, fractions=(1 / 3, 1 / 3, 1 / 3), **kwargs):
+    def __init__(
+        self, fractions=(1 / 3, 1 / 3, 1 / 3), arrangement: str = "blocks", **kwargs
+    ):
         super().__init__(**kwargs)
+        arrange_types([1], arrangement)  # validates
         fractions = tuple(float(f) for f in fractions)
         if len(fractions) != 3:
             raise ValueError(
@@ -70,12 +105,13 @@ class PrunableNeuronLayer(NeuronLayer):
             )
         split_channels(1, fractions)  # validates
         self.fractions = fractions
+        self.arrangement = arrangement
 
     def build(self, input_shape):
         self._check_input_shape(input_shape)
         channels = input_shape[-1]
         self.type_counts = split_channels(channels, self.fractions)
-        type_index = np.repeat(np.arange(3), self.type_counts)
+        type_index = arrange_types(self.type_counts, self.arrangement)
         self._type_index = type_index
         onehot = np.eye(3, dtype="float32")[type_index]
         # Gains per channel: relu -> (1, 0, 0), max -> (1, 1, 0),
@@ -154,4 +190,6 @@ class PrunableNeuronLayer(NeuronLayer):
     def get_config(self):
         config = super().get_config()
         config.update({"fractions": list(self.fractions)})
+        if self.arrangement != "blocks":  # configs of earlier files stay as they were
+            config["arrangement"] = self.arrangement
         return config

@@ -21,6 +21,14 @@ layers), with a reduction layer (3x3 conv stride 2 -> BN -> neuron) between
 consecutive stacks that maps to the next stack's filters; then BN -> neuron
 -> global average pooling -> a dense layer of logits (no softmax).
 
+Optional, `"reductions"`: `"between_stacks"` (the default, two reductions
+for three stacks: what Fig. 8a's text builds when the last stack feeds the
+pooling directly) or `"after_every_stack"` (the paper's phrase "three
+(residual block x N_B - reduction layer) stacks" read literally, as the
+growth family does: a third reduction after the last stack, 3x3 stride 2 to
+twice its filters, before the head). See docs/fidelity.md, row
+"Reductions".
+
 Optional, for pruned networks (the pruning NAS, `spzoo.tuners.pruning`): a
 stack may carry `"inner_neurons"`, one `[relu, max, coincidence]` list of
 neuron counts per block. Block `b` then has `sum(inner_neurons[b])` channels
@@ -53,6 +61,8 @@ from spzoo.blocks import (
 from spzoo.blocks.neurons import neuron_layer
 from spzoo.blocks.residual import check_gate
 from spzoo.models.checks import check_num_classes
+
+REDUCTIONS = ("between_stacks", "after_every_stack")
 
 
 def resnet_spec(num_blocks: int = 3, filters: int = 48, neuron="relu") -> dict:
@@ -98,6 +108,11 @@ def check_spec(spec: dict) -> dict:
         raise ValueError(f"`spec['stem_filters']` must be an int >= 1; got {stem!r}.")
     spec["stem_filters"] = stem
     spec.setdefault("cell", "conv")
+    if spec.get("reductions", REDUCTIONS[0]) not in REDUCTIONS:
+        raise ValueError(
+            f"`spec['reductions']` must be one of {REDUCTIONS}; received "
+            f"{spec['reductions']!r}."
+        )
     for i, stack in enumerate(stacks):
         where = f"spec['stacks'][{i}]"
         for key in ("blocks", "filters"):
@@ -205,10 +220,10 @@ def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.
                 name=f"stack{s}_block{b}",
                 gate=stack.get("gate", spec.get("gate")),
             )
-        if s < len(stacks):
+        if s < len(stacks) or spec.get("reductions") == "after_every_stack":
             x = reduction_layer(
                 x,
-                stacks[s]["filters"],
+                stacks[s]["filters"] if s < len(stacks) else 2 * stack["filters"],
                 stack["neuron"],
                 cell,
                 name=f"stack{s}_reduction",

@@ -1,0 +1,107 @@
+"""Issue 19: the papers' readings offered beside spzoo's defaults.
+
+One test (or a few) per row of docs/fidelity.md that has an option; tiny
+shapes, NumPy checks against the papers' formulas and structure.
+"""
+
+import numpy as np
+import pytest
+
+from spzoo.layers import PrunableNeuronLayer, split_channels
+from spzoo.layers.prunable_neuron_layer import arrange_types
+from spzoo.models import build, get_spec
+
+
+def _type_counts_per_kernel(types, kernel_counts):
+    out, start = [], 0
+    for count in kernel_counts:
+        block = np.asarray(types[start : start + count])
+        out.append([int((block == t).sum()) for t in range(3)])
+        start += count
+    return out
+
+
+def test_interleaved_arrangement_spreads_each_type_over_every_kernel_size():
+    """Item 1: with the SP-ResNet's stack-1 shares, contiguous blocks put
+    every coincidence neuron on a 7x7 channel; interleaved gives every
+    kernel size each type within one channel of the stack's proportions."""
+    fractions = (0.45, 0.40, 0.15)
+    channels = 48
+    counts = split_channels(channels, fractions)
+    kernels = split_channels(channels, [0.2, 0.4, 0.2, 0.2])  # 1, 3, 5, 7
+    blocks = _type_counts_per_kernel(arrange_types(counts, "blocks"), kernels)
+    assert [row[2] for row in blocks] == [0, 0, 0, counts[2]]  # 7x7 only
+    interleaved = arrange_types(counts, "interleaved")
+    assert np.bincount(interleaved, minlength=3).tolist() == counts
+    for size, row in zip(
+        kernels, _type_counts_per_kernel(interleaved, kernels), strict=True
+    ):
+        expected = np.asarray(fractions) * size
+        assert np.all(np.abs(np.asarray(row) - expected) <= 1.0), (row, expected)
+
+
+def test_interleaved_layer_computes_each_channel_by_its_type():
+    layer = PrunableNeuronLayer((0.5, 0.25, 0.25), arrangement="interleaved")
+    x = np.random.default_rng(0).normal(size=(2, 3, 3, 8)).astype("float32")
+    y = np.asarray(layer(x))
+    x2 = np.zeros_like(x)
+    x2[:, :-1, :-1, :] = x[:, 1:, 1:, :]  # neighbour, zero border
+    g = np.maximum(np.tanh(x2), 0)
+    relu = np.maximum(x, 0)
+    expected = {
+        "relu": relu,
+        "max": relu + np.maximum(-x, 0) * g,
+        "coincidence": relu * g,
+    }
+    types = layer.neuron_types()
+    assert types != sorted(types, key=["relu", "max", "coincidence"].index)
+    for c, kind in enumerate(types):
+        np.testing.assert_allclose(y[..., c], expected[kind][..., c], atol=1e-6)
+    clone = PrunableNeuronLayer.from_config(layer.get_config())
+    assert clone.arrangement == "interleaved"
+    assert "arrangement" not in PrunableNeuronLayer().get_config()
+    with pytest.raises(ValueError, match="`arrangement` must be one of"):
+        PrunableNeuronLayer(arrangement="random")
+
+
+def test_sp_resnet_interleaved_spec_same_size_other_placement():
+    plain = build("sp_resnet", (8, 8, 1), 3)
+    inter = build("sp_resnet_interleaved", (8, 8, 1), 3)
+    assert plain.count_params() == inter.count_params()
+    a = plain.get_layer("stack1_block1_op2_neuron")
+    b = inter.get_layer("stack1_block1_op2_neuron")
+    assert a.type_counts == b.type_counts
+    # The last 9 of 48 channels are the 7x7 outputs of the block's first Op.
+    assert a.neuron_types()[:-9].count("coincidence") == 0
+    assert len(set(b.neuron_types()[-9:])) == 3
+    spec = get_spec("sp_resnet_interleaved")
+    base = get_spec("sp_resnet")
+    for s, t in zip(spec["stacks"], base["stacks"], strict=True):
+        assert s["neuron"]["fractions"] == t["neuron"]
+        assert s["kernels"] == t["kernels"]
+
+
+def test_three_reductions_add_one_reduction_after_the_last_stack():
+    """Item 2: `"reductions": "after_every_stack"` reads Fig. 8a's "three
+    (residual block x N_B - reduction layer) stacks" literally."""
+    spec = {
+        "stem_filters": 2,
+        "stacks": [{"blocks": 1, "filters": f} for f in (2, 4, 8)],
+    }
+    two = build(spec, (16, 16, 1), 3)
+    three = build({**spec, "reductions": "after_every_stack"}, (16, 16, 1), 3)
+    names = {layer.name for layer in three.layers} - {
+        layer.name for layer in two.layers
+    }
+    assert names == {
+        "stack3_reduction_conv",
+        "stack3_reduction_bn",
+        "stack3_reduction_neuron",
+    }
+    conv = three.get_layer("stack3_reduction_conv")
+    assert conv.kernel.shape == (3, 3, 8, 16) and conv.strides == (2, 2)
+    assert three.get_layer("head_pool").input.shape[1:] == (2, 2, 16)
+    extra = 3 * 3 * 8 * 16 + 4 * 16 + 4 * (16 - 8) + (16 - 8) * 3  # no conv bias
+    assert three.count_params() - two.count_params() == extra
+    with pytest.raises(ValueError, match=r"spec\['reductions'\]"):
+        build({**spec, "reductions": 3}, (16, 16, 1), 3)
