@@ -105,3 +105,40 @@ def test_three_reductions_add_one_reduction_after_the_last_stack():
     assert three.count_params() - two.count_params() == extra
     with pytest.raises(ValueError, match=r"spec\['reductions'\]"):
         build({**spec, "reductions": 3}, (16, 16, 1), 3)
+
+
+def test_threshold_scale_and_open_probability():
+    """Item 4: under the test-time estimator every log-alpha below
+    log(-gamma/zeta) ~ -2.4 is a closed gate, so thresholds below it (the
+    paper's -7) change nothing; a threshold given as the gates' probability
+    of being open means the same for every model."""
+    from spzoo.layers import (
+        HardConcreteGate,
+        closed_bound,
+        open_probability,
+        threshold_for_open_probability,
+    )
+
+    bound = closed_bound()
+    assert bound == pytest.approx(np.log(0.1 / 1.1)) and -2.41 < bound < -2.39
+    gate = HardConcreteGate()
+    log_alpha = np.linspace(-9, 4, 27).astype("float32")
+    none = np.asarray(gate(log_alpha))
+    assert np.all(none[log_alpha < bound] == 0) and np.all(none[log_alpha > bound] > 0)
+    for t in (-7.0, -3.0, bound - 1e-3):
+        np.testing.assert_array_equal(np.asarray(gate(log_alpha, threshold=t)), none)
+    # P(z != 0) against the sampler, in NumPy (Louizos et al., eq. 12).
+    rng = np.random.default_rng(0)
+    u = rng.uniform(1e-6, 1 - 1e-6, size=(200_000, 1))
+    la = np.array([-3.0, -1.6, 0.0, 2.0])
+    s = 1 / (1 + np.exp(-(np.log(u) - np.log1p(-u) + la) / (2 / 3)))
+    z = np.clip(s * 1.2 - 0.1, 0, 1)
+    np.testing.assert_allclose((z > 0).mean(0), open_probability(la), atol=0.005)
+    for p in (0.05, 0.31, 0.5, 0.9):
+        t = threshold_for_open_probability(p)
+        assert open_probability(t) == pytest.approx(p)
+    assert threshold_for_open_probability(0.5) == pytest.approx(2 / 3 * bound)
+    assert threshold_for_open_probability(0) is None
+    assert threshold_for_open_probability(1) == np.inf
+    with pytest.raises(ValueError, match="`probability` must be a number in"):
+        threshold_for_open_probability(1.5)

@@ -3,8 +3,11 @@
 from spzoo.layers.coincidence_neuron import CoincidenceNeuron
 from spzoo.layers.hard_concrete_gate import (
     HardConcreteGate,
+    closed_bound,
     get_threshold,
+    open_probability,
     set_threshold,
+    threshold_for_open_probability,
     threshold_scope,
 )
 from spzoo.layers.inhibition_conv2d import InhibitionConv2D
@@ -32,13 +35,16 @@ __all__ = [
     "SmoothInit",
     "TrainableNeuronLayer",
     "WholeMapDepthwisePooling",
+    "closed_bound",
     "gaussian_kernel",
     "get_threshold",
     "neuron_response",
+    "open_probability",
     "reference_response",
     "set_threshold",
     "shift",
     "smooth_kernels",
     "split_channels",
+    "threshold_for_open_probability",
     "threshold_scope",
 ]

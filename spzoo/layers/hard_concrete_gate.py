@@ -76,6 +76,59 @@ def threshold_scope(threshold):
         _SCOPE_THRESHOLD.reset(token)
 
 
+def closed_bound(gamma: float = -0.1, zeta: float = 1.1) -> float:
+    """`log(-gamma / zeta)`: below this log-alpha the test-time estimator
+    `clip(sigmoid(log_alpha) * (zeta - gamma) + gamma, 0, 1)` is already 0,
+    so a threshold at or below it closes no further gate (about -2.398 with
+    the defaults)."""
+    return math.log(-gamma / zeta)
+
+
+def open_probability(
+    log_alpha, gamma: float = -0.1, zeta: float = 1.1, beta: float = 2.0 / 3.0
+):
+    """`P(z != 0) = sigmoid(log_alpha - beta * log(-gamma / zeta))`: the
+    probability that a training-time gate is open (Louizos et al., eq. 12;
+    the expected L0 norm). NumPy in, NumPy out."""
+    log_alpha = np.asarray(log_alpha, dtype="float64")
+    return 1.0 / (1.0 + np.exp(-(log_alpha - beta * closed_bound(gamma, zeta))))
+
+
+def threshold_for_open_probability(
+    probability: float,
+    gamma: float = -0.1,
+    zeta: float = 1.1,
+    beta: float = 2.0 / 3.0,
+) -> float | None:
+    """The log-alpha threshold that closes every gate whose training-time
+    probability of being open is below `probability`.
+
+    `t = logit(p) + beta * log(-gamma / zeta)`, the inverse of
+    `open_probability`: a threshold with the same meaning for every model
+    (with the same gamma, zeta, beta), whatever the scale its log-alphas
+    were trained to. `p = 0` gives None (no threshold), `p = 1` `+inf`
+    (every gate closed). Thresholds below `closed_bound()` (p below about
+    0.31 with the defaults) change nothing at inference: the estimator has
+    closed those gates already.
+
+    Args:
+        probability: In [0, 1].
+        gamma, zeta, beta: The gates' hard-concrete parameters.
+    """
+    if isinstance(probability, bool) or not (
+        isinstance(probability, int | float | np.floating) and 0 <= probability <= 1
+    ):
+        raise ValueError(
+            f"`probability` must be a number in [0, 1]; received {probability!r}."
+        )
+    if probability == 0:
+        return None
+    if probability == 1:
+        return math.inf
+    logit = math.log(probability) - math.log1p(-probability)
+    return logit + beta * closed_bound(gamma, zeta)
+
+
 def find_gates(model_or_layer) -> list:
     """Every `HardConcreteGate` inside a model or layer (nested ones too)."""
     return [
