@@ -142,3 +142,28 @@ def test_threshold_scale_and_open_probability():
     assert threshold_for_open_probability(1) == np.inf
     with pytest.raises(ValueError, match="`probability` must be a number in"):
         threshold_for_open_probability(1.5)
+
+
+def test_lds_direction_threshold_keeps_the_highest_standard_deviations():
+    """Item 5: the paper's "standard deviation thresholds" for directions."""
+    from spzoo.tuners.location_direction import generate_direction
+
+    stds = {
+        "addon_0_2_k3": np.arange(20, dtype="float64").reshape(4, 5)[::-1],
+        "addon_1_2_k5": np.linspace(1, 0, 10).reshape(2, 5),
+    }
+    addons = [(0, 2, 3), (1, 2, 5)]
+    rng = np.random.default_rng(0)
+    masks = generate_direction(addons, stds, 0.1, rng, rule="threshold")
+    for name, s in stds.items():
+        keep = max(1, round(0.1 * s.size))
+        mask = masks[name]
+        assert mask.shape == s.shape and mask.sum() == keep
+        assert s[mask == 1].min() >= s[mask == 0].max()
+    again = generate_direction(addons, stds, 0.1, np.random.default_rng(1), "threshold")
+    for name in stds:
+        np.testing.assert_array_equal(masks[name], again[name])
+    sampled = generate_direction(addons, stds, 0.5, rng)  # default: drawn
+    assert all(sampled[n].sum() == round(0.5 * stds[n].size) for n in stds)
+    with pytest.raises(ValueError, match="`direction_rule` must be one of"):
+        generate_direction(addons, stds, 0.1, rng, rule="top")

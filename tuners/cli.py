@@ -92,6 +92,7 @@ def nhn_command(args) -> int:
         verbose=args.verbose,
         macro_supernet=args.macro_supernet,
         final_recipe=args.final_recipe,
+        direction_rule=args.direction_rule,
     )
     print(format_summary(summary))
     print(f"NHN model written to {summary['model_path']}")
@@ -193,6 +194,14 @@ def add_parser(subparsers) -> None:
         default="paper",
         help="final training: the paper's (cutout, dropout) or the base one "
         "(none; better for tiny networks trained a few epochs)",
+    )
+    p.add_argument(
+        "--direction-rule",
+        choices=["sampled", "threshold"],
+        default="sampled",
+        help="LDS directions: drawn in proportion to their kernels' standard "
+        "deviation (default) or the highest standard deviations (the paper's "
+        "thresholds)",
     )
     p.set_defaults(func=nhn_command)
 

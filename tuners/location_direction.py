@@ -23,7 +23,12 @@ mutating): they replace members 11-20 of the sorted population. Then the
 *direction* search: for the best location, each cycle re-generates K
 directions (which input -> output connections exist) with sparsity 0.1,
 drawing connections with probability proportional to the standard
-deviation of their (shared) kernels; no crossover or mutation.
+deviation of their (shared) kernels; no crossover or mutation. The paper
+writes that "the standard deviation thresholds are used to determine the
+optimal add-on directions": `direction_rule="threshold"` keeps the 10% of
+connections with the highest standard deviation instead of drawing them
+(the same count; the kept set then changes between cycles only as the
+shared kernels train). See docs/fidelity.md, row "LDS directions".
 
 Add-on weights start at zero in the supernet (a candidate starts as the
 base network; the kernels grow where the gradient asks for them).
@@ -163,35 +168,61 @@ def recombine(parents, rng: random.Random) -> list:
     return children
 
 
+DIRECTION_RULES = ("sampled", "threshold")
+
+
 def generate_direction(
-    addons, stds: dict, sparsity: float, rng: np.random.Generator
+    addons,
+    stds: dict,
+    sparsity: float,
+    rng: np.random.Generator,
+    rule: str = "sampled",
 ) -> dict:
     """GenerateDir: a sparse connection mask per add-on location.
 
-    Keeps `max(1, round(sparsity C_in C_out))` connections of each location,
-    drawn without replacement with probability proportional to the standard
-    deviation of their shared kernels (high-sensitivity connections first).
+    Keeps `max(1, round(sparsity C_in C_out))` connections of each location:
+    with `rule="sampled"`, drawn without replacement with probability
+    proportional to the standard deviation of their shared kernels
+    (high-sensitivity connections first); with `rule="threshold"`, the
+    connections of highest standard deviation (the paper's "standard
+    deviation thresholds"; ties by position, `rng` unused).
 
     Args:
         addons: `(from, to, kernel)` locations.
         stds: `{addon layer name: (C_in, C_out) kernel stds}`.
         sparsity: Share of connections kept, in (0, 1].
+        rng: Random generator of the sampled rule.
+        rule: `"sampled"` or `"threshold"`.
 
     Returns:
         `{addon layer name: 0/1 mask}`.
     """
     check_sparsity(sparsity)
+    check_direction_rule(rule)
     masks = {}
     for a, b, k in addons:
         name = addon_name({"from": a, "to": b, "kernel": k})
         s = np.asarray(stds[name], "float64")
         weights = s.ravel() + 1e-12
         keep = max(1, int(round(sparsity * s.size)))
-        chosen = rng.choice(s.size, size=keep, replace=False, p=weights / weights.sum())
+        if rule == "threshold":
+            chosen = np.argsort(-s.ravel(), kind="stable")[:keep]
+        else:
+            chosen = rng.choice(
+                s.size, size=keep, replace=False, p=weights / weights.sum()
+            )
         mask = np.zeros(s.size, "float32")
         mask[chosen] = 1
         masks[name] = mask.reshape(s.shape)
     return masks
+
+
+def check_direction_rule(rule) -> str:
+    if rule not in DIRECTION_RULES:
+        raise ValueError(
+            f"`direction_rule` must be one of {DIRECTION_RULES}; received {rule!r}."
+        )
+    return rule
 
 
 def check_sparsity(sparsity) -> float:
@@ -352,6 +383,10 @@ class LocationDirectionOracle(ResumableOracle, keras_tuner.Oracle):
         location_cycles: T of the location search.
         direction_cycles: T of the direction search.
         sparsity: Direction sparsity (0.1), in (0, 1].
+        direction_rule: `"sampled"` (default: connections drawn with
+            probability proportional to their kernels' standard deviation)
+            or `"threshold"` (the highest standard deviations, the paper's
+            wording); see `generate_direction`.
         p_none: Probability of gene value -1 (0.8).
         seed: Random seed (the same search, killed and resumed or not).
     """
@@ -365,9 +400,11 @@ class LocationDirectionOracle(ResumableOracle, keras_tuner.Oracle):
         sparsity: float = 0.1,
         p_none: float = 0.8,
         seed: int = 0,
+        direction_rule: str = "sampled",
         **kwargs,
     ):
         check_spec(spec)
+        check_direction_rule(direction_rule)
         if not isinstance(population_size, int) or population_size < 10:
             raise ValueError(
                 "`population_size` K must be an int >= 10 (the best 4 recombine "
@@ -405,6 +442,7 @@ class LocationDirectionOracle(ResumableOracle, keras_tuner.Oracle):
         self.direction_cycles = direction_cycles
         self.sparsity = float(sparsity)
         self.p_none = float(p_none)
+        self.direction_rule = direction_rule
         rng = random.Random(f"{seed}-init")
         self.phase = "location"
         self.cycle = 0
@@ -527,6 +565,7 @@ class LocationDirectionOracle(ResumableOracle, keras_tuner.Oracle):
             "sparsity": self.sparsity,
             "p_none": self.p_none,
             "seed": self.seed,
+            "direction_rule": self.direction_rule,
         }
 
     def get_state(self):
@@ -761,6 +800,7 @@ class LDSTuner(ResumableTuner, keras_tuner.Tuner):
                 self.shared.kernel_stds(),
                 self.oracle.sparsity,
                 rng,
+                rule=self.oracle.direction_rule,
             )
             path = self.direction_path(trial.trial_id)
             os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -171,6 +171,7 @@ def run_nhn_pipeline(
     verbose: int = 1,
     macro_supernet: bool = False,
     final_recipe: str = "paper",
+    direction_rule: str = "sampled",
 ) -> dict:
     """Runs (or resumes) the NHN pipeline on a dataset.
 
@@ -190,6 +191,10 @@ def run_nhn_pipeline(
             dropout (better for networks of a few thousand parameters trained
             a few epochs, which the paper's regularisation underfits). A
             finished final stage trained with the other recipe is re-trained.
+        direction_rule: LDS direction search: `"sampled"` (connections
+            drawn in proportion to their kernels' standard deviation) or
+            `"threshold"` (the highest standard deviations, as the paper
+            writes); see `spzoo.tuners.location_direction`.
 
     Returns:
         The summary written to `<directory>/nhn/summary.json`: accuracy,
@@ -217,6 +222,7 @@ def run_nhn_pipeline(
         raise ValueError(
             f"`final_recipe` must be 'paper' or 'base'; received {final_recipe!r}."
         )
+    lds.check_direction_rule(direction_rule)
     b = NHN_BUDGETS[budget]
     info = spdata.get(dataset)
     if info.modality != "image":
@@ -330,6 +336,12 @@ def run_nhn_pipeline(
     # 4. LDS on the pruned model with shared add-on weights.
     stage = root / "lds"
     result = _stage_done(stage)
+    if result is not None and result.get("direction_rule", "sampled") != direction_rule:
+        raise ValueError(
+            f"The LDS stage in {stage} ran with direction_rule="
+            f"{result.get('direction_rule', 'sampled')!r}, not {direction_rule!r}; "
+            "use the same rule, or another directory."
+        )
     if result is None:
         say(
             f"[4/5] LDS: K={b.population}, {b.location_cycles} location + "
@@ -352,6 +364,7 @@ def run_nhn_pipeline(
             direction_cycles=b.direction_cycles,
             sparsity=b.sparsity,
             seed=seed,
+            direction_rule=direction_rule,
         )
         x_train, y_train = load_arrays(dataset, "train")
         x_eval, y_eval = load_arrays(dataset, "eval")
@@ -391,6 +404,7 @@ def run_nhn_pipeline(
                 "direction_accuracy": oracle.best_direction["accuracy"],
                 "cycles": oracle.log,
                 "candidates": len(oracle.trials),
+                "direction_rule": direction_rule,
                 "seconds": time.time() - start,
             },
         )
