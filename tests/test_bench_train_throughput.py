@@ -1,0 +1,93 @@
+"""bench/train_throughput.py: lever configurations and one tiny run."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(
+        "train_throughput", BENCH / "train_throughput.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.path.remove(str(BENCH))
+
+
+def test_model_specs_change_one_thing(bench):
+    plain = bench.model_spec("resnet_3_48", "split", 1)
+    prunable = bench.model_spec("resnet_3_48_prunable", "split", 1)
+    assert [s["neuron"] for s in prunable["stacks"]] == ["prunable"] * 3
+    assert [s["filters"] for s in prunable["stacks"]] == [
+        s["filters"] for s in plain["stacks"]
+    ]
+    split = bench.model_spec("sp_resnet", "split", 1)
+    assert split["stacks"][0]["kernels"] == {"1": 0.2, "3": 0.4, "5": 0.2, "7": 0.2}
+    largest = bench.model_spec("sp_resnet", "largest", 1)
+    assert [s["kernels"] for s in largest["stacks"]] == [
+        {"7": 1.0},
+        {"7": 1.0},
+        {"3": 1.0},
+    ]
+    assert [s["neuron"] for s in largest["stacks"]] == [
+        s["neuron"] for s in split["stacks"]
+    ]
+    three = bench.model_spec("sp_resnet", "3", 1)
+    assert all(s["kernels"] == {"3": 1.0} for s in three["stacks"])
+
+
+def test_every_model_lists_its_baseline_first(bench):
+    for model in bench.MODELS:
+        label, changes = bench.LEVERS[model][0]
+        assert changes == {} and label.startswith("baseline")
+
+
+def test_tiny_run_writes_ratios_to_each_models_baseline(bench, tmp_path, capsys):
+    code = bench.main(
+        [
+            "--quick",
+            "--models",
+            "resnet_3_48",
+            "sp_resnet",
+            "--width-divisor",
+            "16",
+            "--rounds",
+            "1",
+            "--steps",
+            "1",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    result = json.loads((tmp_path / "train_throughput.json").read_text())
+    rows = result["rows"]
+    assert [(r["model"], r["lever"]) for r in rows] == [
+        (m, lever) for m in ("resnet_3_48", "sp_resnet") for lever in bench.QUICK_LEVERS
+    ]
+    for row in rows:
+        assert row["best"] > 0
+        assert row["images_per_second"] == pytest.approx(
+            row["config"]["batch"] / row["best"]
+        )
+    assert [r["ratio"] for r in rows if r["lever"].startswith("baseline")] == [1.0, 1.0]
+    assert (
+        rows[2]["config"]["batch"] == 64 and rows[1]["config"]["precision"] == "float32"
+    )
+    table = (tmp_path / "train_throughput.md").read_text()
+    assert "| sp_resnet | float32 |" in table and "Machine:" in table
+    assert "baseline resnet_3_48:" in capsys.readouterr().out
+
+
+def test_bad_rounds_is_a_usage_error(bench):
+    with pytest.raises(SystemExit) as error:
+        bench.main(["--rounds", "0"])
+    assert error.value.code == 2
