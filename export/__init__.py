@@ -15,21 +15,30 @@ Installed as `spzoo.export`; the CLI commands are `spzoo export` and
 `spzoo infer` (`spzoo.export.cli`).
 """
 
-from spzoo.export.exporter import ExportReport, export, load_keras_model
-from spzoo.export.metadata import model_metadata
-from spzoo.export.onnx import to_onnx
-from spzoo.export.parity import (
-    ParityError,
-    ParityResult,
-    check_onnx_reference,
-    check_parity,
-    parity_examples,
-)
-from spzoo.export.runtime import FORMATS, Runner, load
-from spzoo.export.saved_model import to_saved_model
-from spzoo.export.serving import serving_functions
-from spzoo.export.slim import SlimReport, slim_model
-from spzoo.export.tflite import to_tflite
+import importlib
+
+# Attributes are imported on first use (PEP 562), so the command line builds
+# `spzoo export --help` without importing Keras and TensorFlow.
+_EXPORTS = {
+    "ExportReport": "spzoo.export.exporter",
+    "export": "spzoo.export.exporter",
+    "load_keras_model": "spzoo.export.exporter",
+    "model_metadata": "spzoo.export.metadata",
+    "to_onnx": "spzoo.export.onnx",
+    "ParityError": "spzoo.export.parity",
+    "ParityResult": "spzoo.export.parity",
+    "check_onnx_reference": "spzoo.export.parity",
+    "check_parity": "spzoo.export.parity",
+    "parity_examples": "spzoo.export.parity",
+    "FORMATS": "spzoo.export.defaults",
+    "Runner": "spzoo.export.runtime",
+    "load": "spzoo.export.runtime",
+    "to_saved_model": "spzoo.export.saved_model",
+    "serving_functions": "spzoo.export.serving",
+    "SlimReport": "spzoo.export.slim",
+    "slim_model": "spzoo.export.slim",
+    "to_tflite": "spzoo.export.tflite",
+}
 
 __all__ = [
     "FORMATS",
@@ -51,3 +60,13 @@ __all__ = [
     "to_saved_model",
     "to_tflite",
 ]
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'spzoo.export' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

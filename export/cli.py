@@ -11,9 +11,13 @@ spzoo infer gated_cnn.fashion_mnist --dataset fashion_mnist --threshold none \
 import argparse
 import sys
 
-from spzoo.export.onnx import DEFAULT_OPSET
-from spzoo.export.parity import DEFAULT_ATOL, MIN_EXAMPLES
-from spzoo.export.runtime import FORMATS
+from spzoo.export.defaults import (
+    DEFAULT_ATOL,
+    DEFAULT_OPSET,
+    ENGINES,
+    FORMATS,
+    MIN_EXAMPLES,
+)
 
 
 def export_command(args) -> int:
@@ -69,8 +73,11 @@ def export_command(args) -> int:
     return 0
 
 
+OUTPUTS = ("text", "json", "csv")
+
+
 def infer_command(args) -> int:
-    from spzoo.export.inputs import MAX_CLIP_SECONDS
+    from spzoo.export.inputs import MAX_CLIP_SECONDS, expand_inputs
     from spzoo.export.runtime import load
 
     from spzoo.zoo import resolve_artifact
@@ -79,6 +86,8 @@ def infer_command(args) -> int:
         raise ValueError(f"`--top` must be >= 1; received {args.top}.")
     if args.repeats < 1:
         raise ValueError(f"`--repeats` must be >= 1; received {args.repeats}.")
+    if args.batch_size < 1:
+        raise ValueError(f"`--batch-size` must be >= 1; received {args.batch_size}.")
     if not 0 < args.clip_seconds <= MAX_CLIP_SECONDS:
         raise ValueError(
             f"`--clip-seconds` must be in (0, {MAX_CLIP_SECONDS:g}] seconds; "
@@ -86,43 +95,139 @@ def infer_command(args) -> int:
         )
     if not args.inputs and not args.dataset:
         raise ValueError("Give input files, or `--dataset NAME` to score a split.")
-    runner = load(resolve_artifact(args.artifact))
+    if args.dataset and args.output != "text":
+        raise ValueError(
+            f"`--output {args.output}` applies to input files; `--dataset` prints "
+            "a text table."
+        )
+    files = expand_inputs(args.inputs)
+    providers = args.providers.split(",") if args.providers else None
+    runner = load(resolve_artifact(args.artifact), providers=providers)
     thresholds = args.threshold or [None]
-    print(f"{runner.metadata['architecture']} ({runner.format}, {runner.path})")
+    header = f"{runner.metadata['architecture']} ({runner.format}, {runner.path})"
+    # Machine-readable output keeps stdout to the records.
+    print(header, file=sys.stdout if args.output == "text" else sys.stderr)
     if args.dataset:
         _score_dataset(runner, args, thresholds)
-    for threshold in thresholds if args.inputs else ():
-        _classify_files(runner, args, threshold)
+    if files:
+        write = _record_writer(args.output, args.top)
+        for threshold in thresholds:
+            if threshold is not None and args.output == "text":
+                print(f"at threshold {threshold:g}:")
+            for record in _classify_files(runner, files, args, threshold):
+                write(record)
     return 0
 
 
-def _classify_files(runner, args, threshold) -> None:
+def _batches(runner, files, args):
+    """Yields `(names, x, files_read)`: batches of up to `--batch-size`
+    examples read from `files` (a file holding several examples names each
+    `path[i]`), and how many files were read so far."""
     import numpy as np
     from spzoo.export.inputs import read_input
 
-    classes = runner.metadata["output"]["classes"]
-    if threshold is not None:
-        print(f"at threshold {threshold:g}:")
-    for path in args.inputs:
+    names, parts, count = [], [], 0
+    for files_read, path in enumerate(files, 1):
         x = read_input(path, runner.input_shape, args.clip_seconds)
+        many = len(x) > 1
+        for i in range(len(x)):
+            names.append(f"{path}[{i}]" if many else str(path))
+        parts.append(x)
+        count += len(x)
+        while count >= args.batch_size:
+            batch = np.concatenate(parts)
+            yield names[: args.batch_size], batch[: args.batch_size], files_read
+            names, parts = names[args.batch_size :], [batch[args.batch_size :]]
+            count -= args.batch_size
+    if count:
+        yield names, np.concatenate(parts), len(files)
+
+
+def _progress(files, args):
+    """A Keras progress bar over the files on stderr, or None: shown when
+    `--progress` is given, or (by default) when stderr is a terminal and the
+    files span more than one batch."""
+    show = args.progress
+    if show is None:
+        show = sys.stderr.isatty() and len(files) > args.batch_size
+    if not show:
+        return None
+    import contextlib
+
+    import keras
+
+    with contextlib.redirect_stdout(sys.stderr):  # Progbar writes to stdout
+        return keras.utils.Progbar(len(files), unit_name="file")
+
+
+def _classify_files(runner, files, args, threshold):
+    """Yields one record per example of `files`: its name, the threshold and
+    the top `--top` classes with their softmax scores."""
+    import contextlib
+
+    import numpy as np
+
+    classes = runner.metadata["output"]["classes"]
+    progress = _progress(files, args)
+    for names, x, files_read in _batches(runner, files, args):
         logits = np.asarray(runner(x, threshold=threshold))
         bad = ~np.isfinite(logits).all(axis=-1)
         if bad.any():
             trained = runner.metadata["input"].get("preprocessing") or "its metadata"
+            first = int(np.argmax(bad))
             raise ValueError(
-                f"Input {path!r}: the model's outputs are not finite for "
+                f"Input {names[first]!r}: the model's outputs are not finite for "
                 f"{int(bad.sum())} of {len(x)} example(s) (the first: "
-                f"{int(np.argmax(bad))}); its values span [{x.min():.3g}, "
+                f"{first}); its values span [{x.min():.3g}, "
                 f"{x.max():.3g}], far from what the model was trained on "
                 f"({trained})."
             )
         shifted = logits - logits.max(-1, keepdims=True)
         probs = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
-        for i, p in enumerate(probs):
-            name = path if len(probs) == 1 else f"{path}[{i}]"
+        for name, p in zip(names, probs, strict=True):
             top = np.argsort(-p)[: args.top]
-            ranked = ", ".join(f"{classes[k]} {p[k]:.3f}" for k in top)
-            print(f"{name}: {ranked}")
+            yield {
+                "path": name,
+                "threshold": threshold,
+                "top": [
+                    {"index": int(k), "class": classes[k], "score": float(p[k])}
+                    for k in top
+                ],
+            }
+        if progress is not None:
+            with contextlib.redirect_stdout(sys.stderr):
+                progress.update(files_read)
+
+
+def _record_writer(output: str, top: int):
+    """A function printing one inference record as a text line, a JSON line
+    or a CSV row (after a header row)."""
+    import csv
+    import json
+
+    if output == "json":
+        return lambda record: print(json.dumps(record), flush=True)
+    if output == "text":
+
+        def text(record):
+            ranked = ", ".join(f"{t['class']} {t['score']:.3f}" for t in record["top"])
+            print(f"{record['path']}: {ranked}")
+
+        return text
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    columns = ["path", "threshold"]
+    for rank in range(1, top + 1):
+        columns += [f"class_{rank}", f"score_{rank}"]
+    writer.writerow(columns)
+
+    def row(record):
+        t = record["threshold"]
+        values = [record["path"], "" if t is None else f"{t:g}"]
+        for item in record["top"]:
+            values += [item["class"], f"{item['score']:.6f}"]
+        writer.writerow(values)
+
+    return row
 
 
 def _score_dataset(runner, args, thresholds) -> None:
@@ -227,7 +332,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--engine",
-        choices=("auto", "builder", "tf2onnx"),
+        choices=ENGINES,
         default="auto",
         help="ONNX: the builder (ResNet family: blocked kernels, threshold "
         "levels) or tf2onnx (any model, gates masked); auto: the builder when "
@@ -246,7 +351,12 @@ def add_parser(subparsers) -> None:
         "artifact",
         help="a .onnx / .tflite file, a SavedModel dir or a zoo model name",
     )
-    p.add_argument("inputs", nargs="*", help="image, .npy or audio files")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        help="image, .npy or audio files, folders (every such file below them) "
+        "or glob patterns (quoted, e.g. 'shots/*.png')",
+    )
     p.add_argument(
         "--threshold",
         type=_threshold,
@@ -266,6 +376,31 @@ def add_parser(subparsers) -> None:
         "--repeats", type=int, default=100, help="timed calls for the latency"
     )
     p.add_argument("--top", type=int, default=3, help="classes to print")
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="examples per runtime call"
+    )
+    p.add_argument(
+        "--output",
+        choices=OUTPUTS,
+        default="text",
+        help="text lines, JSON lines or CSV rows: one record per input example "
+        "(path, threshold, top classes and scores); json/csv keep stdout to "
+        "the records",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar on stderr (default: when stderr is a terminal and "
+        "the files span more than one batch)",
+    )
+    p.add_argument(
+        "--providers",
+        default=None,
+        help="ONNX files: comma-separated ONNX Runtime execution providers in "
+        "order of preference, e.g. cuda,cpu or TensorrtExecutionProvider "
+        "(default: cpu)",
+    )
     p.add_argument(
         "--clip-seconds",
         type=float,

@@ -12,8 +12,12 @@
   or boolean arrays are refused (their scale is unknown);
 - audio (`.wav`, `.flac`, `.ogg`, `.aiff`): the zoo's log-Mel pipeline
   (`spzoo.data.audio.preprocess_file`), one example per piece of the clip.
+
+`expand_inputs` turns the command line's files, folders and globs into the
+list of files to read.
 """
 
+import glob
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,46 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 PIXEL_SCALES = {np.dtype("uint8"): 255.0, np.dtype("uint16"): 65535.0}
 MAX_CLIP_SECONDS = 600.0
+
+
+def _readable(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    return suffix == ".npy" or suffix in IMAGE_SUFFIXES + AUDIO_SUFFIXES
+
+
+def expand_inputs(items) -> list[Path]:
+    """The files that `items` name, in order, each once.
+
+    Args:
+        items: Paths of files (kept as given, whatever their suffix, so
+            that `read_input` names an unknown type), folders (every image,
+            `.npy` and audio file below them, sorted) and glob patterns
+            (`*`, `?`, `[...]`, `**`; matches sorted).
+
+    Raises:
+        ValueError: A path that does not exist, a pattern that matches no
+            file, or a folder without a readable file.
+    """
+    files = []
+    for item in map(str, items):
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _readable(p))
+            if not found:
+                raise ValueError(
+                    f"Input folder {item!r} holds no image, .npy or audio file."
+                )
+            files.extend(found)
+        elif path.exists() or not glob.has_magic(item):
+            files.append(path)  # a missing file is named by `read_input`
+        else:
+            found = sorted(
+                Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file()
+            )
+            if not found:
+                raise ValueError(f"Input pattern {item!r} matches no file.")
+            files.extend(found)
+    return list(dict.fromkeys(files))
 
 
 def check_finite(x: np.ndarray, where: str) -> None:

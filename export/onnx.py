@@ -32,6 +32,7 @@ Either graph has:
 from pathlib import Path
 
 import keras
+from spzoo.export.defaults import DEFAULT_OPSET, ENGINES
 from spzoo.export.dynamic import dynamic_slim_function
 from spzoo.export.metadata import (
     INPUT_NAME,
@@ -44,8 +45,6 @@ from spzoo.export.metadata import (
 from spzoo.export.serving import serving_functions
 
 from spzoo.io import atomic_path
-
-DEFAULT_OPSET = 17
 
 
 def _rename_value(graph, old: str, new: str) -> None:
@@ -62,9 +61,6 @@ def _rename_value(graph, old: str, new: str) -> None:
     for value in list(graph.input) + list(graph.output) + list(graph.value_info):
         if value.name == old:
             value.name = new
-
-
-ENGINES = ("auto", "builder", "tf2onnx")
 
 
 def _finish(proto, metadata: dict, threshold_input: bool):

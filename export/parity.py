@@ -18,12 +18,11 @@ import dataclasses
 
 import keras
 import numpy as np
+from spzoo.export.defaults import DEFAULT_ATOL, MIN_EXAMPLES
 
 from spzoo.layers.hard_concrete_gate import threshold_scope
 
-DEFAULT_ATOL = 1e-4
 REFERENCE_RTOL = 1e-5
-MIN_EXAMPLES = 256
 
 
 class ParityError(RuntimeError):

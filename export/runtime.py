@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from spzoo.export.defaults import FORMATS  # noqa: F401
 from spzoo.export.metadata import (
     ASSET_NAME,
     INPUT_NAME,
@@ -30,8 +31,6 @@ from spzoo.export.metadata import (
 )
 
 from spzoo.layers.hard_concrete_gate import check_threshold
-
-FORMATS = ("onnx", "savedmodel", "tflite")
 
 
 def artifact_format(path) -> str:
@@ -156,12 +155,55 @@ class Runner(abc.ABC):
         """Runs the runtime on a checked batch (and threshold or None)."""
 
 
-class OnnxRunner(Runner):
-    """An ONNX file in ONNX Runtime (CPU)."""
+def onnx_providers(names=None) -> list[str]:
+    """ONNX Runtime execution providers for `names`, checked.
 
-    def __init__(self, path, threads: int | None = None):
+    Args:
+        names: Provider names, full (`"CUDAExecutionProvider"`) or short and
+            case-insensitive (`"cuda"`, `"tensorrt"`, `"cpu"`); None: CPU.
+
+    Returns:
+        Full provider names in order of preference, CPU last (the fallback
+        for nodes the others do not run) unless given.
+
+    Raises:
+        ValueError: A provider that this ONNX Runtime does not have, naming
+            `--providers` and the available ones.
+    """
+    import onnxruntime as ort
+
+    cpu = "CPUExecutionProvider"
+    if not names:
+        return [cpu]
+    available = ort.get_available_providers()
+    by_key = {}
+    for full in available:
+        by_key[full.lower()] = full
+        by_key[full.lower().removesuffix("executionprovider")] = full
+    chosen = []
+    for name in names:
+        full = by_key.get(str(name).strip().lower())
+        if full is None:
+            raise ValueError(
+                f"`--providers`: {name!r} is not available in ONNX Runtime "
+                f"{ort.__version__} here; available: {', '.join(available)} "
+                "(CUDA and TensorRT need the onnxruntime-gpu package)."
+            )
+        if full not in chosen:
+            chosen.append(full)
+    if cpu not in chosen:
+        chosen.append(cpu)
+    return chosen
+
+
+class OnnxRunner(Runner):
+    """An ONNX file in ONNX Runtime (CPU unless `providers` says otherwise)."""
+
+    def __init__(self, path, threads: int | None = None, providers=None):
         import onnx
         import onnxruntime as ort
+
+        providers = onnx_providers(providers)
 
         try:
             proto = onnx.load(str(path), load_external_data=False)
@@ -186,7 +228,7 @@ class OnnxRunner(Runner):
             self.session = ort.InferenceSession(
                 proto.SerializeToString(),
                 options,
-                providers=["CPUExecutionProvider"],
+                providers=providers,
             )
         except Exception as error:
             message = str(error)
@@ -298,20 +340,27 @@ class TFLiteRunner(Runner):
         return self.runners[self.keys[1]](image=x, threshold=threshold)[OUTPUT_NAME]
 
 
-def load(path, threads: int | None = None) -> Runner:
+def load(path, threads: int | None = None, providers=None) -> Runner:
     """Loads an artifact written by `spzoo.export` in its runtime.
 
     Args:
         path: A `.onnx` file, a `.tflite` file or a SavedModel directory.
         threads: Intra-op threads of ONNX Runtime / LiteRT (default: theirs).
+        providers: ONNX files: ONNX Runtime execution providers
+            (`onnx_providers`; default CPU).
 
     Raises:
-        ValueError: The path is not an artifact, is corrupted, or lacks
-            spzoo metadata.
+        ValueError: The path is not an artifact, is corrupted, lacks spzoo
+            metadata, or `providers` is given for another format or names an
+            unavailable provider.
     """
     kind = artifact_format(path)
+    if providers and kind != "onnx":
+        raise ValueError(
+            f"`--providers` applies to ONNX files; {str(path)!r} is {kind}."
+        )
     if kind == "onnx":
-        return OnnxRunner(path, threads)
+        return OnnxRunner(path, threads, providers)
     if kind == "tflite":
         return TFLiteRunner(path, threads)
     return SavedModelRunner(path)

@@ -8,6 +8,8 @@ import argparse  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 
+import spzoo  # noqa: E402
+
 
 def _shape(text: str) -> tuple:
     try:
@@ -40,20 +42,41 @@ def _positive_float(text: str) -> float:
 
 
 def models_command(args) -> int:
+    import json
+
     from spzoo import metrics
     from spzoo.models import build, get_spec, list_architectures
 
-    h, w, c = args.input_shape
-    print(f"Architectures for input {h}x{w}x{c}, {args.num_classes} classes")
-    print(f"{'name':<18} {'params':>12} {'MACs':>14}  description")
+    rows = []
     for name in list_architectures():
         model = build(name, args.input_shape, args.num_classes)
-        description = get_spec(name).get("description", "")
+        rows.append(
+            {
+                "name": name,
+                "params": metrics.count_params(model),
+                "macs": int(metrics.macs(model)),
+                "description": get_spec(name).get("description", ""),
+            }
+        )
+    if args.json:
+        document = {
+            "input_shape": list(args.input_shape),
+            "num_classes": args.num_classes,
+            "architectures": rows,
+        }
+        print(json.dumps(document, indent=2))
+        return 0
+    h, w, c = args.input_shape
+    width = max(len("name"), *(len(row["name"]) for row in rows))
+    print(f"Architectures for input {h}x{w}x{c}, {args.num_classes} classes")
+    print(f"{'name':<{width}} {'params':>12} {'MACs':>14}  description")
+    for row in rows:
+        description = row["description"]
         if len(description) > 60:
             description = description[:57] + "..."
         print(
-            f"{name:<18} {metrics.count_params(model):>12,} "
-            f"{metrics.macs(model):>14,}  {description}"
+            f"{row['name']:<{width}} {row['params']:>12,} "
+            f"{row['macs']:>14,}  {description}"
         )
     return 0
 
@@ -140,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spzoo", description="Bio-inspired networks for Keras 3."
     )
+    parser.add_argument(
+        "--version", action="version", version=f"spzoo {spzoo.version()}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list architectures with params and MACs")
@@ -150,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="H,W,C of one example (default 32,32,3)",
     )
     p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument(
+        "--json", action="store_true", help="print the architectures as JSON"
+    )
     p.set_defaults(func=models_command)
 
     p = sub.add_parser(
@@ -269,6 +298,9 @@ def main(argv=None) -> int:
     0 success, 1 a runtime error, 2 a usage error (argparse's own, or a
     `ValueError` naming a bad argument or input), 130 interrupted. Errors
     print one line on stderr; `SPZOO_DEBUG=1` shows the traceback instead.
+    TensorFlow is imported (without its start-up lines, `spzoo.quiet`) only
+    for commands that need it: those whose parser does not set
+    `tensorflow=False`.
     """
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -276,6 +308,10 @@ def main(argv=None) -> int:
     if getattr(args, "num_classes", 2) < 2:
         parser.error("--num-classes must be >= 2")
     try:
+        if getattr(args, "tensorflow", True):
+            from spzoo.quiet import import_tensorflow
+
+            import_tensorflow()
         return args.func(args)
     except KeyboardInterrupt:
         print("spzoo: interrupted", file=sys.stderr)

@@ -1,10 +1,11 @@
 """`spzoo data list` and `spzoo data show NAME`."""
 
 import argparse
+import json
 import textwrap
 
 from spzoo.data.registry import get, list_datasets, load
-from spzoo.data.scaling import scale_settings
+from spzoo.data.scaling import table1_scale
 
 
 def _status(info) -> str:
@@ -18,15 +19,33 @@ def _sizes(info) -> str:
     return f"{info.sizes['train']}/{info.sizes['eval']}"
 
 
+def _record(info) -> dict:
+    """The `data list --json` record of a dataset."""
+    missing = info.missing()
+    return {
+        "name": info.name,
+        "modality": info.modality,
+        "paper": bool(info.paper),
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
+        "sizes": dict(info.sizes) if info.sizes else None,
+        "ready": missing is None,
+        "status": _status(info),
+    }
+
+
 def list_command(args) -> int:
     """Prints one line per registered dataset: shape, classes, sizes, status.
 
     Args:
-        args: Parsed arguments (unused; present for the argparse `func` hook).
+        args: Parsed arguments: `json` prints a JSON list instead.
 
     Returns:
         Exit status 0.
     """
+    if getattr(args, "json", False):
+        print(json.dumps([_record(get(name)) for name in list_datasets()], indent=2))
+        return 0
     rows = []
     for name in list_datasets():
         info = get(name)
@@ -99,17 +118,25 @@ def show_command(args) -> int:
         )
     )
     print(f"status:       {_status(info)}")
-    if info.sizes:
-        # Table I's audio column follows the rule without the channel factor.
-        audio = info.modality == "audio"
-        scaled = scale_settings(info.sizes["train"], 3 if audio else c)
-        note = ", no channel factor as in Table I's audio column" if audio else ""
+    if info.sizes and info.sizes.get("train"):
+        scaled = table1_scale(info, "formula")
         print(
             f"Table I rule: N_F = {scaled.filters:.1f} (~{scaled.num_filters}), "
             f"N_S = {scaled.steps:.0f} (~{scaled.num_steps}) relative to CIFAR-10 "
-            f"(16 filters, 3900 steps{note})"
+            "(16 filters, 3900 steps); searches apply this N_F"
         )
+        printed = table1_scale(info, "table1")
+        if printed.filters != scaled.filters:
+            # Table I's audio column follows the rule without the channel factor.
+            print(
+                f"              Table I prints N_F = {printed.filters:.1f} "
+                f"(~{printed.num_filters}) for audio (no channel factor): "
+                "`spzoo search ... --width-rule table1`"
+            )
     if getattr(args, "count", False):
+        from spzoo.quiet import import_tensorflow
+
+        import_tensorflow()
         for split in ("train", "eval"):
             n, lo, hi = 0, float("inf"), float("-inf")
             for x, _ in load(info.name, split, batch_size=256, shuffle=False):
@@ -134,7 +161,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("data", help="list and describe datasets")
     sub = parser.add_subparsers(dest="data_command", required=True)
     p = sub.add_parser("list", help="registered datasets with shapes, sizes, status")
-    p.set_defaults(func=list_command)
+    p.add_argument("--json", action="store_true", help="print the datasets as JSON")
+    p.set_defaults(func=list_command, tensorflow=False)
     p = sub.add_parser("show", help="one dataset in detail")
     p.add_argument("name", help="dataset name (see `spzoo data list`)")
     p.add_argument(
@@ -142,5 +170,5 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="load both splits and count the examples (reads every file)",
     )
-    p.set_defaults(func=show_command)
+    p.set_defaults(func=show_command, tensorflow=False)
     return parser

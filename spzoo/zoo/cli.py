@@ -1,8 +1,9 @@
-"""`spzoo zoo list|info|fetch`: the model zoo on the command line.
+"""`spzoo zoo list|info|card|fetch`: the model zoo on the command line.
 
 ```
-spzoo zoo list [--filter 'gated*'] [--dataset fashion_mnist] [--family F]
+spzoo zoo list [--filter 'gated*'] [--dataset fashion_mnist] [--family F] [--json]
 spzoo zoo info gated_cnn.fashion_mnist [--json]
+spzoo zoo card gated_cnn.fashion_mnist           # the model card (markdown)
 spzoo zoo fetch gated_cnn.fashion_mnist --format onnx [--base-url URL] [--offline]
 spzoo zoo fetch gated_cnn.fashion_mnist --format savedmodel   # the extracted folder
 ```
@@ -26,10 +27,28 @@ def _threshold_text(threshold: dict | None) -> str:
     return f"default {default}, range [{lo:g}, {hi:g}]"
 
 
+def _summary(entry: dict) -> dict:
+    """The `zoo list --json` record of a manifest entry: the table's columns."""
+    return {
+        "name": entry["name"],
+        "family": entry["family"],
+        "arch": entry["arch"],
+        "dataset": entry["dataset"],
+        "accuracy": entry["accuracy"],
+        "params": entry["params"],
+        "macs": entry["macs"],
+        "gated": entry.get("threshold") is not None,
+        "formats": sorted(entry["files"]),
+    }
+
+
 def list_command(args) -> int:
     from spzoo.zoo.hub import info, list_models
 
     names = list_models(args.filter, dataset=args.dataset, family=args.family)
+    if args.json:
+        print(json.dumps([_summary(info(name)) for name in names], indent=2))
+        return 0
     if not names:
         print("No zoo model matches.")
         return 0
@@ -100,6 +119,13 @@ def info_command(args) -> int:
     return 0
 
 
+def card_command(args) -> int:
+    from spzoo.zoo.card import model_card
+
+    print(model_card(args.name), end="")
+    return 0
+
+
 def fetch_command(args) -> int:
     from spzoo.zoo.hub import fetch
 
@@ -116,7 +142,7 @@ def fetch_command(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    """Adds `zoo list|info|fetch` to the `spzoo` sub-command parsers."""
+    """Adds `zoo list|info|card|fetch` to the `spzoo` sub-command parsers."""
     p = subparsers.add_parser("zoo", help="list, describe and fetch trained models")
     sub = p.add_subparsers(dest="zoo_command", required=True)
 
@@ -124,13 +150,20 @@ def add_parser(subparsers) -> None:
     q.add_argument("--filter", default=None, help="glob on the name, e.g. 'gated*'")
     q.add_argument("--dataset", default=None)
     q.add_argument("--family", default=None)
-    q.set_defaults(func=list_command)
+    q.add_argument("--json", action="store_true", help="print the models as JSON")
+    q.set_defaults(func=list_command, tensorflow=False)
 
     q = sub.add_parser("info", help="one model's manifest entry")
     q.add_argument("name")
     q.add_argument("--json", action="store_true", help="print the entry as JSON")
     q.add_argument("--base-url", default=None, help="mirror base URL")
-    q.set_defaults(func=info_command)
+    q.set_defaults(func=info_command, tensorflow=False)
+
+    q = sub.add_parser(
+        "card", help="one model's card (markdown): use, limits, metrics, provenance"
+    )
+    q.add_argument("name")
+    q.set_defaults(func=card_command, tensorflow=False)
 
     q = sub.add_parser("fetch", help="a verified local file of a model; prints it")
     q.add_argument("name")
@@ -149,4 +182,4 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="ignore the copy in saved_models/ (use the cache or download)",
     )
-    q.set_defaults(func=fetch_command)
+    q.set_defaults(func=fetch_command, tensorflow=False)
