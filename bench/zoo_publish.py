@@ -8,6 +8,8 @@ Keras on real eval examples before it is kept:
 - `<name>.onnx`;
 - `<name>.savedmodel.zip`: the SavedModel folder as one deterministic
   archive (`spzoo.zoo.write_archive`; `fetch` extracts it);
+- `<name>.card.md`: the model card (`spzoo.zoo.card`), with the spzoo
+  version and git commit recorded as the entry's `provenance`;
 - `<name>.tflite` + its metadata sidecar `<name>.tflite.json`. A float32
   file larger than `--float16-above` MB is converted again with float16
   weights, which replace it only when their accuracy is within
@@ -52,6 +54,7 @@ from spzoo.zoo import (
     write_archive,
 )
 from spzoo.zoo import manifest as manifest_lib
+from spzoo.zoo.card import publish_card
 
 ROOT = Path(__file__).resolve().parents[1]
 SAVED = ROOT / "saved_models"
@@ -360,7 +363,8 @@ def publish(
             "range": threshold_range(reloaded, x),
             "curve": curve,
         }
-    return manifest_lib.validate_entry(entry)
+    # Records the spzoo version and git commit; writes <name>.card.md.
+    return publish_card(manifest_lib.validate_entry(entry), saved)
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,138 @@
+"""Model cards (`spzoo zoo card NAME`, `spzoo.zoo.card`) and the publisher's
+card and provenance."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import spzoo
+from spzoo import zoo
+from spzoo.cli import main
+from spzoo.zoo import card
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_every_zoo_model_has_a_card(name):
+    entry = zoo.info(name)
+    text = card.model_card(name)
+    assert text.startswith(f"# Model card: {name}\n")
+    for section in ("Intended use", "Limitations", "Metrics", "Citation"):
+        assert f"\n## {section}\n" in text
+    assert f"| command | `{entry['recipe']['command']}` |" in text
+    assert f"| seed | {entry['recipe']['seed']} |" in text
+    for format, record in entry["files"].items():
+        row = f"| {format} | {record['file']} |"
+        assert row in text and f"{100 * record['accuracy']:.2f}% |" in text
+    provenance = entry.get("provenance") or {}
+    commit = provenance.get("git_commit") or card.NOT_RECORDED
+    assert f"| git commit | {commit}" in text
+    if not provenance.get("data_sha256"):
+        assert "| training data sha256 | not recorded |" in text
+    assert ("## Threshold curve" in text) == bool(entry.get("threshold"))
+    for paper in card.papers_of(entry):
+        assert paper.file in text and paper.result in text
+    assert card.papers_of(entry), "every zoo family cites its paper"
+
+
+def test_cards_cite_the_family_paper_and_the_curve():
+    text = card.model_card("gated_cnn.fashion_mnist")
+    assert "inhibition-conv-cells.txt" in text and "Louizos" in text
+    curve = zoo.info("gated_cnn.fashion_mnist")["threshold"]["curve"]
+    for row in curve:
+        t = "none (-inf)" if row["threshold"] is None else f"{row['threshold']:g}"
+        assert f"| {t} | {100 * row['accuracy']:.2f}% | {row['macs']:,.0f} |" in text
+    resnet = card.model_card("resnet_3_48.fashion_mnist")
+    assert "*Max and Coincidence Neurons in Neural Networks*" in resnet
+    assert "Louizos" not in resnet and "## Threshold curve" not in resnet
+    assert "Neuron Hierarchical Networks" in card.model_card("nhn.fashion_mnist")
+    assert "synthetic data only" in card.model_card(
+        "cnn_reference.spoken_commands_synth"
+    )
+
+
+def test_card_command(capsys):
+    assert main(["zoo", "card", "nhn.fashion_mnist"]) == 0
+    assert capsys.readouterr().out == card.model_card("nhn.fashion_mnist")
+    assert main(["zoo", "card", "nhn.fashion_mnis"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown model 'nhn.fashion_mnis'" in err and len(err.splitlines()) == 1
+
+
+def head_commit() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_publish_card_records_provenance_and_writes_the_card(tmp_path):
+    entry = zoo.info("nhn.fashion_mnist")
+    entry["provenance"] = {"data_sha256": {"train": "ab" * 32}}
+    assert card.publish_card(entry, tmp_path) is entry
+    recorded = entry["provenance"]
+    assert recorded["git_commit"] == head_commit()
+    assert recorded["spzoo_version"] == spzoo.version()
+    assert isinstance(recorded["git_dirty"], bool)
+    assert recorded["data_sha256"] == {"train": "ab" * 32}  # kept
+    text = (tmp_path / "nhn.fashion_mnist.card.md").read_text()
+    assert text == card.render(entry)
+    assert f"| git commit | {head_commit()}" in text
+    assert f"| training data sha256 | {'ab' * 32} |" in text
+    assert "| evaluation data sha256 | not recorded |" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["nhn.fashion_mnist.card.md"]
+
+
+def test_provenance_outside_git_is_not_recorded(tmp_path):
+    recorded = card.provenance(tmp_path)
+    assert recorded["git_commit"] is None and recorded["git_dirty"] is None
+
+
+@pytest.fixture
+def zoo_publish():
+    bench = str(ROOT / "bench")
+    sys.path.insert(0, bench)
+    spec = importlib.util.spec_from_file_location(
+        "zoo_publish", ROOT / "bench" / "zoo_publish.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.path.remove(bench)
+
+
+def test_publisher_writes_the_card_beside_the_model(zoo_publish, tmp_path, monkeypatch):
+    """A tiny, untrained model through `publish` (exports skipped: the card
+    and provenance are what is tested)."""
+    import spzoo.data
+    import spzoo.models
+
+    info = spzoo.data.get("sklearn_digits")
+    model = spzoo.models.build("cnn_reference", info.input_shape, info.num_classes)
+    model.save(tmp_path / "tiny.keras")
+
+    def no_export(*args, **kwargs):
+        raise RuntimeError("skipped in this test")
+
+    monkeypatch.setattr(zoo_publish, "export_format", no_export)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    source = {
+        "name": "tiny.sklearn_digits",
+        "arch": "cnn_reference",
+        "dataset": "sklearn_digits",
+        "source": str(tmp_path / "tiny.keras"),
+        "recipe": {"command": "untrained (test)", "seed": 0},
+    }
+    entry = zoo_publish.publish(source, saved)
+    assert entry["provenance"]["git_commit"] == head_commit()
+    assert entry["provenance"]["spzoo_version"] == spzoo.version()
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "tiny.sklearn_digits.card.md",
+        "tiny.sklearn_digits.keras",
+    ]
+    text = (saved / "tiny.sklearn_digits.card.md").read_text()
+    assert text == card.render(entry) and "| command | `untrained (test)` |" in text
