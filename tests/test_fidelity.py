@@ -167,3 +167,105 @@ def test_lds_direction_threshold_keeps_the_highest_standard_deviations():
     assert all(sampled[n].sum() == round(0.5 * stds[n].size) for n in stds)
     with pytest.raises(ValueError, match="`direction_rule` must be one of"):
         generate_direction(addons, stds, 0.1, rng, rule="top")
+
+
+def test_pruning_scope_all_scores_and_removes_every_prunable_layer():
+    """Item 3: scope "all" prunes the first Ops', reductions' and head's PLs
+    too (by channel mask), scoring each neuron by the kernel it feeds where
+    no single kernel feeds it."""
+    import keras
+    from spzoo.tuners.pruning import (
+        importance,
+        importance_shares,
+        initial_spec,
+        masked_channels,
+        prune_step,
+    )
+
+    from spzoo.models import build_resnet
+
+    keras.utils.set_random_seed(0)
+    spec = initial_spec(1, blocks_per_stack=1)  # 3 / 6 / 12 channels
+    model = build_resnet(spec, (8, 8, 1), 3)
+    inner = importance(model, spec)
+    every = importance(model, spec, scope="all")
+    assert set(inner) == {"stack1_block1", "stack2_block1", "stack3_block1"}
+    assert set(every) - set(inner) == {
+        "stack1_block1_op1_neuron",
+        "stack2_block1_op1_neuron",
+        "stack3_block1_op1_neuron",
+        "stack1_reduction_neuron",
+        "stack2_reduction_neuron",
+        "head_neuron",
+    }
+    w = np.asarray(model.get_layer("stack2_block1_op1_conv3x3").kernel, dtype="float64")
+    np.testing.assert_allclose(
+        every["stack2_block1_op1_neuron"][0], np.mean(w**2, axis=(0, 1, 3))
+    )
+    w = np.asarray(model.get_layer("stack1_reduction_conv").kernel, dtype="float64")
+    np.testing.assert_allclose(
+        every["stack1_reduction_neuron"][0], np.mean(w**2, axis=(0, 1, 2))
+    )
+    w = np.asarray(model.get_layer("logits").kernel, dtype="float64")
+    np.testing.assert_allclose(every["head_neuron"][0], np.mean(w**2, axis=1))
+
+    # Remove the 10 lowest of all neurons, then 10 more: never a removed
+    # one again, each layer keeps one, inner ones go physically.
+    phi = sorted(
+        (float(v), k, c) for k, (p, _) in every.items() for c, v in enumerate(p)
+    )
+    child, child_spec, removed, _ = prune_step(
+        model, spec, (8, 8, 1), 3, 10, scope="all"
+    )
+    assert sum(map(len, removed.values())) == 10
+    gone = masked_channels(child, child_spec)
+    for key, channels in removed.items():
+        if key in gone:
+            assert set(channels) <= gone[key]
+            layer = child.get_layer(key)
+            assert np.all(np.asarray(layer.channel_mask)[channels] == 0)
+    assert any(key.endswith("_neuron") for key in removed)
+    chosen = {(k, c) for k, cs in removed.items() for c in cs}
+    assert chosen <= {(k, c) for _, k, c in phi[:12]}  # lowest, but each keeps one
+    grand, grand_spec, again, _ = prune_step(
+        child, child_spec, (8, 8, 1), 3, 10, scope="all"
+    )
+    for key, channels in again.items():
+        assert not set(channels) & gone.get(key, set())
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype("float32")
+    assert np.all(np.isfinite(np.asarray(grand(x))))
+    record = {
+        k: {"phi": p.tolist(), "types": t}
+        for k, (p, t) in importance(grand, grand_spec, scope="all").items()
+    }
+    shares = importance_shares(record)
+    assert sorted(shares) == [1, 2, 3]
+    assert all(sum(v.values()) == pytest.approx(1) for v in shares.values())
+
+
+def test_table1_width_rule_matches_the_printed_audio_widths():
+    """Item 6: Table I's audio N_F (Commands: 85,000 examples, 20 filters)
+    is the formula without the channel factor; `width_rule="table1"`
+    applies it, the default keeps the formula as written."""
+    from types import SimpleNamespace
+
+    from spzoo.tuners.budget import search_settings
+
+    from spzoo.data.scaling import table1_scale
+
+    commands = SimpleNamespace(
+        name="commands",
+        modality="audio",
+        input_shape=(32, 32, 1),
+        sizes={"train": 85_000},
+    )
+    assert table1_scale(commands, "table1").num_filters == 21  # Table I: 20
+    assert table1_scale(commands).num_filters == 7  # with C_DS / C_C = 1/3
+    assert search_settings(commands, "paper").filters == 7
+    assert search_settings(commands, "paper", "table1").filters == 21
+    image = SimpleNamespace(
+        name="grey", modality="image", input_shape=(28, 28, 1), sizes={"train": 50_000}
+    )
+    assert table1_scale(image, "table1") == table1_scale(image, "formula")
+    with pytest.raises(ValueError, match="`width_rule` must be one of"):
+        table1_scale(commands, "paper")

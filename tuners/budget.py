@@ -19,7 +19,7 @@ A budget shrinks this for quick runs:
 import dataclasses
 import math
 
-from spzoo.data.scaling import scale_settings
+from spzoo.data.scaling import table1_scale
 
 BATCH_SIZE = 128
 
@@ -84,23 +84,24 @@ class SearchSettings:
     base_steps: int
 
 
-def search_settings(info, budget: str = "paper") -> SearchSettings:
+def search_settings(
+    info, budget: str = "paper", width_rule: str = "formula"
+) -> SearchSettings:
     """Scales the paper's search settings to a dataset and a budget.
 
     Args:
         info: A `spzoo.data.DatasetInfo` (its train size and channels).
         budget: One of `BUDGETS`.
+        width_rule: `"formula"` (default) or `"table1"` (audio N_F as Table
+            I prints it, without the channel factor); see
+            `spzoo.data.scaling.table1_scale`.
     """
     if budget not in BUDGETS:
         raise ValueError(
             f"`budget` must be one of {sorted(BUDGETS)}; received {budget!r}."
         )
     b = BUDGETS[budget]
-    if not info.sizes or not info.sizes.get("train"):
-        raise ValueError(
-            f"Dataset {info.name!r} has no known train size; the Table I rule needs it."
-        )
-    scaled = scale_settings(info.sizes["train"], info.input_shape[-1])
+    scaled = table1_scale(info, width_rule)
     filters = max(b.min_filters, scaled.num_filters)
     if b.max_filters is not None:
         filters = min(filters, b.max_filters)

@@ -25,6 +25,7 @@ def growth_command(args) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
         verbose=args.verbose,
+        width_rule=args.width_rule,
     )
     if summary is None:
         print("worker finished: the chief holds the search results")
@@ -61,6 +62,8 @@ def pruning_command(args) -> int:
         overwrite=args.overwrite,
         verbose=args.verbose,
         importance=args.importance,
+        width_rule=args.width_rule,
+        scope=args.scope,
     )
     if summary is None:
         print("worker finished: the chief holds the search results")
@@ -130,6 +133,13 @@ def _common(p) -> None:
         "--overwrite", action="store_true", help="start afresh instead of resuming"
     )
     p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress")
+    p.add_argument(
+        "--width-rule",
+        choices=["formula", "table1"],
+        default="formula",
+        help="N_F by the Table I formula (default) or as Table I prints it "
+        "(audio without the channel factor, about 3x wider)",
+    )
 
 
 def add_parser(subparsers) -> None:
@@ -173,6 +183,14 @@ def add_parser(subparsers) -> None:
         default="l2",
         help="neuron importance: the paper's mean squared weight, or the same "
         "times the layer's fan-in (removes its bias against wide layers)",
+    )
+    p.add_argument(
+        "--scope",
+        choices=["inner", "all"],
+        default="inner",
+        help="which neurons may go: each block's inner neurons (default, removed "
+        "physically) or those of every prunable neuron layer (also the first "
+        "Ops', the reductions' and the head's, masked)",
     )
     p.set_defaults(func=pruning_command)
 

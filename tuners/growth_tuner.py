@@ -147,6 +147,7 @@ def run_growth_search(
     seed: int = 0,
     overwrite: bool = False,
     verbose: int = 1,
+    width_rule: str = "formula",
 ) -> dict | None:
     """Runs (or resumes) a growth NAS on a dataset with KerasTuner.
 
@@ -168,6 +169,8 @@ def run_growth_search(
         seed: Seed of the oracle and of the weights.
         overwrite: Start afresh instead of resuming.
         verbose: KerasTuner / Keras verbosity.
+        width_rule: N_F by the Table I formula (`"formula"`) or as Table I
+            prints it (`"table1"`; see `spzoo.tuners.budget.search_settings`).
 
     Returns:
         The summary written to `<directory>/growth/search.json` (None on a
@@ -182,7 +185,7 @@ def run_growth_search(
 
     info = spdata.get(dataset)
     check_input_shape(info.input_shape)
-    settings = search_settings(info, budget)
+    settings = search_settings(info, budget, width_rule)
     space = GrowthSpace(filters=settings.filters, blocks_per_stack=blocks_per_stack)
     oracle = GrowthOracle(
         space,

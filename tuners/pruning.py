@@ -17,6 +17,16 @@ the pruned network is physically smaller (its spec records the counts in
 block's residual stream, which every block of the stack adds into; its
 neurons have no single feeding kernel and are not pruned here.
 
+The paper prunes "neurons with the lowest importance" of every PL, which
+`scope="all"` does: the PLs of the first Ops, of the reduction layers and
+of the head become candidates too. Their neurons are removed through the
+PL's `channel_mask` (the network keeps its shape), and the weights of a
+neuron there are the kernel it feeds (`phi_c = mean(W_out[..., c, :]**2)`,
+the first Op's convolution or the logits layer) where no single kernel
+feeds it (the first Ops' and the head's PLs read the residual stream), and
+the reduction's convolution that feeds it otherwise. See docs/fidelity.md,
+row "Pruning scope".
+
 Why an oracle *and* a tuner: KerasTuner's oracle decides what runs next and
 owns the search's state, but it never sees weights (on a chief it runs in
 another process). So `PruningOracle` holds the chain of iterations, the
@@ -72,10 +82,33 @@ def inner_layers(spec: dict):
 
 
 IMPORTANCE = ("l2", "l2_fan_in")
+SCOPES = ("inner", "all")
 
 
-def importance(model: keras.Model, spec: dict, measure: str = "l2") -> dict:
-    """L2 importance and type of every inner neuron.
+def check_scope(scope) -> str:
+    if scope not in SCOPES:
+        raise ValueError(f"`scope` must be one of {SCOPES}; received {scope!r}.")
+    return scope
+
+
+def masked_layers(model: keras.Model, spec: dict):
+    """Yields `(key, layer, kernel)` of every PL outside the blocks' inner
+    neurons, with the kernel whose output channels (last axis) are the
+    weights of its neurons (see the module docstring)."""
+    for _, _, prefix in inner_layers(spec):
+        kernel = model.get_layer(f"{prefix}_op1_conv3x3").kernel
+        yield f"{prefix}_op1_neuron", np.moveaxis(np.asarray(kernel), -2, -1)
+    for s in range(1, len(spec["stacks"]) + 1):
+        name = f"stack{s}_reduction"
+        if any(layer.name == f"{name}_neuron" for layer in model.layers):
+            yield f"{name}_neuron", np.asarray(model.get_layer(f"{name}_conv").kernel)
+    yield "head_neuron", np.asarray(model.get_layer("logits").kernel).T
+
+
+def importance(
+    model: keras.Model, spec: dict, measure: str = "l2", scope: str = "inner"
+) -> dict:
+    """L2 importance and type of every prunable neuron.
 
     Args:
         model: A ResNet of the pruning search.
@@ -83,36 +116,62 @@ def importance(model: keras.Model, spec: dict, measure: str = "l2") -> dict:
         measure: `"l2"`, the paper's `mean(W**2)`, or `"l2_fan_in"`, the
             same times the layer's fan-in (see
             `PrunableNeuronLayer.l2_importance`).
+        scope: `"inner"`: the blocks' inner neurons (keys: block prefixes);
+            `"all"`: also every other PL (keys: layer names, see
+            `masked_layers`).
 
     Returns:
-        `{prefix: (phi, types)}`: `phi` a NumPy array over the layer's
-        neurons, `types` their neuron type names.
+        `{key: (phi, types)}`: `phi` a NumPy array over the layer's
+        neurons (0 where masked), `types` their neuron type names.
     """
+    check_scope(scope)
+    fan_in = measure == "l2_fan_in"
     found = {}
     for _, _, prefix in inner_layers(spec):
         layer = model.get_layer(f"{prefix}_op2_neuron")
         kernel = model.get_layer(f"{prefix}_op1_conv3x3").kernel
-        phi = layer.l2_importance(kernel, fan_in_normalized=measure == "l2_fan_in")
+        phi = layer.l2_importance(kernel, fan_in_normalized=fan_in)
         found[prefix] = (phi, layer.neuron_types())
+    if scope == "all":
+        for key, kernel in masked_layers(model, spec):
+            layer = model.get_layer(key)
+            phi = layer.l2_importance(kernel, fan_in_normalized=fan_in)
+            found[key] = (phi, layer.neuron_types())
     return found
 
 
-def select_neurons(scores: dict, num_remove: int) -> dict:
+def masked_channels(model: keras.Model, spec: dict) -> dict:
+    """`{key: channels already removed}` of the PLs pruned by mask."""
+    return {
+        key: {int(c) for c in np.flatnonzero(np.asarray(layer.channel_mask) == 0)}
+        for key, layer in (
+            (key, model.get_layer(key)) for key, _ in masked_layers(model, spec)
+        )
+    }
+
+
+def select_neurons(scores: dict, num_remove: int, exclude: dict | None = None) -> dict:
     """The `num_remove` lowest-importance neurons, each layer keeping one.
 
     Args:
         scores: `importance(...)` output.
         num_remove: N_R.
+        exclude: `{key: channels}` already removed (`masked_channels`).
 
     Returns:
-        `{prefix: sorted channel indices to remove}`.
+        `{key: sorted channel indices to remove}`.
     """
+    exclude = exclude or {}
     candidates = sorted(
         (float(phi[c]), prefix, c)
         for prefix, (phi, _) in scores.items()
         for c in range(phi.size)
+        if c not in exclude.get(prefix, ())
     )
-    left = {prefix: phi.size for prefix, (phi, _) in scores.items()}
+    left = {
+        prefix: phi.size - len(exclude.get(prefix, ()))
+        for prefix, (phi, _) in scores.items()
+    }
     chosen: dict = {}
     for _, prefix, c in candidates:
         if sum(len(v) for v in chosen.values()) == num_remove:
@@ -148,6 +207,7 @@ def prune_network(model: keras.Model, spec: dict, input_shape, num_classes, remo
             sum(1 for c in kept if types[c] == t) for t in NEURON_TYPES
         ]
     new = build_resnet(spec, input_shape, num_classes, name=model.name)
+    masked = {k: v for k, v in remove.items() if k not in keep}
     for layer in new.layers:
         if not layer.weights:
             continue
@@ -166,7 +226,31 @@ def prune_network(model: keras.Model, spec: dict, input_shape, num_classes, remo
                 source = np.take(source, keep[prefix], axis=axis)
             values.append(source)
         layer.set_weights(values)
+    for key, channels in masked.items():  # scope "all": by channel mask
+        new.get_layer(key).prune(channels)
     return new, spec
+
+
+def prune_step(
+    parent: keras.Model,
+    spec: dict,
+    input_shape,
+    num_classes: int,
+    num_remove: int,
+    measure: str = "l2",
+    scope: str = "inner",
+):
+    """One pruning iteration before fine-tuning: score, choose, remove.
+
+    Returns:
+        `(model, spec, remove, scores)`: the pruned network, its spec, the
+        channels removed `{key: channels}` and the parent's `importance`.
+    """
+    scores = importance(parent, spec, measure, scope)
+    exclude = masked_channels(parent, spec) if scope == "all" else None
+    remove = select_neurons(scores, num_remove, exclude)
+    model, spec = prune_network(parent, spec, input_shape, num_classes, remove)
+    return model, spec, remove, scores
 
 
 def finetune_optimizer(phase_steps: int, rates=(2e-3, 4e-4)):
@@ -194,6 +278,8 @@ class PruningOracle(ResumableOracle, keras_tuner.Oracle):
         importance: Which neurons go: `"l2"` (the paper's `mean(W**2)`) or
             `"l2_fan_in"` (the same times the layer's fan-in; see
             `importance`). Handed to the tuner with each trial.
+        scope: `"inner"` (the blocks' inner neurons) or `"all"` (every PL;
+            see the module docstring). Handed to the tuner with each trial.
         **kwargs: Other `keras_tuner.Oracle` arguments.
     """
 
@@ -205,9 +291,11 @@ class PruningOracle(ResumableOracle, keras_tuner.Oracle):
         max_drop: float = 0.02,
         max_trials: int | None = None,
         importance: str = "l2",
+        scope: str = "inner",
         **kwargs,
     ):
         spec = check_spec(spec)
+        check_scope(scope)
         if importance not in IMPORTANCE:
             raise ValueError(
                 f"`importance` must be one of {IMPORTANCE}; received {importance!r}."
@@ -246,6 +334,7 @@ class PruningOracle(ResumableOracle, keras_tuner.Oracle):
         self.num_remove = num_remove
         self.max_drop = float(max_drop)
         self.importance = importance
+        self.scope = scope
         self.chain = []  # completed trial ids, iteration 0, 1, ...
         self.start_accuracy = None
         self.stop_reason = None
@@ -262,6 +351,7 @@ class PruningOracle(ResumableOracle, keras_tuner.Oracle):
                 "parent": self.chain[-1] if self.chain else "",
                 "num_remove": self.num_remove,
                 "importance": self.importance,
+                "scope": self.scope,
                 "spec": json.dumps(self.spec) if not self.chain else "",
             },
         }
@@ -293,6 +383,7 @@ class PruningOracle(ResumableOracle, keras_tuner.Oracle):
                 "num_remove": self.num_remove,
                 "max_drop": self.max_drop,
                 "importance": self.importance,
+                "scope": self.scope,
                 "chain": self.chain,
                 "start_accuracy": self.start_accuracy,
                 "stop_reason": self.stop_reason,
@@ -306,10 +397,12 @@ class PruningOracle(ResumableOracle, keras_tuner.Oracle):
             state["spec"] != self.spec
             or state["num_remove"] != self.num_remove
             or state.get("importance", "l2") != self.importance
+            or state.get("scope", "inner") != self.scope
         ):
             raise ValueError(
                 "The pruning search in this directory started from another network, "
-                "N_R or importance; use another --directory or the same settings."
+                "N_R, importance or scope; use another --directory or the same "
+                "settings."
             )
         self.chain = state["chain"]
         self.start_accuracy = state["start_accuracy"]
@@ -374,6 +467,7 @@ class PruningTuner(ResumableTuner, base_tuner.BaseTuner):
     def run_trial(self, trial, train_data, eval_data, verbose="auto"):
         """One iteration: train (iteration 0) or prune + fine-tune."""
         values = trial.hyperparameters.values
+        scope = values.get("scope", "inner")
         keras.utils.set_random_seed(self.seed + int(values["iteration"]))
         record = {"iteration": int(values["iteration"]), "parent": values["parent"]}
         if not values["parent"]:
@@ -392,11 +486,14 @@ class PruningTuner(ResumableTuner, base_tuner.BaseTuner):
             with open(os.path.join(parent_dir, RECORD_FILE)) as f:
                 spec = json.load(f)["spec"]
             parent = keras.models.load_model(os.path.join(parent_dir, MODEL_FILE))
-            measure = values.get("importance", "l2")
-            scores = importance(parent, spec, measure)
-            remove = select_neurons(scores, int(values["num_remove"]))
-            model, spec = prune_network(
-                parent, spec, self.input_shape, self.num_classes, remove
+            model, spec, remove, scores = prune_step(
+                parent,
+                spec,
+                self.input_shape,
+                self.num_classes,
+                int(values["num_remove"]),
+                values.get("importance", "l2"),
+                scope,
             )
             phase = self.finetune_steps or int(train_data.cardinality())
             self._fit(model, finetune_optimizer(phase), train_data, 2 * phase, verbose)
@@ -405,13 +502,19 @@ class PruningTuner(ResumableTuner, base_tuner.BaseTuner):
                 for prefix, channels in remove.items()
             }
         _, accuracy = model.evaluate(eval_data, verbose=0)
-        scores = importance(model, spec)
+        scores = importance(model, spec, scope=scope)
+        gone = masked_channels(model, spec) if scope == "all" else {}
         record.update(
             {
                 "spec": spec,
                 "val_accuracy": float(accuracy),
                 "params": metrics.count_params(model),
-                "neurons": int(sum(phi.size for phi, _ in scores.values())),
+                "neurons": int(
+                    sum(
+                        phi.size - len(gone.get(k, ()))
+                        for k, (phi, _) in scores.items()
+                    )
+                ),
                 "importance": {
                     prefix: {"phi": phi.tolist(), "types": types}
                     for prefix, (phi, types) in scores.items()
@@ -447,11 +550,22 @@ def importance_shares(importance_record: dict) -> dict:
         importance_record: `{prefix: {"phi": [...], "types": [...]}}`.
 
     Returns:
-        `{stack: {type: share}}` with stacks numbered from 1.
+        `{stack: {type: share}}` with stacks numbered from 1 (a reduction's
+        and the head's PL count with the stack they follow).
     """
     totals: dict = {}
+    stacks = [
+        int(prefix.split("_")[0].removeprefix("stack"))
+        for prefix in importance_record
+        if prefix.startswith("stack")
+    ]
     for prefix, entry in importance_record.items():
-        stack = int(prefix.split("_")[0].removeprefix("stack"))
+        # The head's PL (scope "all") follows the last stack.
+        stack = (
+            int(prefix.split("_")[0].removeprefix("stack"))
+            if prefix.startswith("stack")
+            else max(stacks)
+        )
         sums = totals.setdefault(stack, dict.fromkeys(NEURON_TYPES, 0.0))
         for phi, kind in zip(entry["phi"], entry["types"], strict=True):
             sums[kind] += phi
@@ -476,6 +590,8 @@ def run_pruning_search(
     overwrite: bool = False,
     verbose: int = 1,
     importance: str = "l2",
+    width_rule: str = "formula",
+    scope: str = "inner",
 ) -> dict | None:
     """Runs (or resumes) the pruning NAS on a dataset.
 
@@ -497,6 +613,9 @@ def run_pruning_search(
         overwrite: Start afresh instead of resuming.
         verbose: KerasTuner / Keras verbosity.
         importance: `"l2"` (the paper) or `"l2_fan_in"` (see `importance`).
+        width_rule: N_F by the Table I formula or as Table I prints it (see
+            `spzoo.tuners.budget.search_settings`).
+        scope: `"inner"` or `"all"` (see `PruningOracle`).
 
     Returns:
         The summary (None on a worker).
@@ -507,7 +626,7 @@ def run_pruning_search(
     from spzoo import data as spdata
 
     info = spdata.get(dataset)
-    settings = search_settings(info, budget)
+    settings = search_settings(info, budget, width_rule)
     spec = initial_spec(settings.filters, blocks_per_stack)
     oracle = PruningOracle(
         spec,
@@ -516,6 +635,7 @@ def run_pruning_search(
         max_drop=max_drop,
         max_trials=max_trials,
         importance=importance,
+        scope=scope,
         seed=seed + 1,
     )
     tuner = PruningTuner(
@@ -561,6 +681,8 @@ def run_pruning_search(
         "num_iterations": num_iterations,
         "num_remove": num_remove,
         "max_drop": max_drop,
+        "importance": importance,
+        "scope": scope,
         "stop_reason": oracle.stop_reason,
         "start_accuracy": oracle.start_accuracy,
         "iterations": [

@@ -121,11 +121,24 @@ def summarize_pruning(project: str) -> dict:
 
     def composition(record):
         by_stack = {}
-        for prefix, entry in record["importance"].items():
-            stack = int(prefix.split("_")[0].removeprefix("stack"))
+        keys = record["importance"]
+        last = max(
+            int(k.split("_")[0].removeprefix("stack"))
+            for k in keys
+            if k.startswith("stack")
+        )
+        for prefix, entry in keys.items():
+            # The head's PL (pruning scope "all") counts with the last stack.
+            stack = (
+                int(prefix.split("_")[0].removeprefix("stack"))
+                if prefix.startswith("stack")
+                else last
+            )
             counts = by_stack.setdefault(stack, dict.fromkeys(NEURON_TYPES, 0))
-            for kind in entry["types"]:
-                counts[kind] += 1
+            masked = prefix.endswith("_neuron")  # scope "all": masked PLs
+            for phi, kind in zip(entry["phi"], entry["types"], strict=True):
+                if not (masked and phi == 0):  # a masked, removed neuron
+                    counts[kind] += 1
         return dict(sorted(by_stack.items()))
 
     return {

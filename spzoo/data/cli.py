@@ -129,8 +129,8 @@ def show_command(args) -> int:
         if printed.filters != scaled.filters:
             # Table I's audio column follows the rule without the channel factor.
             print(
-                f"              Table I prints N_F = {printed.filters:.1f} "
-                f"(~{printed.num_filters}) for audio (no channel factor): "
+                "              as Table I's audio column (no channel factor): "
+                f"N_F = {printed.filters:.1f} (~{printed.num_filters}), "
                 "`spzoo search ... --width-rule table1`"
             )
     if getattr(args, "count", False):

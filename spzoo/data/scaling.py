@@ -9,6 +9,14 @@ channels, relative to CIFAR-10:
 
 with CIFAR-10 as the reference: N_C = 50000 examples, C_C = 3 channels,
 N_F,C = 16 filters, N_S,C = 3900 steps.
+
+Table I does not print what the formula gives for its audio datasets
+(one channel): its N_F values there (Commands 20, Urbansound 6, ...) are
+the formula without the channel factor `C_DS / C_C`, about 3x wider. Two
+width rules, `WIDTH_RULES`: `"formula"` (the formula as written, what the
+searches apply by default) and `"table1"` (the widths Table I prints: no
+channel factor for audio). `table1_scale(info, rule)` applies either; see
+docs/fidelity.md, row "Table I widths".
 """
 
 import dataclasses
@@ -18,6 +26,7 @@ REFERENCE_EXAMPLES = 50_000
 REFERENCE_CHANNELS = 3
 REFERENCE_FILTERS = 16
 REFERENCE_STEPS = 3900
+WIDTH_RULES = ("formula", "table1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,3 +86,26 @@ def scale_settings(
         filters=reference_filters * ratio * channels / reference_channels,
         steps=reference_steps * ratio,
     )
+
+
+def table1_scale(info, width_rule: str = "formula") -> Scaled:
+    """The Table I rule for a registered dataset, by one of `WIDTH_RULES`.
+
+    Args:
+        info: A `spzoo.data.DatasetInfo` (train size, channels, modality).
+        width_rule: `"formula"`: `C_DS` is the dataset's channel count, as
+            the formula writes; `"table1"`: audio datasets without the
+            channel factor (`C_DS = C_C`), which is what Table I prints.
+    """
+    if width_rule not in WIDTH_RULES:
+        raise ValueError(
+            f"`width_rule` must be one of {WIDTH_RULES}; received {width_rule!r}."
+        )
+    if not info.sizes or not info.sizes.get("train"):
+        raise ValueError(
+            f"Dataset {info.name!r} has no known train size; the Table I rule needs it."
+        )
+    channels = info.input_shape[-1]
+    if width_rule == "table1" and info.modality.startswith("audio"):
+        channels = REFERENCE_CHANNELS
+    return scale_settings(info.sizes["train"], channels)
