@@ -94,6 +94,7 @@ def train_command(args) -> int:
         steps_per_epoch=args.steps_per_epoch,
         initial_lr=args.lr,
         recipe=args.recipe,
+        init_from=args.init_from,
     )
     print(
         f"{result['name']}: eval accuracy {result['eval_accuracy']:.4f} "
@@ -212,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="runs")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="ZOO_NAME",
+        help="start from this zoo model's weights (all but the classifier head; "
+        "the architecture must match, see `spzoo zoo list`)",
+    )
     p.set_defaults(func=train_command)
 
     p = sub.add_parser(

@@ -87,15 +87,41 @@ class EpochProgress(keras.callbacks.Callback):
         )
 
 
-def _reproduce_command(arch_name, dataset, recipe, epochs, batch_size, seed, lr):
+def _reproduce_command(
+    arch_name, dataset, recipe, epochs, batch_size, seed, lr, init_from=None
+):
     words = ["spzoo", "train", str(arch_name), "--dataset", dataset]
     words += ["--recipe", recipe.name, "--epochs", str(epochs)]
     if batch_size != 128:
         words += ["--batch-size", str(batch_size)]
     if lr != recipe.initial_lr:
         words += ["--lr", repr(lr)]
+    if init_from:
+        words += ["--init-from", init_from]
     words += ["--seed", str(seed)]
     return shlex.join(words)
+
+
+def init_from_zoo(model: keras.Model, name: str) -> dict:
+    """Sets every weight of `model` but its head from zoo model `name`.
+
+    Returns:
+        The record kept in the run's recipe: the zoo model's name and the
+        sha256 of its `.keras` file.
+
+    Raises:
+        ValueError: naming `--init-from` when the architectures differ.
+    """
+    from spzoo import zoo
+    from spzoo.zoo.finetune import transfer_weights
+
+    source = zoo.load(name)
+    try:
+        transfer_weights(source, model, source_name=name)
+    except ValueError as error:
+        raise ValueError(f"`--init-from {name}`: {error}") from None
+    record = zoo.info(name)["files"]["keras"]
+    return {"name": name, "sha256": record["sha256"]}
 
 
 def train(
@@ -109,6 +135,7 @@ def train(
     initial_lr: float | None = None,
     verbose: int | str = "auto",
     recipe: str = "paper",
+    init_from: str | None = None,
 ) -> dict:
     """Trains `arch` on `dataset` with a recipe and saves it.
 
@@ -130,6 +157,9 @@ def train(
         initial_lr: Initial (or peak) learning rate; None takes the recipe's.
         verbose: Keras verbosity (progress bar by default).
         recipe: A name from `spzoo.training.RECIPES` ("paper", "fast").
+        init_from: A zoo model (`spzoo.zoo.list_models()`) of the same
+            architecture to start from: every weight but the classifier
+            head (`spzoo.zoo.finetune`); None starts from scratch.
 
     Returns:
         The metrics dict that is also written as JSON.
@@ -194,6 +224,7 @@ def train(
         model = build(spec, info.input_shape, info.num_classes, name=model_name)
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    initial = init_from_zoo(model, init_from) if init_from else None
     model.compile(
         optimizer=make_optimizer(recipe, steps * epochs, steps, lr),
         loss=loss,
@@ -252,10 +283,12 @@ def train(
             "steps_per_epoch": steps,
             "seed": seed,
             "command": _reproduce_command(
-                arch_name, dataset, recipe, epochs, batch_size, seed, lr
+                arch_name, dataset, recipe, epochs, batch_size, seed, lr, init_from
             ),
         }
     )
+    if initial:
+        recipe_record["init_from"] = initial
     result = {
         "name": name,
         "arch": arch_name,

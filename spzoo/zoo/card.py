@@ -21,6 +21,7 @@ import subprocess
 from pathlib import Path
 
 NOT_RECORDED = "not recorded"
+SPECS = Path(__file__).resolve().parents[1] / "models" / "specs"  # named specs
 CARD_SUFFIX = ".card.md"
 
 
@@ -128,6 +129,12 @@ def _threshold_name(value) -> str:
 
 def _intended_use(entry: dict) -> list[str]:
     shape = "x".join(map(str, entry["input"]["shape"]))
+    arch = entry["arch"]
+    if not (SPECS / f"{arch}.json").is_file():  # e.g. a searched NHN
+        arch = "SPEC.json"
+        arch_note = " (SPEC.json: the entry's `spec`, `spzoo zoo info NAME --json`)"
+    else:
+        arch_note = ""
     lines = [
         "## Intended use",
         "",
@@ -139,7 +146,8 @@ def _intended_use(entry: dict) -> list[str]:
         "- A reference artifact for the architecture and its exports (Keras, "
         "ONNX Runtime, TensorFlow SavedModel, LiteRT), and a starting point "
         f"for fine-tuning (`spzoo.zoo.load({entry['name']!r}, num_classes=K)`, "
-        f"`spzoo train {entry['arch']} --dataset D --init-from {entry['name']}`).",
+        f"`spzoo train {arch} --dataset D --init-from {entry['name']}`"
+        f"{arch_note}).",
     ]
     if entry.get("threshold"):
         lines.append(

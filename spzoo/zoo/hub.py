@@ -292,13 +292,22 @@ def fetch(
     return path
 
 
-def load(name: str, threshold: float | None = None, **fetch_kwargs):
+def load(
+    name: str,
+    threshold: float | None = None,
+    num_classes: int | None = None,
+    **fetch_kwargs,
+):
     """Model `name` as a Keras model (its `.keras` file, fetched if needed).
 
     Args:
         name: A model name (`list_models()`).
         threshold: Gated models: the threshold on log-alpha to set (default:
             the one the file holds).
+        num_classes: For fine-tuning: a number of classes other than the
+            model's gives its architecture with a new, freshly initialised
+            head and every other weight from the zoo model
+            (`spzoo.zoo.finetune`). None: the model as trained.
         **fetch_kwargs: Passed to `fetch` (`cache_dir`, `base_url`, ...).
     """
     import keras
@@ -309,6 +318,11 @@ def load(name: str, threshold: float | None = None, **fetch_kwargs):
 
     path = fetch(name, format="keras", **fetch_kwargs)
     model = keras.saving.load_model(str(path), compile=False)
+    entry = _entry(name, fetch_kwargs.get("manifest"))
+    if num_classes is not None and int(num_classes) != len(entry["classes"]):
+        from spzoo.zoo.finetune import with_new_head
+
+        model = with_new_head(model, entry["spec"], num_classes)
     if threshold is not None:
         set_threshold(model, threshold)
     return model
