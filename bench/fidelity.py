@@ -10,6 +10,7 @@ ends:
     python bench/fidelity.py reductions   # ResNet 3-48: three reductions vs two
     python bench/fidelity.py pruning      # pruning NAS: l2 / l2_fan_in / scope all
     python bench/fidelity.py lds          # NHN: LDS directions by threshold vs sampled
+    python bench/fidelity.py counts       # no training: widths, thresholds (seconds)
 
 `placement` and `reductions` train at the CPU scale of `bench/table2.py`
 (1/3 of the paper's width, Fashion-MNIST, recipe `fast`, 5 epochs, seed
@@ -41,7 +42,16 @@ from _common import RESULTS, machine, write_result  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = ROOT / "runs" / "fidelity"
 OUT = RESULTS / "fidelity"
-MEASURES = ("placement", "reductions", "pruning", "lds")
+MEASURES = ("placement", "reductions", "pruning", "lds", "counts")
+# Lee & Wang, Table I, audio column: training examples and the printed N_F.
+TABLE1_AUDIO = {
+    "Commands": (85_000, 20),
+    "Vocalset": (3_500, 4),
+    "ESC": (2_000, 4),
+    "Urbansound": (8_000, 6),
+    "GTZAN": (1_000, 3),
+    "FMA": (25_000, 12),
+}
 PAIRS = {  # measure: (table2 design of the default reading, the option's spec change)
     "placement": ("sp_resnet", "sp_resnet_interleaved"),
     "reductions": ("resnet_3_48", {"reductions": "after_every_stack"}),
@@ -228,6 +238,44 @@ def lds(seed: int) -> dict:
     }
 
 
+def counts() -> dict:
+    """What needs no training: Table I audio widths by both width rules, and
+    the zoo's gated CNN thresholds as probabilities of a gate being open."""
+    from spzoo.data.scaling import scale_settings
+    from spzoo.layers import closed_bound, open_probability
+
+    widths = {
+        name: {
+            "examples": n,
+            "table1_printed": printed,
+            "formula": scale_settings(n, 1).num_filters,
+            "table1_rule": scale_settings(n, 3).num_filters,
+        }
+        for name, (n, printed) in TABLE1_AUDIO.items()
+    }
+    manifest = json.loads((ROOT / "saved_models" / "manifest.json").read_text())
+    models = manifest.get("models", manifest)
+    entries = models if isinstance(models, list) else list(models.values())
+    gated = next(e for e in entries if e.get("name") == "gated_cnn.fashion_mnist")
+    curve = gated["threshold"]["curve"]
+    thresholds = [
+        {
+            "threshold": t,
+            "open_probability": float(open_probability(t)),
+            "acts": t > closed_bound(),
+        }
+        for t in (-7.0, round(closed_bound(), 3), 0.0, 2.0, 4.0, 5.0, 6.0)
+    ]
+    return {
+        "measure": "counts",
+        "table1_audio_widths": widths,
+        "closed_bound": closed_bound(),
+        "thresholds": thresholds,
+        "gated_cnn_log_alpha_range": gated["threshold"]["range"],
+        "gated_cnn_curve": curve,
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("measure", choices=MEASURES)
@@ -246,6 +294,8 @@ def main(argv=None) -> int:
         )
     elif args.measure == "pruning":
         record = pruning(args.seeds[0])
+    elif args.measure == "counts":
+        record = counts()
     else:
         record = lds(args.seeds[0])
     record["command"] = "python bench/fidelity.py " + " ".join(
