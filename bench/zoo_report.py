@@ -249,6 +249,10 @@ def main(argv=None) -> None:
         "bench/results and the papers' text. Accuracy: top-1 on each "
         "dataset's evaluation split, measured from the shipped file.",
         "",
+        "How faithful each part of spzoo is to the papers, concept by concept "
+        "(formula, algorithm step, setting: faithful, option or departure, and "
+        "the measured effect where known): [docs/fidelity.md](../../docs/fidelity.md).",
+        "",
         "## The zoo",
         "",
         "| model | dataset | accuracy (%) | params | MACs | budget (recipe) |",
