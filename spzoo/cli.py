@@ -304,7 +304,8 @@ def main(argv=None) -> int:
     """Runs the `spzoo` command; returns the exit status.
 
     0 success, 1 a runtime error, 2 a usage error (argparse's own, or a
-    `ValueError` naming a bad argument or input), 130 interrupted. Errors
+    `ValueError` naming a bad argument or input), 130 interrupted, 141 when
+    stdout was closed early (a pipe into `head`), silently. Errors
     print one line on stderr; `SPZOO_DEBUG=1` shows the traceback instead.
     TensorFlow is imported (without its start-up lines, `spzoo.quiet`) only
     for commands that need it: those whose parser does not set
@@ -324,6 +325,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("spzoo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`spzoo zoo list --json | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
     except Exception as error:
         if os.environ.get("SPZOO_DEBUG", "") not in ("", "0"):
             raise

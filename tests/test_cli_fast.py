@@ -117,3 +117,17 @@ def test_usage_errors_still_exit_2(argv):
     with pytest.raises(SystemExit) as stop:
         cli.main(argv)
     assert stop.value.code == 2
+
+
+def test_a_closed_pipe_is_not_an_error():
+    """`spzoo zoo list --json | head`: a reader gone before the output ends
+    gives no error line and exit 141."""
+    code = "import sys; from spzoo.cli import main; sys.exit(main(sys.argv[1:]))"
+    child = subprocess.Popen(
+        [sys.executable, "-u", "-c", code, "zoo", "list", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.stdout.close()  # before the child writes: its first write fails
+    _, err = child.communicate()
+    assert child.returncode == 141 and err == b""
