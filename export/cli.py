@@ -377,7 +377,10 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--top", type=int, default=3, help="classes to print")
     p.add_argument(
-        "--batch-size", type=int, default=32, help="examples per runtime call"
+        "--batch-size",
+        type=int,
+        default=32,
+        help="input files: examples per runtime call (default 32)",
     )
     p.add_argument(
         "--output",
