@@ -269,3 +269,30 @@ def test_table1_width_rule_matches_the_printed_audio_widths():
     assert table1_scale(image, "table1") == table1_scale(image, "formula")
     with pytest.raises(ValueError, match="`width_rule` must be one of"):
         table1_scale(commands, "paper")
+
+
+def test_command_line_offers_the_papers_readings():
+    from spzoo.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(
+        [
+            "search",
+            "pruning",
+            "--dataset",
+            "sklearn_digits",
+            "--scope",
+            "all",
+            "--width-rule",
+            "table1",
+        ]
+    )
+    assert (args.scope, args.width_rule) == ("all", "table1")
+    args = parser.parse_args(["search", "growth", "--dataset", "sklearn_digits"])
+    assert args.width_rule == "formula"
+    args = parser.parse_args(
+        ["search", "nhn", "--dataset", "fashion_mnist", "--direction-rule", "threshold"]
+    )
+    assert args.direction_rule == "threshold"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["search", "pruning", "--dataset", "x", "--scope", "some"])
