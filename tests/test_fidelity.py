@@ -296,3 +296,29 @@ def test_command_line_offers_the_papers_readings():
     assert args.direction_rule == "threshold"
     with pytest.raises(SystemExit):
         parser.parse_args(["search", "pruning", "--dataset", "x", "--scope", "some"])
+
+
+def test_interleaved_network_exports_to_onnx_with_parity(tmp_path):
+    """The ONNX builder reads each channel's gains, so the interleaved
+    placement exports like the contiguous one."""
+    import keras
+
+    from spzoo import export
+
+    neuron = {"type": "prunable", "fractions": [0.5, 0.25, 0.25]}
+    spec = {
+        "name": "tiny_interleaved",
+        "stem_filters": 8,
+        "stacks": [
+            {
+                "blocks": 1,
+                "filters": 16,
+                "kernels": {"1": 0.25, "3": 0.5, "7": 0.25},
+                "neuron": {**neuron, "arrangement": "interleaved"},
+            }
+        ],
+    }
+    keras.utils.set_random_seed(0)
+    model = build(spec, (8, 8, 1), 10)
+    report = export.export(model, tmp_path / "m.onnx", dataset="sklearn_digits")
+    assert report.parity and all(r.passed for r in report.parity)
