@@ -16,11 +16,19 @@ use of an audio dataset.
 """
 
 from spzoo.data import offline, paper  # noqa: F401  (registers the datasets)
+from spzoo.data.preprocessing import (
+    AudioPreprocessing,
+    ImagePreprocessing,
+    dataset_preprocessing,
+)
 from spzoo.data.registry import DatasetInfo, get, list_datasets, load, register
 from spzoo.data.scaling import Scaled, scale_settings
 
 __all__ = [
+    "AudioPreprocessing",
     "DatasetInfo",
+    "ImagePreprocessing",
+    "dataset_preprocessing",
     "Scaled",
     "get",
     "list_datasets",

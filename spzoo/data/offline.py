@@ -15,6 +15,7 @@ import numpy as np
 
 from spzoo.data import layouts, speech_synth
 from spzoo.data.audio_config import AudioConfig
+from spzoo.data.preprocessing import AudioPreprocessing, unit_scaling
 from spzoo.data.registry import DatasetInfo, register
 from spzoo.data.visual import check_images, read_idx, split_80_20, unit_range
 
@@ -225,6 +226,7 @@ register(
         "[0,1] scaling; fixed 80/20 split (seed 0).",
         source="PyPI package scikit-learn (sklearn.datasets.load_digits)",
         loader=_sklearn_digits,
+        preprocessing=unit_scaling((8, 8, 1), pixel_scale=16.0),
         sizes={"train": 1438, "eval": 359},
     )
 )
@@ -234,6 +236,7 @@ register(
 
 
 ONE_SECOND = AudioConfig(clip_seconds=1.0)
+ONE_SECOND_PREPROCESSING = AudioPreprocessing.from_config(ONE_SECOND)
 
 
 def _spoken_commands(
@@ -270,6 +273,7 @@ register(
         "$SPZOO_CACHE_DIR (default ~/.cache/spzoo)/spoken_commands",
         loader=_spoken_commands,
         modality="audio",
+        preprocessing=ONE_SECOND_PREPROCESSING,
         sizes={"train": 960, "eval": 240},
         check=_synth_check,
     )
@@ -307,6 +311,7 @@ register(
         source=f"Debian package asterisk-core-sounds-en-wav ({ALLISON_DIGITS_DIR})",
         loader=_allison_digits,
         modality="audio",
+        preprocessing=ONE_SECOND_PREPROCESSING,
         sizes={"train": 11, "eval": 11},
         check=_missing_path(ALLISON_DIGITS_DIR, "asterisk-core-sounds-en-wav"),
     )
@@ -359,6 +364,7 @@ register(
         source=f"Debian package sonic-pi-samples ({SONIC_PI_DIR})",
         loader=_sonic_pi,
         modality="audio",
+        preprocessing=ONE_SECOND_PREPROCESSING,
         sizes={"train": 132, "eval": 33},
         check=_missing_path(SONIC_PI_DIR, "sonic-pi-samples"),
     )

@@ -15,6 +15,7 @@ import numpy as np
 
 from spzoo.data import layouts
 from spzoo.data.audio_config import AudioConfig
+from spzoo.data.preprocessing import AudioPreprocessing, channel_normalization
 from spzoo.data.registry import DatasetInfo, register
 from spzoo.data.visual import (
     channel_stats,
@@ -188,6 +189,7 @@ def _cifar_arrays(classes: int, root: str):
     return (
         (standardize(train[0], mean, std), train[1].astype("int32")),
         (standardize(test[0], mean, std), test[1].astype("int32")),
+        (mean, std),
     )
 
 
@@ -204,10 +206,21 @@ def _cifar_check(classes: int):
 def _cifar_loader(classes: int):
     def loader(split: str, data_dir: str | None = None):
         root = layouts.data_root(f"cifar{classes}", data_dir)
-        train, test = _cifar_arrays(classes, root)
+        train, test, _ = _cifar_arrays(classes, root)
         return train if split == "train" else test
 
     return loader
+
+
+def _cifar_preprocessing(classes: int):
+    """Per-channel normalisation by the statistics of the copy's train images."""
+
+    def preprocessing(data_dir: str | None = None):
+        root = layouts.data_root(f"cifar{classes}", data_dir)
+        mean, std = _cifar_arrays(classes, root)[2]
+        return channel_normalization((32, 32, 3), mean, std)
+
+    return preprocessing
 
 
 for _classes, _names in _CIFAR_CLASSES.items():
@@ -224,6 +237,7 @@ for _classes, _names in _CIFAR_CLASSES.items():
             f"({layouts.CIFAR_LAYOUT[_classes]}), else keras.datasets "
             f"(downloads from cs.toronto.edu)",
             loader=_cifar_loader(_classes),
+            preprocessing=_cifar_preprocessing(_classes),
             check=_cifar_check(_classes),
             sizes={"train": 50000, "eval": 10000},
             paper=True,
@@ -272,6 +286,7 @@ def _audio_entry(
             source=f"Your copy under $SPZOO_DATA_DIR/{name} or data_dir= ({layout})",
             loader=loader,
             modality="audio",
+            preprocessing=AudioPreprocessing.from_config(config),
             check=check,
             paper=True,
         )
@@ -390,6 +405,11 @@ def _artwork_entry(name: str, title: str, classes: tuple, class_note: str):
         root = layouts.data_root(name)
         return None if os.path.isdir(root) else f"not found at {root}"
 
+    def preprocessing(data_dir: str | None = None):
+        # The crops are decoded 8-bit pixels: statistics in pixel units.
+        mean, std = _artwork_stats(name, layouts.data_root(name, data_dir), classes)
+        return channel_normalization((64, 64, 3), mean, std)
+
     register(
         DatasetInfo(
             name=name,
@@ -405,6 +425,7 @@ def _artwork_entry(name: str, title: str, classes: tuple, class_note: str):
             f"({layouts.ARTWORKS_LAYOUT})",
             loader=loader,
             check=check,
+            preprocessing=preprocessing,
             paper=True,
         )
     )

@@ -33,6 +33,12 @@ class DatasetInfo:
         flip_augment: Whether a mirrored example is still an example of its
             class, so augmentation may flip it (False for digits and
             characters).
+        preprocessing: How a raw image or waveform becomes an example, as
+            data (`spzoo.data.preprocessing`): an `ImagePreprocessing` or
+            `AudioPreprocessing`, a callable `(**options) -> one of them`
+            where it depends on the user's copy (colour statistics), or
+            None: [0, 1] scaling of 8-bit images. Read it with
+            `spzoo.data.dataset_preprocessing`.
     """
 
     name: str
@@ -46,6 +52,7 @@ class DatasetInfo:
     check: Callable | None = dataclasses.field(default=None, repr=False, compare=False)
     paper: bool = False
     flip_augment: bool = True
+    preprocessing: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
