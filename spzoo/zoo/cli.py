@@ -1,4 +1,4 @@
-"""`spzoo zoo list|info|card|fetch`: the model zoo on the command line.
+"""`spzoo zoo list|info|card|fetch|site`: the model zoo on the command line.
 
 ```
 spzoo zoo list [--filter 'gated*'] [--dataset fashion_mnist] [--family F] [--json]
@@ -6,6 +6,7 @@ spzoo zoo info gated_cnn.fashion_mnist [--json]
 spzoo zoo card gated_cnn.fashion_mnist           # the model card (markdown)
 spzoo zoo fetch gated_cnn.fashion_mnist --format onnx [--base-url URL] [--offline]
 spzoo zoo fetch gated_cnn.fashion_mnist --format savedmodel   # the extracted folder
+spzoo zoo site site/                              # static web site (spzoo.zoo.site_cli)
 ```
 """
 
@@ -142,7 +143,7 @@ def fetch_command(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    """Adds `zoo list|info|card|fetch` to the `spzoo` sub-command parsers."""
+    """Adds `zoo list|info|card|fetch|site` to the `spzoo` sub-command parsers."""
     p = subparsers.add_parser("zoo", help="list, describe and fetch trained models")
     sub = p.add_subparsers(dest="zoo_command", required=True)
 
@@ -183,3 +184,7 @@ def add_parser(subparsers) -> None:
         help="ignore the copy in saved_models/ (use the cache or download)",
     )
     q.set_defaults(func=fetch_command, tensorflow=False)
+
+    from spzoo.zoo import site_cli
+
+    site_cli.add_parser(sub)
