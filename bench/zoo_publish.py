@@ -330,6 +330,7 @@ def publish(
             "dtype": "float32",
             "layout": "NHWC",
             "preprocessing": info.description,
+            "preprocessing_config": spzoo.data.dataset_preprocessing(info).as_dict(),
         },
         "classes": [str(c) for c in info.class_names],
         "threshold": None,

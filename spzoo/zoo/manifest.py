@@ -11,7 +11,11 @@
     "dataset": "fashion_mnist", "eval_split": "eval",
     "accuracy": 0.9001, "params": 91851, "macs": 7472896,
     "input": {"shape": [28, 28, 1], "dtype": "float32", "layout": "NHWC",
-              "preprocessing": "..."},
+              "preprocessing": "...",
+              "preprocessing_config": {"kind": "image", "image_size": [28, 28],
+                                       "color_mode": "grayscale",
+                                       "pixel_scale": 255.0, "mean": [0.0],
+                                       "std": [1.0]}},
     "classes": ["T-shirt/top", ...],
     "threshold": {"default": null, "range": [lo, hi], "curve": [...]} | null,
     "recipe": {"command": "spzoo train ...", "seed": 0},
@@ -28,6 +32,11 @@ A SavedModel ships as one archive (`.zip` or `.tar.gz`, see
 `spzoo.zoo.archive`) that `fetch` extracts; a TFLite file needs its
 metadata sidecar (`spzoo.export` writes `<file>.tflite.json`), recorded as
 the file's `sidecar` and fetched with it.
+
+`input.preprocessing` is a sentence for people; `input.preprocessing_config`
+is the same as data (`spzoo.data.preprocessing`), which `spzoo infer` and
+`spzoo export --raw-input` read. An entry written before it existed gets it
+from the dataset registry when it is validated (`fill_preprocessing`).
 
 A file's URL is `<base_url>/<file>` (the base URL may be overridden for a
 mirror, see `spzoo.zoo.hub.base_url`), or the entry's own `url` if given.
@@ -64,7 +73,7 @@ REQUIRED = {
     "license": str,
     "files": dict,
 }
-REQUIRED_INPUT = ("shape", "dtype", "preprocessing")
+REQUIRED_INPUT = ("shape", "dtype", "preprocessing", "preprocessing_config")
 REQUIRED_FILE = ("file", "size", "sha256")
 WEIGHTS = ("float32", "float16")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -133,8 +142,47 @@ def file_record(path, **fields) -> dict:
     return record
 
 
+def _check_preprocessing(input: dict, where: str) -> None:
+    """Checks `input.preprocessing_config` and that it gives `input.shape`."""
+    from spzoo.data.preprocessing import PreprocessingError, from_dict
+
+    try:
+        config = from_dict(
+            input["preprocessing_config"], "'input.preprocessing_config'"
+        )
+    except PreprocessingError as error:
+        raise ManifestError(f"Manifest {where}: {error}") from None
+    _check(
+        list(config.input_shape) == list(input["shape"]),
+        where,
+        f"'input.preprocessing_config' gives inputs of shape "
+        f"{list(config.input_shape)}; 'input.shape' is {input['shape']}",
+    )
+
+
+def fill_preprocessing(entry: dict) -> dict:
+    """Adds `input.preprocessing_config` to an entry written without it,
+    from the dataset registry, where the dataset's preprocessing is known
+    without its data (colour sets' statistics are recorded by the publisher);
+    returns the entry."""
+    from spzoo.data import get
+    from spzoo.data.preprocessing import dataset_preprocessing, is_static
+
+    input = entry.get("input") if isinstance(entry, dict) else None
+    if not isinstance(input, dict) or "preprocessing_config" in input:
+        return entry
+    try:
+        info = get(entry.get("dataset"))
+    except (ValueError, TypeError):
+        return entry  # an unknown dataset: validation names the missing field
+    if is_static(info):
+        input["preprocessing_config"] = dataset_preprocessing(info).as_dict()
+    return entry
+
+
 def validate_entry(entry: dict, where: str = "entry") -> dict:
-    """Checks one model entry; returns it unchanged.
+    """Checks one model entry; returns it (an entry written before
+    `input.preprocessing_config` existed gets it: `fill_preprocessing`).
 
     Args:
         entry: A dict from the manifest's `models` list.
@@ -145,6 +193,7 @@ def validate_entry(entry: dict, where: str = "entry") -> dict:
     """
     _check(isinstance(entry, dict), where, "expected an object")
     where = f"entry {entry.get('name', where)!r}"
+    fill_preprocessing(entry)
     for field, kind in REQUIRED.items():
         _check(field in entry, where, f"missing field {field!r}")
         value = entry[field]
@@ -164,6 +213,7 @@ def validate_entry(entry: dict, where: str = "entry") -> dict:
     )
     for field in REQUIRED_INPUT:
         _check(field in entry["input"], where, f"missing field 'input.{field}'")
+    _check_preprocessing(entry["input"], where)
     _check("command" in entry["recipe"], where, "missing field 'recipe.command'")
     _check(entry["files"], where, "`files` is empty")
     for format, record in entry["files"].items():
