@@ -41,6 +41,7 @@ def export_command(args) -> int:
             dynamic_slim=args.dynamic_slim,
             channel_multiple=args.channel_multiple,
             engine=args.engine,
+            raw_input=args.raw_input,
         )
     except ParityError as error:
         print(f"spzoo export: {error}", file=sys.stderr)
@@ -48,10 +49,15 @@ def export_command(args) -> int:
         return 1
     metadata = report.metadata
     print(f"{report.format} written to {report.path}")
+    inputs = metadata["input"]
     print(
-        f"  input {metadata['input']['name']} (batch, "
-        f"{', '.join(map(str, metadata['input']['shape']))}) float32, output "
+        f"  input {inputs['name']} (batch, "
+        f"{', '.join(map(str, inputs['shape']))}) {inputs['dtype']}, output "
         f"{metadata['output']['name']} (batch, {len(metadata['output']['classes'])})"
+    )
+    print(
+        f"  preprocessing{' (in the graph)' if inputs['raw'] else ''}: "
+        + _describe(inputs["preprocessing_config"])
     )
     threshold = metadata["threshold"]
     if threshold["input"]:
@@ -71,6 +77,11 @@ def export_command(args) -> int:
     for result in report.parity:
         print(f"  {result}")
     return 0
+
+
+def _describe(config: dict) -> str:
+    """One line naming the fields of a preprocessing config."""
+    return ", ".join(f"{k} {v}" for k, v in config.items() if k != "kind")
 
 
 OUTPUTS = ("text", "json", "csv")
@@ -337,6 +348,13 @@ def add_parser(subparsers) -> None:
         help="ONNX: the builder (ResNet family: blocked kernels, threshold "
         "levels) or tf2onnx (any model, gates masked); auto: the builder when "
         "it supports the model",
+    )
+    p.add_argument(
+        "--raw-input",
+        action="store_true",
+        help="the artifact takes raw uint8 pixels (NHWC), or a float32 waveform "
+        "for audio models, and preprocesses them in the graph as the metadata's "
+        "preprocessing_config says (ONNX: the tf2onnx engine)",
     )
     p.add_argument("--examples", type=int, default=MIN_EXAMPLES)
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)

@@ -19,7 +19,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from spzoo.export.metadata import has_gates, metadata_path, model_metadata
+from spzoo.export.metadata import (
+    has_gates,
+    input_metadata,
+    metadata_path,
+    model_metadata,
+)
 from spzoo.export.onnx import DEFAULT_OPSET, to_onnx
 from spzoo.export.parity import (
     DEFAULT_ATOL,
@@ -34,6 +39,7 @@ from spzoo.export.saved_model import to_saved_model
 from spzoo.export.slim import slim_model
 from spzoo.export.tflite import to_tflite
 
+from spzoo.data.preprocessing import check, dataset_preprocessing, from_dict
 from spzoo.io import read_json, remove_stale, replace_dir, temp_path
 from spzoo.layers.hard_concrete_gate import (
     check_threshold,
@@ -128,6 +134,7 @@ def export(
     engine: str = "auto",
     levels=None,
     parity_thresholds=(),
+    raw_input: bool = False,
 ) -> ExportReport:
     """Exports `model` to `path` and checks parity on real examples.
 
@@ -157,6 +164,14 @@ def export(
         levels: ONNX builder only: its threshold levels (see `to_onnx`).
         parity_thresholds: More thresholds to check parity at (gated
             models, every format; e.g. those of a zoo threshold curve).
+        raw_input: The artifact takes raw uint8 pixels (or, for audio, a
+            waveform at the config's sample rate) and preprocesses them in
+            the graph (`spzoo.export.raw_input`); parity compares it with
+            Keras on the same inputs preprocessed outside. ONNX: the tf2onnx
+            engine (the builder writes the network only).
+
+    The metadata's `input.preprocessing_config` is the record's or zoo
+    entry's, else the dataset's (`spzoo.data.dataset_preprocessing`).
 
     Returns:
         An `ExportReport`. Raises `ParityError` if any check fails.
@@ -172,6 +187,12 @@ def export(
         raise ValueError(
             "`dynamic_slim=True` is for ONNX exports without `slim`; received "
             f"format={format!r}, slim={slim!r}."
+        )
+    if raw_input and (dynamic_slim or engine == "builder"):
+        raise ValueError(
+            "`raw_input=True` exports through the tf2onnx engine, without "
+            f"`dynamic_slim`; received engine={engine!r}, "
+            f"dynamic_slim={dynamic_slim!r}."
         )
     gated = has_gates(model)
     if threshold is not None and not gated:
@@ -191,6 +212,12 @@ def export(
 
     info = data.get(dataset)
     x = parity_examples(dataset, model.inputs[0].shape[1:], examples)
+    config = _preprocessing_config(record, info)
+    raw = None
+    if raw_input:
+        from spzoo.export.raw_input import raw_examples
+
+        raw, x = raw_examples(from_dict(config), x, len(x))
     classes = classes or record.get("classes") or list(info.class_names)
     if len(classes) != model.outputs[0].shape[-1]:
         classes = None
@@ -212,7 +239,15 @@ def export(
             x=x,
             threshold_input=False if slim else None,
             extra=extra,
+            preprocessing_config=config,
         )
+        if raw_input:
+            from spzoo.export.raw_input import raw_input_model
+
+            exported = raw_input_model(exported, from_dict(config))
+            metadata["input"] = input_metadata(
+                exported, info.description, config, raw_input=True
+            )
         if slim and metadata["threshold"]["gated"]:
             metadata["threshold"]["default"] = reference_threshold
         options = {
@@ -237,10 +272,23 @@ def export(
             atol,
             options,
             extra_thresholds,
+            raw,
         )
     finally:
         if gated:
             set_threshold(model, saved_threshold)
+
+
+def _preprocessing_config(record: dict, info) -> dict:
+    """The preprocessing as data: the training record's or zoo entry's
+    `preprocessing_config`, else the dataset registry's."""
+
+    config = (record.get("input") or {}).get("preprocessing_config") or record.get(
+        "preprocessing_config"
+    )
+    if config is None:
+        return dataset_preprocessing(info).as_dict()
+    return check(config, "the record's `preprocessing_config`")
 
 
 def _write_checked(
@@ -254,6 +302,7 @@ def _write_checked(
     atol,
     options,
     extra_thresholds=(),
+    raw=None,
 ):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,6 +312,8 @@ def _write_checked(
     try:
         target = staging / f"model{SUFFIXES[format]}"
         kwargs = options if format == "onnx" else {}
+        if format == "savedmodel" and raw is not None:
+            kwargs = {"slim_blocks": False}  # the block slimmer reads the network
         threshold_input = bool(metadata["threshold"]["input"])
         WRITERS[format](exported, target, metadata, threshold_input, **kwargs)
         runner = load(target)
@@ -272,7 +323,9 @@ def _write_checked(
             levels = (runner.metadata.get("onnx") or {}).get("levels") or []
             thresholds += [r["threshold"] for r in levels[1:]]
             thresholds += [t for t in extra_thresholds if t not in thresholds]
-        results = check_parity(model, runner, x, thresholds, atol, reference_threshold)
+        results = check_parity(
+            model, runner, x, thresholds, atol, reference_threshold, raw=raw
+        )
         if format == "onnx":
             results += check_onnx_reference(
                 target,
@@ -281,6 +334,7 @@ def _write_checked(
                 thresholds[:2],
                 atol,
                 reference_threshold,
+                raw=None if raw is None else raw[:REFERENCE_EXAMPLES],
             )
         del runner
         _move(target, path, format)

@@ -5,7 +5,7 @@ Every artifact carries one JSON document (`model_metadata`):
 ```
 {"format": "spzoo-export/1", "spzoo_version": ..., "architecture": ...,
  "input": {"name": "image", "shape": [H, W, C], "dtype": "float32",
-           "preprocessing": ...},
+           "preprocessing": ..., "preprocessing_config": {...}, "raw": false},
  "output": {"name": "logits", "classes": [...]},
  "threshold": {"input": "threshold" | null, "default": t, "range": [lo, hi]},
  ...}
@@ -32,6 +32,7 @@ FORMAT = "spzoo-export/1"
 METADATA_KEY = "spzoo"
 ASSET_NAME = "spzoo_metadata.json"
 INPUT_NAME = "image"
+WAVEFORM_NAME = "waveform"  # raw-input audio exports: (batch, samples)
 OUTPUT_NAME = "logits"
 THRESHOLD_NAME = "threshold"
 
@@ -113,6 +114,31 @@ def threshold_range(model: keras.Model, x=None) -> list | None:
     return [lo, hi]
 
 
+def input_name(model: keras.Model) -> str:
+    """The artifact's input name: `waveform` for a model taking `(batch,
+    samples)` (a raw-input audio export), else `image`."""
+    return WAVEFORM_NAME if len(model.inputs[0].shape) == 2 else INPUT_NAME
+
+
+def input_metadata(
+    model: keras.Model,
+    preprocessing: str | None = None,
+    preprocessing_config: dict | None = None,
+    raw_input: bool = False,
+) -> dict:
+    """The `input` section of the metadata (see `model_metadata`)."""
+    shape = [int(d) for d in model.inputs[0].shape[1:]]
+    return {
+        "name": input_name(model),
+        "shape": shape,
+        "dtype": str(model.inputs[0].dtype),
+        "layout": "NHWC" if len(shape) == 3 else "NT",
+        "preprocessing": preprocessing,
+        "preprocessing_config": preprocessing_config,
+        "raw": bool(raw_input),
+    }
+
+
 def model_metadata(
     model: keras.Model,
     classes=None,
@@ -121,6 +147,8 @@ def model_metadata(
     x=None,
     threshold_input: bool | None = None,
     extra: dict | None = None,
+    preprocessing_config: dict | None = None,
+    raw_input: bool = False,
 ) -> dict:
     """The metadata document of an export of `model`.
 
@@ -135,8 +163,13 @@ def model_metadata(
         threshold_input: Whether the artifact takes a threshold input
             (default: when the model has gates).
         extra: More keys (e.g. `{"slim": {...}}`).
+        preprocessing_config: The preprocessing as data
+            (`spzoo.data.preprocessing`), stored as
+            `input.preprocessing_config`.
+        raw_input: Whether `model` takes raw inputs (uint8 pixels or a
+            waveform) with the preprocessing inside (`spzoo.export.raw_input`);
+            `input.raw` records it.
     """
-    input_shape = [int(d) for d in model.inputs[0].shape[1:]]
     num_classes = int(model.outputs[0].shape[-1])
     classes = [str(c) for c in (classes or range(num_classes))]
     if len(classes) != num_classes:
@@ -153,13 +186,9 @@ def model_metadata(
         "keras_version": keras.__version__,
         "architecture": model.name,
         "dataset": dataset,
-        "input": {
-            "name": INPUT_NAME,
-            "shape": input_shape,
-            "dtype": "float32",
-            "layout": "NHWC",
-            "preprocessing": preprocessing,
-        },
+        "input": input_metadata(
+            model, preprocessing, preprocessing_config, raw_input
+        ),
         "output": {"name": OUTPUT_NAME, "kind": "logits", "classes": classes},
         "threshold": {
             "gated": gated,

@@ -146,6 +146,7 @@ def check_parity(
     atol: float = DEFAULT_ATOL,
     reference_threshold: float | None = None,
     batch_size: int = 64,
+    raw=None,
 ) -> list[ParityResult]:
     """Runs `runner` (a `spzoo.export.load` result) and Keras on `x`.
 
@@ -160,18 +161,21 @@ def check_parity(
             artifact is given (a slimmed export, whose threshold is fixed,
             compares with the gated model at that threshold).
         batch_size: Batch size of the artifact's runs.
+        raw: A raw-input export: the artifact's inputs (pixels or
+            waveforms) whose preprocessed images are `x`, what Keras gets.
 
     Returns:
         One `ParityResult` per threshold; raises `ParityError` (listing every
         result) if any fails.
     """
     results = []
+    inputs = x if raw is None else raw
     for threshold in thresholds:
         at = threshold if reference_threshold is None else reference_threshold
         reference = keras_logits(model, x, at)
         outputs = np.concatenate(
             [
-                runner(x[i : i + batch_size], threshold=threshold)
+                runner(inputs[i : i + batch_size], threshold=threshold)
                 for i in range(0, len(x), batch_size)
             ]
         )
@@ -188,11 +192,12 @@ def check_onnx_reference(
     atol: float = DEFAULT_ATOL,
     reference_threshold: float | None = None,
     rtol: float = REFERENCE_RTOL,
+    raw=None,
 ) -> list[ParityResult]:
     """Checks an ONNX file with `onnx.checker` and runs it in ONNX's own
     reference evaluator (`onnx.reference.ReferenceEvaluator`, no code shared
     with ONNX Runtime) against Keras on `x` (arguments as `check_parity`;
-    `rtol`: see `ParityResult`)."""
+    `rtol`: see `ParityResult`; `raw`: the inputs of a raw-input export)."""
     import json
 
     import onnx
@@ -212,7 +217,12 @@ def check_onnx_reference(
     takes = THRESHOLD_NAME in {i.name for i in proto.graph.input}
     results = []
     for threshold in thresholds:
-        feeds = {INPUT_NAME: np.asarray(x, np.float32)}
+        inputs = metadata["input"]
+        feeds = {
+            inputs.get("name", INPUT_NAME): np.asarray(
+                x if raw is None else raw, inputs.get("dtype", "float32")
+            )
+        }
         if takes:  # the metadata's default and range, as `spzoo.export.load`
             feeds[THRESHOLD_NAME] = resolve_threshold(metadata, threshold)
         outputs = evaluator.run([OUTPUT_NAME], feeds)[0]

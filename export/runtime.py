@@ -102,12 +102,22 @@ class Runner(abc.ABC):
     def takes_threshold(self) -> bool:
         return bool(self.metadata["threshold"]["input"])
 
+    @property
+    def input_name(self) -> str:
+        return self.metadata["input"].get("name", INPUT_NAME)
+
+    @property
+    def input_dtype(self) -> str:
+        return self.metadata["input"].get("dtype", "float32")
+
     def check_input(self, x) -> np.ndarray:
-        """Returns `x` as a float32 batch, or raises `ValueError` naming the
-        expected shape."""
+        """Returns `x` as a batch of the artifact's input dtype (float32, or
+        uint8 pixels for a raw-input export), or raises `ValueError` naming
+        the expected shape."""
         x = np.asarray(x)
+        dtype = self.input_dtype
         expected = (
-            f"a float32 batch of shape (batch, {', '.join(map(str, self.input_shape))})"
+            f"a {dtype} batch of shape (batch, {', '.join(map(str, self.input_shape))})"
         )
         if not (
             np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
@@ -120,7 +130,13 @@ class Runner(abc.ABC):
             raise ValueError(
                 f"`inputs` of shape {tuple(x.shape)}: expected {expected}."
             )
-        return x.astype(np.float32, copy=False)
+        if dtype == "uint8" and x.dtype != np.uint8:
+            if x.size and (x.min() < 0 or x.max() > 255 or (x != np.rint(x)).any()):
+                raise ValueError(
+                    f"`inputs` of dtype {x.dtype} hold values that are not uint8 "
+                    f"pixels: expected {expected} (a raw-input export)."
+                )
+        return x.astype(dtype, copy=False)
 
     def check_threshold(self, threshold):
         """The threshold to run with (`resolve_threshold`); None for an
@@ -145,7 +161,9 @@ class Runner(abc.ABC):
         return resolve_threshold(self.metadata, threshold)
 
     def __call__(self, x, threshold=None) -> np.ndarray:
-        """Logits `(B, K)` of the float32 images `x` `(B, H, W, C)`."""
+        """Logits `(B, K)` of the images `x` `(B, H, W, C)` (float32, or uint8
+        pixels for a raw-input export; a raw-input audio export: waveforms
+        `(B, samples)`)."""
         x = self.check_input(x)
         threshold = self.check_threshold(threshold)
         return np.asarray(self._run(x, threshold))
@@ -244,7 +262,7 @@ class OnnxRunner(Runner):
             ) from error
 
     def _run(self, x, threshold):
-        feeds = {INPUT_NAME: x}
+        feeds = {self.input_name: x}
         if threshold is not None:
             feeds[THRESHOLD_NAME] = threshold
         return self.session.run([OUTPUT_NAME], feeds)[0]
@@ -281,8 +299,10 @@ class SavedModelRunner(Runner):
 
     def _run(self, x, threshold):
         if threshold is None:
-            return self.serve(image=x)[OUTPUT_NAME].numpy()
-        return self.serve_threshold(image=x, threshold=threshold)[OUTPUT_NAME].numpy()
+            return self.serve(**{self.input_name: x})[OUTPUT_NAME].numpy()
+        return self.serve_threshold(**{self.input_name: x}, threshold=threshold)[
+            OUTPUT_NAME
+        ].numpy()
 
 
 def _check_pair(path: Path, sidecar: Path, metadata: dict) -> None:
@@ -336,8 +356,10 @@ class TFLiteRunner(Runner):
 
     def _run(self, x, threshold):
         if threshold is None:
-            return self.runners[self.keys[0]](image=x)[OUTPUT_NAME]
-        return self.runners[self.keys[1]](image=x, threshold=threshold)[OUTPUT_NAME]
+            return self.runners[self.keys[0]](**{self.input_name: x})[OUTPUT_NAME]
+        return self.runners[self.keys[1]](**{self.input_name: x}, threshold=threshold)[
+            OUTPUT_NAME
+        ]
 
 
 def load(path, threads: int | None = None, providers=None) -> Runner:

@@ -17,13 +17,20 @@ dropout layers are inert and no custom gradient is traced.
 
 import keras
 import tensorflow as tf
-from spzoo.export.metadata import INPUT_NAME, OUTPUT_NAME, THRESHOLD_NAME, has_gates
+from spzoo.export.metadata import (
+    OUTPUT_NAME,
+    THRESHOLD_NAME,
+    has_gates,
+    input_name,
+)
 
 from spzoo.layers.hard_concrete_gate import threshold_scope
 
 
 def image_spec(model: keras.Model) -> tf.TensorSpec:
-    """The image input: float32 `(None, H, W, C)` named `image`."""
+    """The model's input: `(None, H, W, C)` named `image` (float32, or
+    uint8 for a raw-input export), or `(None, samples)` float32 named
+    `waveform` (a raw-input audio export)."""
     if len(model.inputs) != 1:
         raise ValueError(
             f"Export needs a model with one input; {model.name!r} has "
@@ -34,7 +41,8 @@ def image_spec(model: keras.Model) -> tf.TensorSpec:
         raise ValueError(
             f"Export needs a fixed example shape; {model.name!r} takes {shape}."
         )
-    return tf.TensorSpec((None, *shape), tf.float32, name=INPUT_NAME)
+    dtype = tf.as_dtype(str(model.inputs[0].dtype))
+    return tf.TensorSpec((None, *shape), dtype, name=input_name(model))
 
 
 THRESHOLD_SPEC = tf.TensorSpec((), tf.float32, name=THRESHOLD_NAME)
@@ -44,7 +52,7 @@ def ensure_called(model: keras.Model) -> keras.Model:
     """Calls a model once (a model fresh from `load_model` must be called
     before `tf.function` tracing sees its variables as built)."""
     spec = image_spec(model)
-    model(tf.zeros((1, *spec.shape[1:]), tf.float32), training=False)
+    model(tf.zeros((1, *spec.shape[1:]), spec.dtype), training=False)
     return model
 
 
