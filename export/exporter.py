@@ -217,6 +217,12 @@ def export(
     if raw_input:
         from spzoo.export.raw_input import raw_examples
 
+        if format == "onnx" and config["kind"] == "audio":
+            raise ValueError(
+                "`raw_input=True` for an audio model: ONNX is not supported "
+                "(tf2onnx 1.17 cannot convert the STFT's complex magnitude with a "
+                "dynamic batch); use format 'savedmodel' or 'tflite'."
+            )
         raw, x = raw_examples(from_dict(config), x, len(x))
     classes = classes or record.get("classes") or list(info.class_names)
     if len(classes) != model.outputs[0].shape[-1]:

@@ -77,13 +77,14 @@ def _finish(proto, metadata: dict, threshold_input: bool):
     if len(outputs) != 1:
         raise ValueError(f"Expected one ONNX output; the graph has {outputs}.")
     _rename_value(graph, outputs[0], OUTPUT_NAME)
+    input_name = metadata["input"].get("name", INPUT_NAME)  # or a waveform
     for value in graph.input:
         if value.name.startswith(THRESHOLD_NAME):
             _rename_value(graph, value.name, THRESHOLD_NAME)
-        elif value.name.startswith(INPUT_NAME):
-            _rename_value(graph, value.name, INPUT_NAME)
+        elif value.name.startswith(input_name):
+            _rename_value(graph, value.name, input_name)
     names = sorted(v.name for v in graph.input)
-    expected = sorted([INPUT_NAME] + ([THRESHOLD_NAME] if threshold_input else []))
+    expected = sorted([input_name] + ([THRESHOLD_NAME] if threshold_input else []))
     if names != expected:
         raise ValueError(f"Expected ONNX inputs {expected}; the graph has {names}.")
     if any(t.name in names for t in graph.initializer):

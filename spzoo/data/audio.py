@@ -393,7 +393,8 @@ def log_mel_image(pieces, config: AudioConfig) -> "tf.Tensor":
         fmin=0,
         fmax=config.rate // 2,
     )
-    image = tf.transpose(tf.math.log(mel + LOG_FLOOR), [0, 2, 1])[..., None]
+    # expand_dims, not [..., None]: TFLite's StridedSlice takes no new axis.
+    image = tf.expand_dims(tf.transpose(tf.math.log(mel + LOG_FLOOR), [0, 2, 1]), -1)
     size = config.image_size
     return tf.image.resize(image, [size, size], method="bilinear")
 
