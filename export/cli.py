@@ -99,7 +99,7 @@ def infer_command(args) -> int:
         raise ValueError(f"`--repeats` must be >= 1; received {args.repeats}.")
     if args.batch_size < 1:
         raise ValueError(f"`--batch-size` must be >= 1; received {args.batch_size}.")
-    if not 0 < args.clip_seconds <= MAX_CLIP_SECONDS:
+    if args.clip_seconds is not None and not 0 < args.clip_seconds <= MAX_CLIP_SECONDS:
         raise ValueError(
             f"`--clip-seconds` must be in (0, {MAX_CLIP_SECONDS:g}] seconds; "
             f"received {args.clip_seconds!r}."
@@ -114,6 +114,12 @@ def infer_command(args) -> int:
     files = expand_inputs(args.inputs)
     providers = args.providers.split(",") if args.providers else None
     runner = load(resolve_artifact(args.artifact), providers=providers)
+    inputs = runner.metadata["input"]
+    # Files exported before the config existed: the zoo entry's.
+    args.preprocessing = inputs.get("preprocessing_config") or _zoo_config(
+        args.artifact
+    )
+    args.raw = bool(inputs.get("raw"))
     thresholds = args.threshold or [None]
     header = f"{runner.metadata['architecture']} ({runner.format}, {runner.path})"
     # Machine-readable output keeps stdout to the records.
@@ -139,7 +145,9 @@ def _batches(runner, files, args):
 
     names, parts, count = [], [], 0
     for files_read, path in enumerate(files, 1):
-        x = read_input(path, runner.input_shape, args.clip_seconds)
+        x = read_input(
+            path, runner.input_shape, args.clip_seconds, args.preprocessing, args.raw
+        )
         many = len(x) > 1
         for i in range(len(x)):
             names.append(f"{path}[{i}]" if many else str(path))
@@ -272,6 +280,18 @@ def _score_dataset(runner, args, thresholds) -> None:
         elif ratio:
             line += f" {ratio:>8}"
         print(line)
+
+
+def _zoo_config(artifact: str) -> dict | None:
+    """The `input.preprocessing_config` of a zoo model's manifest entry
+    (None for a file)."""
+    import os
+
+    from spzoo import zoo
+
+    if os.path.exists(artifact):
+        return None
+    return zoo.info(artifact)["input"].get("preprocessing_config")
 
 
 def _zoo_curve(artifact: str) -> dict:
@@ -425,7 +445,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--clip-seconds",
         type=float,
-        default=1.0,
-        help="audio inputs: clip length of the log-Mel pipeline",
+        default=None,
+        help="audio inputs: clip length of the log-Mel pipeline (default: the "
+        "model's preprocessing_config, else 1)",
     )
     p.set_defaults(func=infer_command)

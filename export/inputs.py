@@ -1,17 +1,26 @@
 """Reading inference inputs from files: images, `.npy` arrays and audio clips.
 
+The model's preprocessing comes from its metadata's
+`input.preprocessing_config` (`spzoo.data.preprocessing`; [0, 1] scaling
+for an artifact written before it existed):
+
 - images (`.png`, `.jpg`, `.jpeg`, `.bmp`, `.gif`): decoded with Pillow
   (a truncated or unreadable file is an error naming it), resized to the
   model's `H x W` (nearest neighbour, as `keras.utils.load_img`), greyscale
   for one channel and RGB for three, scaled to `[0, 1]` by the file's bit
-  depth (8-bit by 255, 16-bit by 65535; the offline image sets'
-  preprocessing);
+  depth (8-bit by 255, 16-bit by 65535), then normalised per channel by the
+  config's mean and std;
 - `.npy`: one example `(H, W, C)` or a batch `(N, H, W, C)`, N >= 1; float
-  arrays are used as they are (every value must be finite), `uint8` and
-  `uint16` arrays are pixels, scaled to `[0, 1]` like images; other integer
-  or boolean arrays are refused (their scale is unknown);
+  arrays are used as they are (every value must be finite), `uint8` arrays
+  are raw pixels (scaled by the config's `pixel_scale`, then normalised),
+  `uint16` arrays 16-bit pixels (scaled by 65535, then normalised); other
+  integer or boolean arrays are refused (their scale is unknown);
 - audio (`.wav`, `.flac`, `.ogg`, `.aiff`): the zoo's log-Mel pipeline
-  (`spzoo.data.audio.preprocess_file`), one example per piece of the clip.
+  (`spzoo.data.audio.preprocess_file`) with the config's sample rate, clip
+  length, Mel bands, window and hop, one example per piece of the clip.
+
+A raw-input artifact (`spzoo export --raw-input`) preprocesses in its graph:
+images go to it as uint8 pixels, audio as the resampled, clipped waveform.
 
 `expand_inputs` turns the command line's files, folders and globs into the
 list of files to read.
@@ -79,13 +88,25 @@ def check_finite(x: np.ndarray, where: str) -> None:
         )
 
 
-def _read_npy(path: Path, input_shape: tuple, expected: str) -> np.ndarray:
+def _read_npy(
+    path: Path, input_shape: tuple, expected: str, config, raw: bool
+) -> np.ndarray:
     try:
         x = np.load(path, allow_pickle=False)
     except Exception as error:
         raise ValueError(f"Cannot read {str(path)!r} as .npy: {error}") from error
+    if x.dtype in PIXEL_SCALES and config.kind == "audio":
+        raise ValueError(
+            f"Input {str(path)!r} has dtype {x.dtype}; an audio model takes float "
+            "log-Mel images (or waveforms, raw-input artifacts)."
+        )
     if x.dtype in PIXEL_SCALES:
-        x = x.astype(np.float32) / PIXEL_SCALES[x.dtype]
+        scale = config.pixel_scale if x.dtype == np.uint8 else PIXEL_SCALES[x.dtype]
+        unit = x.astype(np.float32) / np.float32(scale)
+        if raw and x.dtype != np.uint8:
+            x = config.unit_to_pixels(unit)
+        elif not raw:
+            x = config.normalize(unit)
     elif not np.issubdtype(x.dtype, np.floating):
         raise ValueError(
             f"Input {str(path)!r} has dtype {x.dtype}; expected float values as "
@@ -98,6 +119,8 @@ def _read_npy(path: Path, input_shape: tuple, expected: str) -> np.ndarray:
         raise ValueError(
             f"Input {str(path)!r} has shape {x.shape}; expected {expected}."
         )
+    if x.dtype == np.uint8:
+        return x  # a raw-input artifact's pixels
     check_finite(x, f"Input {str(path)!r}")
     if np.abs(x).max(initial=0.0) > np.finfo(np.float32).max:
         raise ValueError(f"Input {str(path)!r} has values beyond float32's range.")
@@ -147,8 +170,47 @@ def _read_image(path: Path, input_shape: tuple) -> np.ndarray:
     return x[None]
 
 
-def read_input(path, input_shape, clip_seconds: float = 1.0) -> np.ndarray:
-    """Returns the float32 batch `(N, H, W, C)`, N >= 1, that file `path` holds.
+def _read_audio(path: Path, config, raw: bool) -> np.ndarray:
+    """Log-Mel images `(P, S, S, 1)` of an audio file, or for a raw-input
+    artifact its waveform resampled and cut into pieces `(P, samples)`."""
+    from spzoo.data import audio
+
+    pipeline = config.config()
+    if not raw:
+        return np.asarray(audio.preprocess_file(str(path), pipeline))
+    info = audio.probe(str(path))
+    x = audio._read_with_soundfile(str(path), audio.source_frames(pipeline, info.rate))
+    return np.asarray(
+        audio.to_pieces(audio.resample(x, info.rate, pipeline.rate), pipeline)
+    )
+
+
+def _config(preprocessing, input_shape: tuple):
+    from spzoo.data.preprocessing import from_dict, unit_scaling
+
+    if preprocessing is None:  # an artifact written before the config
+        return unit_scaling(input_shape) if len(input_shape) == 3 else None
+    return from_dict(preprocessing, "the model's `input.preprocessing_config`")
+
+
+def read_input(
+    path,
+    input_shape,
+    clip_seconds: float | None = None,
+    preprocessing: dict | None = None,
+    raw: bool = False,
+) -> np.ndarray:
+    """Returns the batch `(N, *input_shape)`, N >= 1, that file `path` holds:
+    float32 model inputs, or raw uint8 pixels / waveforms for a raw-input
+    artifact (`raw=True`).
+
+    Args:
+        path: An image, `.npy` or audio file.
+        input_shape: The shape of one example the artifact takes.
+        clip_seconds: Audio: overrides the config's clip length.
+        preprocessing: The model's `input.preprocessing_config` (None:
+            [0, 1] scaling of images, the default log-Mel settings).
+        raw: The artifact preprocesses in its graph.
 
     Raises:
         ValueError: Unknown file type, unreadable or truncated file, an
@@ -165,26 +227,39 @@ def read_input(path, input_shape, clip_seconds: float = 1.0) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"Input {str(path)!r} does not exist.")
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        x = _read_npy(path, input_shape, expected)
-    elif suffix in IMAGE_SUFFIXES:
-        x = _read_image(path, input_shape)
-    elif suffix in AUDIO_SUFFIXES:
-        from spzoo.data import audio
+    config = _config(preprocessing, input_shape)
+    audio_config = config is None or config.kind == "audio"
+    if suffix in AUDIO_SUFFIXES or audio_config:
         from spzoo.data.audio_config import AudioConfig
+        from spzoo.data.preprocessing import AudioPreprocessing
 
-        if not 0 < clip_seconds <= MAX_CLIP_SECONDS:
-            raise ValueError(
-                f"`--clip-seconds` must be in (0, {MAX_CLIP_SECONDS:g}]; received "
-                f"{clip_seconds!r}."
-            )
-        x = np.asarray(audio.preprocess_file(str(path), AudioConfig(clip_seconds)))
+        if config is None or config.kind != "audio":  # the default settings
+            config = AudioPreprocessing.from_config(AudioConfig(1.0))
+        if clip_seconds is not None:
+            if not 0 < clip_seconds <= MAX_CLIP_SECONDS:
+                raise ValueError(
+                    f"`--clip-seconds` must be in (0, {MAX_CLIP_SECONDS:g}]; "
+                    f"received {clip_seconds!r}."
+                )
+            fields = dict(config.as_dict(), clip_seconds=float(clip_seconds))
+            fields.pop("kind")
+            config = AudioPreprocessing(**fields)
+    if suffix == ".npy":
+        x = _read_npy(path, input_shape, expected, config, raw)
+    elif suffix in IMAGE_SUFFIXES:
+        if config.kind == "audio":
+            raise ValueError(f"Input {str(path)!r} is an image; the model takes audio.")
+        x = _read_image(path, input_shape)
+        x = config.unit_to_pixels(x) if raw else config.normalize(x)
+    elif suffix in AUDIO_SUFFIXES:
+        x = _read_audio(path, config, raw)
         if x.shape[1:] != input_shape:
             raise ValueError(
-                f"Audio {str(path)!r} gives log-Mel images of shape {x.shape[1:]}"
-                f" at clip_seconds={clip_seconds}; the model expects {input_shape}."
+                f"Audio {str(path)!r} gives examples of shape {x.shape[1:]}"
+                f" at clip_seconds={config.clip_seconds:g}; the model expects "
+                f"{input_shape}."
             )
-        check_finite(x, f"Audio {str(path)!r} (log-Mel)")
+        check_finite(x, f"Audio {str(path)!r}")
         x = x.astype(np.float32)
     else:
         raise ValueError(

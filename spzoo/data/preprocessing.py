@@ -107,8 +107,13 @@ class ImagePreprocessing:
         model inputs `x`: the inverse of `apply`, for examples of a raw-input
         export."""
         unit = np.asarray(x, np.float64) * self.std + np.asarray(self.mean)
-        pixels = np.clip(np.rint(unit * self.pixel_scale), 0, self.pixel_scale)
-        return pixels.astype(dtype)
+        return self.unit_to_pixels(unit, dtype)
+
+    def unit_to_pixels(self, unit, dtype=np.uint8) -> np.ndarray:
+        """Raw pixels (rounded, clipped to `[0, pixel_scale]`) of images in
+        [0, 1] units (an image file scaled by its bit depth)."""
+        pixels = np.rint(np.asarray(unit, np.float64) * self.pixel_scale)
+        return np.clip(pixels, 0, self.pixel_scale).astype(dtype)
 
 
 @dataclasses.dataclass(frozen=True)
