@@ -258,6 +258,17 @@ def _score_dataset(runner, args, thresholds) -> None:
         raise ValueError(f"`--limit` must be >= 1; received {args.limit}.")
     x, y = eval_arrays(args.dataset, args.split)
     x, y = x[: args.limit], y[: args.limit]
+    if args.raw:  # a raw-input artifact: the split's images as pixels
+        from spzoo.data.preprocessing import from_dict
+
+        config = from_dict(args.preprocessing)
+        if config.kind != "image":
+            raise ValueError(
+                f"`--dataset` with a raw-input audio artifact: {args.dataset!r} "
+                "holds log-Mel images, the artifact takes waveforms; give audio "
+                "files."
+            )
+        x = config.to_pixels(x)
     rows = evaluate_thresholds(runner, x, y, thresholds, repeats=args.repeats)
     default = runner.metadata.get("threshold", {}).get("default")
     curve = _zoo_curve(args.artifact)
