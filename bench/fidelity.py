@@ -160,21 +160,32 @@ def paired(measure, seeds, epochs, recipe, divisor) -> dict:
     }
 
 
-def pruning(seed: int) -> dict:
+PRUNING_VARIANTS = {
+    "l2": {"importance": "l2", "scope": "inner"},
+    "l2_fan_in": {"importance": "l2_fan_in", "scope": "inner"},
+    "scope_all": {"importance": "l2", "scope": "all"},
+}
+
+
+def pruning(
+    seed: int,
+    budget: str = "small",
+    iterations: int = 30,
+    run_dir: Path = RUN_DIR,
+    variants=tuple(PRUNING_VARIANTS),
+) -> dict:
+    """The pruning variants; `budget`, `iterations` and `variants` are the
+    run's (docs/search.md's `small`, 30, all three), smaller only in tests."""
     from spzoo.tuners.pruning import run_pruning_search
 
-    variants = {
-        "l2": {"importance": "l2", "scope": "inner"},
-        "l2_fan_in": {"importance": "l2_fan_in", "scope": "inner"},
-        "scope_all": {"importance": "l2", "scope": "all"},
-    }
     out = {}
-    for name, options in variants.items():
+    for name in variants:
+        options = PRUNING_VARIANTS[name]
         summary = run_pruning_search(
             "sklearn_digits",
-            str(RUN_DIR / f"pruning_{name}.seed{seed}"),
-            budget="small",
-            num_iterations=30,
+            str(run_dir / f"pruning_{name}.seed{seed}"),
+            budget=budget,
+            num_iterations=iterations,
             num_remove=4,
             seed=seed,
             verbose=1,
@@ -201,9 +212,9 @@ def pruning(seed: int) -> dict:
     return {
         "measure": "pruning",
         "dataset": "sklearn_digits",
-        "budget": "small",
+        "budget": budget,
         "num_remove": 4,
-        "num_iterations": 30,
+        "num_iterations": iterations,
         "seed": seed,
         "variants": out,
     }

@@ -322,3 +322,25 @@ def test_interleaved_network_exports_to_onnx_with_parity(tmp_path):
     model = build(spec, (8, 8, 1), 10)
     report = export.export(model, tmp_path / "m.onnx", dataset="sklearn_digits")
     assert report.parity and all(r.passed for r in report.parity)
+
+
+def test_bench_pruning_variants_run_end_to_end(tmp_path):
+    """`python bench/fidelity.py pruning` at the tiny budget, scope "all"
+    through the KerasTuner oracle and tuner (the other two variants run the
+    default code paths that tests/test_tuners_pruning.py covers)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import fidelity
+
+    record = fidelity.pruning(
+        0, budget="tiny", iterations=1, run_dir=tmp_path, variants=("scope_all",)
+    )
+    assert set(record["variants"]) == {"scope_all"}
+    assert record["variants"]["scope_all"]["scope"] == "all"
+    for variant in record["variants"].values():
+        assert variant["iterations"] >= 0
+        assert sorted(variant["final_importance_shares"]) == ["1", "2", "3"] or (
+            sorted(variant["final_importance_shares"]) == [1, 2, 3]
+        )
