@@ -178,3 +178,48 @@ def test_raw_input_audio_onnx_is_refused_with_the_reason(tmp_path):
         export(
             model, tmp_path / "m.onnx", dataset=AUDIO, raw_input=True, engine="builder"
         )
+
+
+def test_infer_runs_the_audio_config_of_the_model(tmp_path, capsys, monkeypatch):
+    """An audio model with non-default settings (16 Mel bands, hop 128, 16x16
+    images): infer reads them from the metadata, for the plain ONNX export
+    and the raw-input SavedModel (which gets the waveform)."""
+    import soundfile
+    from spzoo.export import export
+    from spzoo.export.raw_input import synthetic_waveforms
+
+    from spzoo.data.audio import log_mel_image
+
+    pipeline = AudioConfig(1.0, hop=128, mels=16)
+    config = AudioPreprocessing.from_config(pipeline)
+
+    def loader(split):
+        x, y = _audio_loader(split)
+        return x[:, :16, :16], y
+
+    info = registry.DatasetInfo(
+        name="tiny_audio16_test",
+        input_shape=(16, 16, 1),
+        class_names=CLASSES,
+        description="random log-Mel images; 1 s, 16 kHz, 16 mels, hop 128",
+        source="tests/test_raw_input.py",
+        loader=loader,
+        modality="audio",
+        preprocessing=config,
+    )
+    monkeypatch.setitem(registry._REGISTRY, info.name, info)
+    model = tiny_model((16, 16, 1), name="tiny_audio16")
+    waves = synthetic_waveforms(2, 16000, 16000, seed=7)
+    for i, wave in enumerate(waves):
+        soundfile.write(tmp_path / f"{i}.wav", wave, 16000, subtype="FLOAT")
+    logits = np.asarray(model(log_mel_image(waves, pipeline)))
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    plain = export(model, tmp_path / "m.onnx", dataset=info.name).path
+    raw = export(model, tmp_path / "raw", dataset=info.name, raw_input=True).path
+    for artifact in (plain, raw):
+        files = [str(tmp_path / f"{i}.wav") for i in range(2)]
+        assert main(["infer", str(artifact), *files, "--output", "json"]) == 0
+        records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        for record, p in zip(records, probs, strict=True):
+            assert record["top"][0]["index"] == int(p.argmax())
+            assert abs(record["top"][0]["score"] - float(p.max())) <= 1e-4
