@@ -24,6 +24,8 @@ def export_command(args) -> int:
     from spzoo.export.exporter import default_path, export
     from spzoo.export.parity import ParityError
 
+    from spzoo.data.preprocessing import describe
+
     output = args.output or default_path(
         args.model, args.format, args.slim, args.threshold
     )
@@ -55,10 +57,8 @@ def export_command(args) -> int:
         f"{', '.join(map(str, inputs['shape']))}) {inputs['dtype']}, output "
         f"{metadata['output']['name']} (batch, {len(metadata['output']['classes'])})"
     )
-    print(
-        f"  preprocessing{' (in the graph)' if inputs['raw'] else ''}: "
-        + _describe(inputs["preprocessing_config"])
-    )
+    where = " (in the graph)" if inputs["raw"] else ""
+    print(f"  preprocessing{where}: {describe(inputs['preprocessing_config'])}")
     threshold = metadata["threshold"]
     if threshold["input"]:
         default = threshold["default"]
@@ -77,11 +77,6 @@ def export_command(args) -> int:
     for result in report.parity:
         print(f"  {result}")
     return 0
-
-
-def _describe(config: dict) -> str:
-    """One line naming the fields of a preprocessing config."""
-    return ", ".join(f"{k} {v}" for k, v in config.items() if k != "kind")
 
 
 OUTPUTS = ("text", "json", "csv")

@@ -177,7 +177,11 @@ def to_onnx(
         return path
     if levels is not None:
         raise ValueError("`levels` is an option of the builder engine.")
-    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+    import warnings
+
+    with warnings.catch_warnings():  # its `hasattr(np, "object")` FutureWarning
+        warnings.simplefilter("ignore", FutureWarning)
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
     metadata = metadata or model_metadata(model, threshold_input=threshold_input)
     metadata = dict(metadata, onnx={"engine": "tf2onnx"})

@@ -282,6 +282,24 @@ def from_dict(document, where: str = "preprocessing_config") -> Preprocessing:
     return ImagePreprocessing(**fields)
 
 
+def describe(document: dict) -> str:
+    """One line on a checked preprocessing config, e.g. `image 28x28
+    grayscale: (pixels / 255 - mean) / std, mean [0], std [1]`."""
+    c = check(document)
+    if c["kind"] == "audio":
+        return (
+            f"audio at {c['sample_rate']} Hz, clip {c['clip_seconds']:g} s (pieces "
+            f"of {c['piece_seconds']:g} s), log-Mel {c['num_mels']} bands, window "
+            f"{c['window']}, hop {c['hop']} -> {c['image_size']}x{c['image_size']}"
+        )
+    h, w = c["image_size"]
+    numbers = lambda values: "[" + ", ".join(f"{v:.6g}" for v in values) + "]"  # noqa: E731
+    return (
+        f"image {h}x{w} {c['color_mode']}: (pixels / {c['pixel_scale']:g} - mean) "
+        f"/ std, mean {numbers(c['mean'])}, std {numbers(c['std'])}"
+    )
+
+
 def unit_scaling(input_shape, pixel_scale: float = 255.0) -> ImagePreprocessing:
     """[0, 1] scaling of `(H, W, C)` images: mean 0, std 1 per channel."""
     h, w, c = (int(v) for v in input_shape)

@@ -78,6 +78,7 @@ def _params_text(entry: dict) -> str:
 
 
 def info_command(args) -> int:
+    from spzoo.data.preprocessing import describe
     from spzoo.zoo.hub import info
 
     entry = info(args.name, base_url=args.base_url)
@@ -94,6 +95,7 @@ def info_command(args) -> int:
         ("MACs", f"{entry['macs']:,} per example (every channel computed)"),
         ("input", f"{shape} {entry['input']['dtype']}"),
         ("preprocessing", entry["input"]["preprocessing"]),
+        ("as data", describe(entry["input"]["preprocessing_config"])),
         ("classes", ", ".join(entry["classes"])),
         ("threshold", _threshold_text(entry.get("threshold"))),
         ("recipe", entry["recipe"]["command"]),
