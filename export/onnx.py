@@ -177,11 +177,7 @@ def to_onnx(
         return path
     if levels is not None:
         raise ValueError("`levels` is an option of the builder engine.")
-    import warnings
-
-    with warnings.catch_warnings():  # its `hasattr(np, "object")` FutureWarning
-        warnings.simplefilter("ignore", FutureWarning)
-        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
     metadata = metadata or model_metadata(model, threshold_input=threshold_input)
     metadata = dict(metadata, onnx={"engine": "tf2onnx"})
@@ -196,7 +192,11 @@ def to_onnx(
                 f"input; {model.name!r} has no gates or `threshold_input=False`."
             )
         function = dynamic_slim_function(model)
-    patch_tf2onnx()
+    import warnings
+
+    with warnings.catch_warnings():  # its `hasattr(np, "object")` FutureWarning
+        warnings.simplefilter("ignore", FutureWarning)
+        patch_tf2onnx()
     proto, _ = tf2onnx.convert.from_function(
         function, input_signature=function.input_signature, opset=opset
     )
