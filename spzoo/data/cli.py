@@ -69,6 +69,16 @@ def list_command(args) -> int:
     return 0
 
 
+def _preprocessing(info) -> str:
+    """The dataset's preprocessing config in one line, or where it comes
+    from when it needs the data (colour statistics)."""
+    from spzoo.data.preprocessing import dataset_preprocessing, describe, is_static
+
+    if not is_static(info):
+        return "per-channel mean/std of your copy's training images (computed on use)"
+    return describe(dataset_preprocessing(info).as_dict())
+
+
 def show_command(args) -> int:
     """Prints everything about dataset `args.name`.
 
@@ -117,6 +127,7 @@ def show_command(args) -> int:
             subsequent_indent="              ",
         )
     )
+    print(f"pipeline:     {_preprocessing(info)}")
     print(f"status:       {_status(info)}")
     if info.sizes and info.sizes.get("train"):
         scaled = table1_scale(info, "formula")
