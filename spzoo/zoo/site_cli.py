@@ -75,4 +75,4 @@ def add_parser(zoo_subparsers) -> None:
         "else node_modules/onnxruntime-web/dist of the checkout; setup.sh "
         "installs it with npm)",
     )
-    q.set_defaults(func=site_command)
+    q.set_defaults(func=site_command, tensorflow=False)
