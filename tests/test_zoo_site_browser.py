@@ -1,0 +1,133 @@
+"""The zoo site in a real browser: headless Chromium (Debian `chromium`,
+driven over the DevTools protocol on a pipe, `tests/cdp_pipe.py`) opens the
+gated zoo model's page served on 127.0.0.1, checks that ONNX Runtime Web's
+logits equal ONNX Runtime's in Python on every bundled example at every
+threshold of the curve (`?selftest=1`), then presses the arrow keys on the
+threshold slider and checks that the prediction is re-run and changes.
+
+Skipped, with the reason, only where Chromium is missing or cannot start,
+or onnxruntime-web is not installed (./setup.sh installs both)."""
+
+import functools
+import http.server
+import json
+import threading
+
+import numpy as np
+import onnxruntime
+import pytest
+from cdp_pipe import Chromium, ProtocolError, find_chromium
+
+from spzoo import zoo
+from spzoo.zoo.site import build_site, onnxruntime_web_dir
+from spzoo.zoo.site_examples import decode
+
+NAME = "gated_cnn.fashion_mnist"
+TIMEOUT = 300.0  # seconds; the 2 cores are shared with a niced training
+RIGHT = ("ArrowRight", 39)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The site of the zoo's gated models, served on 127.0.0.1; its URL."""
+    try:
+        onnxruntime_web_dir()
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    if NAME not in zoo.list_models():
+        pytest.skip(f"{NAME} is not in the zoo manifest")
+    out = tmp_path_factory.mktemp("site") / "site"
+    build_site(out, filter="gated*")
+    handler = functools.partial(_Quiet, directory=str(out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield out, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def browser():
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("Chromium is not installed (Debian package chromium)")
+    try:
+        chromium = Chromium(binary, timeout=TIMEOUT)
+    except (ProtocolError, OSError) as error:
+        pytest.skip(f"Chromium cannot start here: {error}")
+    yield chromium
+    chromium.close()
+
+
+def _element(id: str, field: str = "textContent") -> str:
+    return f"document.getElementById({id!r}).{field}"
+
+
+def _open(browser: Chromium, url: str) -> str:
+    browser.call("Page.navigate", {"url": url})
+    state = browser.wait_for(
+        "(() => { const s = document.getElementById('status');"
+        " return s && ['ready', 'error'].includes(s.dataset.state)"
+        " ? s.dataset.state + ': ' + s.textContent : ''; })()",
+        TIMEOUT,
+    )
+    assert state == "ready: ready", state
+    return browser.evaluate(_element("prediction"))
+
+
+def test_browser_logits_equal_onnx_runtime(served, browser):
+    out, url = served
+    _open(browser, f"{url}/models/{NAME}.html?selftest=1")
+    text = browser.wait_for(
+        f"{_element('selftest', 'dataset.state')} === 'done' && "
+        + _element("selftest"),
+        TIMEOUT,
+    )
+    report = json.loads(text)
+    entry = zoo.info(NAME)
+    curve = entry["threshold"]["curve"]
+    bundle = json.loads((out / "examples" / f"{entry['dataset']}.json").read_text())
+    assert report["gated"] is True
+    assert len(report["results"]) == len(bundle["examples"]) * len(curve)
+    shape = entry["input"]["shape"]
+    x = {e["index"]: decode(e["data"], shape) for e in bundle["examples"]}
+    session = onnxruntime.InferenceSession(str(zoo.fetch(NAME, format="onnx")))
+    for row in report["results"]:
+        t = -np.inf if row["threshold"] is None else row["threshold"]
+        feeds = {"image": x[row["index"]][None], "threshold": np.array(t, "f4")}
+        expected = session.run(None, feeds)[0][0]
+        np.testing.assert_allclose(row["logits"], expected, atol=1e-3, rtol=0)
+        assert row["top1"] == int(np.argmax(expected)), row
+
+
+def test_threshold_slider_reruns_the_model(served, browser):
+    _, url = served
+    first = _open(browser, f"{url}/models/{NAME}.html")
+    assert first.startswith("Prediction: ")
+    assert browser.evaluate(_element("latency")).startswith("Latency: ")
+    curve = zoo.info(NAME)["threshold"]["curve"]
+    macs = browser.evaluate(_element("macs"))
+    assert (
+        f"Expected MACs at threshold none (-inf): {round(curve[0]['macs']):,}" in macs
+    )
+    browser.evaluate("document.getElementById('threshold').focus()")
+    for _ in range(len(curve) - 1):
+        browser.press(*RIGHT)
+    last = f"{curve[-1]['threshold']:g}"
+    after = browser.wait_for(
+        f"{_element('prediction', 'dataset.threshold')} === {last!r} && "
+        f"{_element('status', 'dataset.state')} === 'ready' && "
+        + _element("prediction"),
+        TIMEOUT,
+    )
+    assert after.startswith("Prediction: ") and after != first
+    expected = f"{round(curve[-1]['macs']):,}"
+    assert f"Expected MACs at threshold {last}: {expected}" in browser.evaluate(
+        _element("macs")
+    )
