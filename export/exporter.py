@@ -289,7 +289,8 @@ def _preprocessing_config(record: dict, info) -> dict:
     """The preprocessing as data: the training record's or zoo entry's
     `preprocessing_config`, else the dataset registry's."""
 
-    config = (record.get("input") or {}).get("preprocessing_config") or record.get(
+    inputs = record.get("input")
+    config = (inputs if isinstance(inputs, dict) else record).get(
         "preprocessing_config"
     )
     if config is None:

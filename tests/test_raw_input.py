@@ -223,3 +223,39 @@ def test_infer_runs_the_audio_config_of_the_model(tmp_path, capsys, monkeypatch)
         for record, p in zip(records, probs, strict=True):
             assert record["top"][0]["index"] == int(p.argmax())
             assert abs(record["top"][0]["score"] - float(p.max())) <= 1e-4
+
+
+@pytest.mark.parametrize("slim", [False, True])
+def test_raw_input_gated_model_keeps_its_threshold(tmp_path, slim):
+    """A gated CNN (input-independent gates): the raw-input ONNX takes the
+    threshold like the plain one, and a slimmed export wraps the slim CNN."""
+    from spzoo.export import export, load
+    from spzoo.export.parity import keras_logits
+
+    import spzoo.models
+    from spzoo.layers.inhibition_conv2d import InhibitionConv2D
+
+    spec = {
+        "family": "gated_cnn",
+        "name": "tiny_gated",
+        "filters": [4, 8, 8],
+        "cell": {"type": "inhibition", "presynaptic": True, "input_dependent": False},
+    }
+    keras.utils.set_random_seed(0)
+    model = spzoo.models.build(spec, (28, 28, 1), 10)
+    rng = np.random.default_rng(1)
+    for cell in model.layers:
+        if isinstance(cell, InhibitionConv2D):
+            cell.log_alpha.assign(rng.normal(1, 2, cell.filters).astype("f4"))
+    options = {"slim": True, "threshold": 1.0} if slim else {}
+    path = tmp_path / "g.onnx"
+    report = export(model, path, dataset="mnist_5k", raw_input=True, **options)
+    assert all(r.passed for r in report.parity)
+    runner = load(path)
+    assert runner.takes_threshold is not slim
+    pixels = np.random.default_rng(2).integers(0, 256, (32, 28, 28, 1), np.uint8)
+    x = pixels.astype("f4") / np.float32(255)
+    t = 1.0
+    expected = keras_logits(model, x, t)
+    got = runner(pixels) if slim else runner(pixels, threshold=t)
+    assert np.abs(got - expected).max() <= 1e-4
