@@ -22,6 +22,10 @@ def _stream(dataset: str, split: str):
     `spzoo.data.load`."""
     from spzoo import data
 
+    if data.get(dataset).modality != "image":  # audio loaders use TensorFlow
+        from spzoo.quiet import import_tensorflow
+
+        import_tensorflow()  # without its start-up lines
     loaded = data.get(dataset).loader(split)
     if isinstance(loaded, tuple):
         yield from zip(*loaded, strict=True)
