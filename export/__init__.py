@@ -7,6 +7,7 @@ export.to_onnx(model, "m.onnx")                 # image[, threshold] -> logits
 export.to_saved_model(model, "m_savedmodel")    # + assets/spzoo_metadata.json
 export.to_tflite(model, "m.tflite")             # + m.tflite.json (metadata)
 report = export.export(model, "m.onnx", dataset="mnist_5k")   # + parity
+export.export(model, "raw.onnx", dataset="mnist_5k", raw_input=True)  # uint8 in
 slim, info = export.slim_model(model, threshold=0.5)  # closed channels removed
 runner = export.load("m.onnx"); logits = runner(images, threshold=-1.0)
 ```
@@ -30,6 +31,7 @@ _EXPORTS = {
     "check_onnx_reference": "spzoo.export.parity",
     "check_parity": "spzoo.export.parity",
     "parity_examples": "spzoo.export.parity",
+    "raw_input_model": "spzoo.export.raw_input",
     "FORMATS": "spzoo.export.defaults",
     "Runner": "spzoo.export.runtime",
     "load": "spzoo.export.runtime",
@@ -54,6 +56,7 @@ __all__ = [
     "load_keras_model",
     "model_metadata",
     "parity_examples",
+    "raw_input_model",
     "serving_functions",
     "slim_model",
     "to_onnx",
