@@ -133,6 +133,13 @@ class Chromium:
                 },
             )
 
+    def upload(self, selector: str, path: str) -> None:
+        """Chooses the file `path` in the page's file input `selector` (its
+        `change` event fires as when a user picks it)."""
+        root = self.call("DOM.getDocument")["root"]["nodeId"]
+        node = self.call("DOM.querySelector", {"nodeId": root, "selector": selector})
+        self.call("DOM.setFileInputFiles", {"files": [path], "nodeId": node["nodeId"]})
+
     def close(self) -> None:
         try:
             self.call("Browser.close", browser=True)

@@ -186,6 +186,8 @@ def test_model_pages_carry_the_card_demo_and_downloads(tiny_zoo, tmp_path):
     config = config_of(page)
     assert config["curve"] == CURVE and config["macs"] == 1000
     assert config["dropped_initializers"] == ["threshold"]
+    assert "upload" in ids  # an image file, read as `spzoo infer FILE` does
+    assert config["upload"]["kind"] == "image" and config["upload"]["std"] == [1.0]
     examples = json.loads((out / "examples" / "sklearn_digits.json").read_text())
     labels = [e["label"] for e in examples["examples"]]
     assert sorted(labels) == sorted(list(range(10)) * 3)

@@ -138,3 +138,36 @@ def test_threshold_slider_reruns_the_model(served, browser):
     assert f"Expected MACs at threshold {last}: {expected}" in browser.evaluate(
         _element("macs")
     )
+
+
+def test_an_uploaded_image_is_read_as_spzoo_infer_reads_it(served, browser, tmp_path):
+    from PIL import Image
+
+    out, url = served
+    if NAME not in zoo.list_models():
+        pytest.skip(f"{NAME} is not in the zoo manifest")
+    entry = zoo.info(NAME)
+    bundle = json.loads((out / "examples" / f"{entry['dataset']}.json").read_text())
+    example = bundle["examples"][3]
+    x = decode(example["data"], entry["input"]["shape"])
+    pixels = np.round(x[..., 0] * 255).astype(np.uint8)
+    np.testing.assert_allclose(pixels / 255.0, x[..., 0], atol=1e-7)  # 8-bit data
+    png = tmp_path / "mine.png"
+    Image.fromarray(pixels, "L").save(png)
+    _open(browser, f"{url}/models/{NAME}.html")
+    browser.upload("#upload", str(png))
+    text = browser.wait_for(
+        f"{_element('prediction', 'dataset.example')} === 'upload' && "
+        f"{_element('status', 'dataset.state')} === 'ready' && "
+        + _element("prediction"),
+        TIMEOUT,
+    )
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(zoo.fetch(NAME, format="onnx")), options)
+    feeds = {"image": x[None], "threshold": np.array(-np.inf, "f4")}
+    expected = session.run(None, feeds)[0][0]
+    best = entry["classes"][int(np.argmax(expected))]
+    assert text.startswith(f"Prediction: {best} (") and text.endswith("your image.")
+    top = browser.evaluate("document.querySelector('#top li').textContent")
+    assert f"(logit {expected.max():.3f})" in top

@@ -156,9 +156,28 @@ def _demo_onnx(entry: dict, folder: Path) -> tuple:
     return (copy if dropped else name), dropped
 
 
+def _upload_config(entry: dict) -> dict | None:
+    """How the demo turns an uploaded image into the model's input: the
+    entry's `input.preprocessing_config`, else its dataset's
+    (`spzoo.data.dataset_preprocessing`); None for audio models or when
+    neither is known here."""
+    from spzoo import data
+
+    config = entry["input"].get("preprocessing_config")
+    if config is None:
+        try:
+            config = data.dataset_preprocessing(entry["dataset"]).as_dict()
+        except (ValueError, KeyError, OSError):  # unknown, or its files absent
+            return None
+    if config.get("kind") != "image":
+        return None
+    return config
+
+
 def _demo_config(entry: dict, examples: str, onnx: tuple) -> dict:
     threshold = entry.get("threshold") or {}
     return {
+        "upload": _upload_config(entry),
         "name": entry["name"],
         "onnx": f"../files/{onnx[0]}",
         "dropped_initializers": onnx[1],

@@ -145,6 +145,18 @@ def _demo(entry: dict, config: dict) -> str:
             "one); graph and weights are unchanged. The download below is the "
             "manifest's file.</p>"
         )
+    upload = ""
+    if config.get("upload"):
+        upload = (
+            "<p><label for='upload'>or your own image:</label> "
+            "<input type='file' id='upload' accept='image/*'><br>"
+            "<small>read as <code>spzoo infer FILE</code> reads one: greyscale "
+            "(ITU-R 601 luma) or RGB as the model takes, nearest-neighbour "
+            "resize to "
+            f"{'x'.join(map(str, config['shape'][:2]))}, pixels / 255, then the "
+            "dataset's mean and std; the browser may pick other source pixels "
+            "than Pillow when it resizes.</small></p>"
+        )
     text = json.dumps(config, indent=1).replace("</", "<\\/")
     return (
         "<section id='demo'><h2>Try it in the browser</h2>"
@@ -156,6 +168,7 @@ def _demo(entry: dict, config: dict) -> str:
         "<div class='demo'><canvas id='example-image' width='112' height='112'>"
         "</canvas><div><label for='example'>Example:</label> "
         "<select id='example'></select>"
+        f"{upload}"
         f"{slider}"
         "<p id='prediction'></p><ol id='top'></ol><p id='latency'></p>"
         "</div></div>"

@@ -76,6 +76,32 @@ function draw(example, shape) {
   big.drawImage(small, 0, 0, canvas.width, canvas.height);
 }
 
+// An image file as `spzoo infer FILE` reads one (spzoo.export.inputs):
+// greyscale by ITU-R 601-2 luma (Pillow's "L") or RGB, nearest-neighbour
+// resize, pixels / 255, then the dataset's (x - mean) / std per channel.
+async function readImage(file) {
+  const p = config.upload;
+  const [h, w, c] = config.shape;
+  const bitmap = await createImageBitmap(file);
+  const canvas = document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(bitmap, 0, 0, w, h);
+  const rgba = ctx.getImageData(0, 0, w, h).data;
+  const x = new Float32Array(h * w * c);
+  for (let i = 0; i < h * w; i++) {
+    const [r, g, b] = [rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2]];
+    // Pillow's "L": (19595 R + 38470 G + 7471 B + 0x8000) >> 16
+    const values = c === 1 ? [(r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16] : [r, g, b];
+    for (let k = 0; k < c; k++) {
+      x[i * c + k] = (values[k] / 255 - p.mean[k % p.mean.length]) / p.std[k % p.std.length];
+    }
+  }
+  return x;
+}
+
 async function main() {
   const [session, bundle] = await Promise.all([
     ort.InferenceSession.create(config.onnx, { executionProviders: ["wasm"] }),
@@ -131,10 +157,11 @@ async function main() {
   });
   const slider = $("threshold");
   let request = 0;
+  let current = examples[0]; // {x, label (null: uploaded), index}
 
   async function update() {
     const mine = ++request;
-    const e = examples[Number(select.value)];
+    const e = current;
     const point = gated && curve.length ? curve[Number(slider.value)] : null;
     const threshold = point ? point.threshold : null;
     draw(e.x, config.shape);
@@ -156,7 +183,7 @@ async function main() {
     const prediction = $("prediction");
     prediction.textContent =
       `Prediction: ${config.classes[best]} (${(100 * p[best]).toFixed(2)}%); ` +
-      `true class: ${config.classes[e.label]}.`;
+      (e.label === null ? "your image." : `true class: ${config.classes[e.label]}.`);
     prediction.dataset.threshold = point ? thresholdName(threshold) : "";
     prediction.dataset.example = String(e.index);
     $("top").replaceChildren(...order.slice(0, 3).map((i) => {
@@ -171,7 +198,23 @@ async function main() {
     setStatus("ready", "ready");
   }
 
-  select.addEventListener("change", update);
+  select.addEventListener("change", () => {
+    current = examples[Number(select.value)];
+    update();
+  });
+  const upload = $("upload");
+  if (upload) {
+    upload.addEventListener("change", async () => {
+      if (!upload.files.length) return;
+      try {
+        current = { x: await readImage(upload.files[0]), label: null, index: "upload" };
+      } catch (error) {
+        setStatus("error", `error: cannot read ${upload.files[0].name}: ${error.message || error}`);
+        return;
+      }
+      update();
+    });
+  }
   if (slider) slider.addEventListener("input", update);
   await update();
 }
