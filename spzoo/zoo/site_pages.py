@@ -47,7 +47,8 @@ def _formats_cell(entry: dict) -> str:
     items = []
     for format, record in entry["files"].items():
         items.append(
-            f"<li><b>{_e(format)}</b> {size_text(record['size'])} "
+            f"<li><b>{_e(format)}</b> {_e(record['file'])}, "
+            f"{size_text(record['size'])}, "
             f"<code class='sha'>sha256 {_e(record['sha256'])}</code></li>"
         )
     return "<ul class='formats'>" + "".join(items) + "</ul>"
@@ -76,19 +77,20 @@ def index_page(entries: list[dict], plot: str, footer: str) -> str:
             f"<td class='num'>{entry['params']:,}</td>"
             f"<td class='num'>{entry['macs']:,}</td>"
             f"<td>{gated}</td>"
-            f"<td>{_formats_cell(entry)}</td>"
             "</tr>"
+            f"<tr class='files'><td colspan='7'>{_formats_cell(entry)}</td></tr>"
         )
     body = (
         "<header><h1>spzoo model zoo</h1>"
         f"<p>{len(entries)} trained models. Accuracy is top-1 on each model's "
         "evaluation split, measured from every shipped file; MACs per example "
         "with every channel computed. Open a model for its card, threshold "
-        "curve, downloads and an in-browser demo (ONNX Runtime Web).</p>"
+        "curve, downloads and an in-browser demo (ONNX Runtime Web); below "
+        "each model, its files with size and sha256.</p>"
         "</header>\n<main>\n"
         "<table id='models'>\n<thead><tr><th>model</th><th>dataset</th>"
         "<th>accuracy</th><th>accuracy per format</th><th>params</th>"
-        "<th>MACs</th><th>gated</th><th>formats (size, sha256)</th></tr>"
+        "<th>MACs</th><th>gated</th></tr>"
         "</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>\n"
         f"<h2>Accuracy against MACs</h2>\n<img id='plot' src='{_e(plot)}' "
         "alt='accuracy against MACs of every zoo model'>\n"
