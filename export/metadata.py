@@ -186,9 +186,7 @@ def model_metadata(
         "keras_version": keras.__version__,
         "architecture": model.name,
         "dataset": dataset,
-        "input": input_metadata(
-            model, preprocessing, preprocessing_config, raw_input
-        ),
+        "input": input_metadata(model, preprocessing, preprocessing_config, raw_input),
         "output": {"name": OUTPUT_NAME, "kind": "logits", "classes": classes},
         "threshold": {
             "gated": gated,
