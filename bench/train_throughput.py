@@ -48,38 +48,30 @@ BASELINE = {
     "kernels": "split",
 }
 # (label, changes to the baseline); the first entry is the baseline itself.
+STEP_LEVERS = [
+    ("baseline (fast recipe)", {}),
+    ("float32", {"precision": "float32"}),
+    ("xla-step", {"jit": "step"}),
+    ("batch 64", {"batch": 64}),
+    ("batch 256", {"batch": 256}),
+    ("threads 2/1", {"threads": [2, 1]}),
+]
+RUNTIME_LEVERS = [
+    ("oneDNN off", {"onednn": False}),
+    ("input pipeline", {"input": "pipeline"}),
+]
 LEVERS = {
-    "resnet_3_48": [
-        ("baseline (fast recipe)", {}),
-        ("float32", {"precision": "float32"}),
-        ("xla-step", {"jit": "step"}),
-        ("batch 64", {"batch": 64}),
-        ("batch 256", {"batch": 256}),
-        ("threads 2/1", {"threads": [2, 1]}),
-        ("threads 1/2", {"threads": [1, 2]}),
-        ("oneDNN off", {"onednn": False}),
-        ("input pipeline", {"input": "pipeline"}),
-    ],
-    "resnet_3_48_prunable": [
-        ("baseline (fast recipe)", {}),
-        ("float32", {"precision": "float32"}),
-    ],
-    "sp_resnet": [
-        ("baseline (fast recipe)", {}),
-        ("float32", {"precision": "float32"}),
-        ("xla-step", {"jit": "step"}),
-        ("batch 64", {"batch": 64}),
-        ("batch 256", {"batch": 256}),
-        ("threads 2/1", {"threads": [2, 1]}),
-        ("oneDNN off", {"onednn": False}),
-        ("input pipeline", {"input": "pipeline"}),
+    "resnet_3_48": STEP_LEVERS
+    + [("threads 1/2", {"threads": [1, 2]})]
+    + RUNTIME_LEVERS,
+    "resnet_3_48_prunable": STEP_LEVERS[:2],
+    "sp_resnet": STEP_LEVERS
+    + RUNTIME_LEVERS
+    + [
         ("one kxk conv", {"kernels": "largest"}),
         ("one 3x3 conv", {"kernels": "3"}),
     ],
-    "gated_sp_resnet": [
-        ("baseline (fast recipe)", {}),
-        ("float32", {"precision": "float32"}),
-    ],
+    "gated_sp_resnet": STEP_LEVERS[:2],
 }
 QUICK_LEVERS = ("baseline (fast recipe)", "float32", "batch 64")
 
