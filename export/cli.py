@@ -84,8 +84,8 @@ OUTPUTS = ("text", "json", "csv")
 
 def infer_command(args) -> int:
     from spzoo.export.inputs import MAX_CLIP_SECONDS, expand_inputs
-    from spzoo.export.runtime import load
 
+    from spzoo.runtime import load
     from spzoo.zoo import resolve_artifact
 
     if args.top < 1:

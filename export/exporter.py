@@ -34,11 +34,11 @@ from spzoo.export.parity import (
     check_parity,
     parity_examples,
 )
-from spzoo.export.runtime import FORMATS, load
 from spzoo.export.saved_model import to_saved_model
 from spzoo.export.slim import slim_model
 from spzoo.export.tflite import to_tflite
 
+from spzoo.artifact import FORMATS
 from spzoo.data.preprocessing import check, dataset_preprocessing, from_dict
 from spzoo.io import read_json, remove_stale, replace_dir, temp_path
 from spzoo.layers.hard_concrete_gate import (
@@ -46,6 +46,7 @@ from spzoo.layers.hard_concrete_gate import (
     get_threshold,
     set_threshold,
 )
+from spzoo.runtime import load
 
 WRITERS = {"onnx": to_onnx, "savedmodel": to_saved_model, "tflite": to_tflite}
 SUFFIXES = {"onnx": ".onnx", "savedmodel": "", "tflite": ".tflite"}

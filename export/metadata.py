@@ -18,23 +18,25 @@ It is stored as ONNX `metadata_props` (key `spzoo`), as the SavedModel asset
 
 import json
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
 
 import spzoo
+from spzoo.artifact import (  # noqa: F401  (the names, for the writers)
+    ASSET_NAME,
+    FORMAT,
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    THRESHOLD_NAME,
+    WAVEFORM_NAME,
+    check_metadata,
+    metadata_path,
+)
 from spzoo.layers.hard_concrete_gate import find_gates, get_threshold
 from spzoo.layers.inhibition_conv2d import InhibitionConv2D
 from spzoo.metrics.counting import _flat_layers
-
-FORMAT = "spzoo-export/1"
-METADATA_KEY = "spzoo"
-ASSET_NAME = "spzoo_metadata.json"
-INPUT_NAME = "image"
-WAVEFORM_NAME = "waveform"  # raw-input audio exports: (batch, samples)
-OUTPUT_NAME = "logits"
-THRESHOLD_NAME = "threshold"
 
 
 def gated_cells(model: keras.Model) -> list:
@@ -203,19 +205,3 @@ def model_metadata(
 def dumps(metadata: dict) -> str:
     """The metadata as JSON text."""
     return json.dumps(metadata, indent=2, sort_keys=True)
-
-
-def metadata_path(tflite_path) -> Path:
-    """The sidecar JSON of a TFLite file: `<file>.tflite` -> `<file>.tflite.json`."""
-    path = Path(tflite_path)
-    return path.with_name(path.name + ".json")
-
-
-def check_metadata(metadata, where: str) -> dict:
-    """Checks that `metadata` is an spzoo export document; returns it."""
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise ValueError(
-            f"{where} holds no spzoo metadata of format {FORMAT!r}; was the "
-            "artifact written by `spzoo export`?"
-        )
-    return metadata

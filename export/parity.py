@@ -15,12 +15,15 @@ each threshold given, with Keras run at the same threshold
 """
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
 from spzoo.export.defaults import DEFAULT_ATOL, MIN_EXAMPLES
 
+from spzoo.artifact import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, THRESHOLD_NAME
 from spzoo.layers.hard_concrete_gate import threshold_scope
+from spzoo.runtime import resolve_threshold
 
 REFERENCE_RTOL = 1e-5
 
@@ -198,17 +201,8 @@ def check_onnx_reference(
     reference evaluator (`onnx.reference.ReferenceEvaluator`, no code shared
     with ONNX Runtime) against Keras on `x` (arguments as `check_parity`;
     `rtol`: see `ParityResult`; `raw`: the inputs of a raw-input export)."""
-    import json
-
-    import onnx
+    import onnx  # the ONNX reference evaluator: this check only
     from onnx.reference import ReferenceEvaluator
-    from spzoo.export.metadata import (
-        INPUT_NAME,
-        METADATA_KEY,
-        OUTPUT_NAME,
-        THRESHOLD_NAME,
-    )
-    from spzoo.export.runtime import resolve_threshold
 
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)

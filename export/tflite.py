@@ -18,9 +18,8 @@ import keras
 from spzoo.export.metadata import dumps, metadata_path, model_metadata
 from spzoo.export.saved_model import SIGNATURE, THRESHOLD_SIGNATURE, to_saved_model
 
+from spzoo.artifact import MODEL_SHA256
 from spzoo.io import remove_stale, temp_path
-
-MODEL_SHA256 = "model_sha256"  # sidecar key: the sha256 of its .tflite file
 
 
 def to_tflite(

@@ -5,10 +5,15 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import importlib.metadata  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 
 import spzoo  # noqa: E402
+from spzoo.data import cli as data_cli  # noqa: E402
+from spzoo.zoo import cli as zoo_cli  # noqa: E402
 
 
 def _shape(text: str) -> tuple:
@@ -28,8 +33,6 @@ RECIPE_NAMES = ("fast", "nhn", "paper")
 
 
 def _positive_float(text: str) -> float:
-    import math
-
     try:
         value = float(text)
     except ValueError:
@@ -42,8 +45,6 @@ def _positive_float(text: str) -> float:
 
 
 def models_command(args) -> int:
-    import json
-
     from spzoo import metrics
     from spzoo.models import build, get_spec, list_architectures
 
@@ -238,14 +239,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="write accuracy against MAC fraction as this PNG")
     p.set_defaults(func=sweep_command)
 
-    from spzoo.data import cli as data_cli
-    from spzoo.export import cli as export_cli
-    from spzoo.tuners import cli as tuners_cli
-    from spzoo.zoo import cli as zoo_cli
-
-    for module in (data_cli, export_cli, tuners_cli, zoo_cli):
-        module.add_parser(sub)
+    data_cli.add_parser(sub)
+    for add_parser in command_plugins():
+        add_parser(sub)
+    zoo_cli.add_parser(sub)
     return parser
+
+
+# The commands of the packages built on the core (`spzoo export`, `spzoo
+# infer`, `spzoo search`, ...) are entry points of this group, each an
+# `add_parser(subparsers)` function: the core names no module above it.
+COMMANDS_GROUP = "spzoo.commands"
+# An install whose metadata predates the group (pyproject.toml's
+# `[project.entry-points."spzoo.commands"]`, read at install time) gets the
+# distribution's own commands from this table, the same entries.
+_INSTALLED_BEFORE_GROUP = {
+    "export": "spzoo.export.cli:add_parser",
+    "search": "spzoo.tuners.cli:add_parser",
+}
+
+
+def command_plugins() -> list:
+    """The `add_parser(subparsers)` functions of the `spzoo.commands` entry
+    points of the spzoo distribution, by entry-point name.
+
+    Only spzoo's own metadata is read (a scan of every installed
+    distribution costs most of a second on a loaded machine).
+    """
+    try:
+        points = list(
+            importlib.metadata.distribution("spzoo").entry_points.select(
+                group=COMMANDS_GROUP
+            )
+        )
+    except importlib.metadata.PackageNotFoundError:  # a source tree, not installed
+        points = []
+    if not points:
+        points = [
+            importlib.metadata.EntryPoint(name, value, COMMANDS_GROUP)
+            for name, value in _INSTALLED_BEFORE_GROUP.items()
+        ]
+    return [point.load() for point in sorted(points, key=lambda p: p.name)]
 
 
 # Options whose value may be a negative number written as a word ("-inf"),

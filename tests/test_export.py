@@ -267,7 +267,7 @@ def test_parity_tolerance_and_top1():
 
 def test_cli_infer_scores_a_dataset_split_at_two_thresholds(tmp_path, capsys):
     from spzoo.export.evaluate import evaluate_thresholds
-    from spzoo.export.runtime import load
+    from spzoo.runtime import load
 
     from spzoo.zoo import eval_arrays
 
@@ -296,7 +296,7 @@ def test_cli_infer_scores_a_dataset_split_at_two_thresholds(tmp_path, capsys):
 
 
 def test_tflite_float16_weights_halve_the_file_and_keep_the_logits(tmp_path, x):
-    from spzoo.export.runtime import load
+    from spzoo.runtime import load
     from spzoo.export.tflite import to_tflite
 
     model = _resnet()
@@ -316,7 +316,7 @@ def test_tflite_float16_weights_halve_the_file_and_keep_the_logits(tmp_path, x):
 def test_saved_model_stores_each_weight_once(tmp_path, x):
     # keras-team/keras#23553: ExportArchive wrote every variable twice.
     import tensorflow as tf
-    from spzoo.export.runtime import load
+    from spzoo.runtime import load
     from spzoo.export.saved_model import to_saved_model
 
     model = _gated()

@@ -27,7 +27,7 @@ def predict_file(path, format: str, x, threshold=None, batch_size: int = 256):
 
     Args:
         path: A zoo file (`.keras`, `.onnx`, `.tflite`, SavedModel dir).
-        format: Its format (`"keras"` or one of `spzoo.export.FORMATS`).
+        format: Its format (`"keras"` or one of `spzoo.artifact.FORMATS`).
         x: Images `(N, H, W, C)`.
         threshold: Gated models: the threshold on log-alpha (None: the file's).
         batch_size: Examples per call.
@@ -43,9 +43,9 @@ def predict_file(path, format: str, x, threshold=None, batch_size: int = 256):
         if threshold is not None:
             set_threshold(model, threshold)
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-    from spzoo.export.runtime import load
+    from spzoo import runtime  # Keras: not for `spzoo zoo list`
 
-    runner = load(path)
+    runner = runtime.load(path)
     return np.concatenate(
         [
             runner(x[i : i + batch_size], threshold=threshold)
