@@ -6,14 +6,15 @@ import random
 import keras
 import numpy as np
 import pytest
-from spzoo.tuners import location_direction as lds
-from spzoo.tuners.macro_search import MacroSearchOracle, MacroSpace
 
 from spzoo import metrics
 from spzoo.layers import SmoothInit, WholeMapDepthwisePooling, smooth_kernels
 from spzoo.models import build
-from spzoo.models.nhn import build_nhn, check_spec
+from spzoo.models.nhn import build_nhn
+from spzoo.models.nhn import check as check_spec
 from spzoo.nhn import copy_weights, effective_params, kernel_std, prune
+from spzoo.tuners import location_direction as lds
+from spzoo.tuners.macro_search import MacroSearchOracle, MacroSpace
 
 SPEC = {
     "family": "nhn",
@@ -171,6 +172,7 @@ def test_shared_addon_weights_exist_once():
     assert not shared.model.get_layer("addon_0_2_k5").connection_mask.numpy().any()
 
 
+@pytest.mark.slow
 def test_location_direction_search_cycles(tmp_path, capsys):
     base = _trained_like()
     shared = lds.SharedAddOns(SPEC, base, SHAPE, 3, total_steps=40)
@@ -244,8 +246,10 @@ def test_nhn_score_matches_table_1():
         metrics.nhn_score(101, 1)
 
 
+@pytest.mark.slow
 def test_macro_supernet_evaluates_candidates_with_shared_weights(tmp_path):
     import tensorflow as tf
+
     from spzoo.tuners.macro_search import MacroTuner
 
     space = MacroSpace(num_layers=3, num_segments=3, filters=4)

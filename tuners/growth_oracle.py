@@ -38,16 +38,23 @@ import json
 import random
 from datetime import datetime
 
-import keras_tuner
 import numpy as np
+from keras_tuner.engine.trial import TrialStatus
 from keras_tuner.src.engine import oracle as oracle_module
-from keras_tuner.src.engine import trial as trial_module
-from spzoo.tuners.growth_space import GrowthSpace, spec_ops
-from spzoo.tuners.persistence import ResumableOracle
 
-ARCHITECTURE = "architecture"
-ACCURACY = "val_accuracy"
-PARAMS = "params"
+from spzoo.tuners.base import (
+    ACCURACY,
+    ARCHITECTURE,
+    PARAMS,
+    SearchOracle,
+    completed,
+    idle,
+    running,
+    stopped,
+)
+from spzoo.tuners.growth_space import GrowthSpace, spec_ops
+
+__all__ = ["ACCURACY", "ARCHITECTURE", "PARAMS", "GrowthOracle", "epsilon"]
 
 
 def fit_tradeoff(accuracies, params) -> tuple:
@@ -109,7 +116,7 @@ class GrowthDisplay(oracle_module.Display):
             datetime.now() - self.trial_start[trial.trial_id]
         )
         print(f"Trial {self.trial_number[trial.trial_id]} {trial.status} [{duration}]")
-        if trial.status == trial_module.TrialStatus.COMPLETED:
+        if trial.status == TrialStatus.COMPLETED:
             accuracy, params = self.oracle.metrics_of(trial.trial_id)
             k = "not fitted yet" if self.oracle.k is None else f"{self.oracle.k:.4g}"
             print(
@@ -126,7 +133,7 @@ class GrowthDisplay(oracle_module.Display):
         print(f"Total elapsed time: {elapsed}")
 
 
-class GrowthOracle(ResumableOracle, keras_tuner.Oracle):
+class GrowthOracle(SearchOracle):
     """Aging (regularized) evolution over growth specs, as Algorithm 1.
 
     Args:
@@ -149,6 +156,8 @@ class GrowthOracle(ResumableOracle, keras_tuner.Oracle):
         **kwargs: Other `keras_tuner.Oracle` arguments
             (`max_retries_per_trial`, `max_consecutive_failed_trials`).
     """
+
+    search_name = "growth"
 
     def __init__(
         self,
@@ -208,14 +217,9 @@ class GrowthOracle(ResumableOracle, keras_tuner.Oracle):
                 f"`max_ops` n_op_max={max_ops} is below the initial network's "
                 f"{spec_ops(space.initial_spec())} ops."
             )
-        hyperparameters = keras_tuner.HyperParameters()
-        hyperparameters.Fixed(ARCHITECTURE, space.to_json(space.initial_spec()))
         super().__init__(
-            objective=keras_tuner.Objective(ACCURACY, "max"),
+            {ARCHITECTURE: space.to_json(space.initial_spec())},
             max_trials=min(max_trials or num_iterations, num_iterations),
-            hyperparameters=hyperparameters,
-            allow_new_entries=False,
-            tune_new_entries=False,
             seed=seed,
             **kwargs,
         )
@@ -238,11 +242,7 @@ class GrowthOracle(ResumableOracle, keras_tuner.Oracle):
 
     # -- history ---------------------------------------------------------
     def _completed(self, trial_ids):
-        return [
-            t
-            for t in trial_ids
-            if self.trials[t].status == trial_module.TrialStatus.COMPLETED
-        ]
+        return [t for t in trial_ids if completed(self, t)]
 
     def history(self) -> list:
         """Completed trial ids in the order they ended (Algorithm 1's history)."""
@@ -265,10 +265,6 @@ class GrowthOracle(ResumableOracle, keras_tuner.Oracle):
             float(metrics.get_last_value(ACCURACY)),
             float(metrics.get_last_value(PARAMS)),
         )
-
-    def architecture(self, trial_id) -> dict:
-        """The growth spec of a trial."""
-        return json.loads(self.trials[trial_id].hyperparameters.values[ARCHITECTURE])
 
     def epsilon_of(self, trial_id) -> float:
         """epsilon of a completed trial (its accuracy until k is fitted)."""
@@ -299,9 +295,8 @@ class GrowthOracle(ResumableOracle, keras_tuner.Oracle):
     # -- KerasTuner hooks -----------------------------------------------
     def populate_space(self, trial_id):
         """Returns a random initial model, a grown child, IDLE or STOPPED."""
-        stopped = {"status": trial_module.TrialStatus.STOPPED, "values": None}
         if self.stop_reason is not None or len(self.trials) >= self.num_iterations:
-            return stopped
+            return stopped()
         rng = random.Random(f"{self.seed}-{trial_id}")
         if len(self.initial_ids()) < self.population_size:
             spec = self.space.random_spec(rng, self.initial_growth)
@@ -310,7 +305,7 @@ class GrowthOracle(ResumableOracle, keras_tuner.Oracle):
         self._maybe_fit()
         population = self.population()
         if self.alpha_init is None or not population:
-            return {"status": trial_module.TrialStatus.IDLE, "values": None}
+            return idle()
         sample = rng.sample(population, min(self.sample_size, len(population)))
         parent = max(sample, key=self.epsilon_of)
         child = self.space.grow(
@@ -321,15 +316,12 @@ class GrowthOracle(ResumableOracle, keras_tuner.Oracle):
             self.stop_reason = (
                 f"a child of trial {parent} has {ops} ops > n_op_max={self.max_ops}"
             )
-            return stopped
+            return stopped()
         self.origins[trial_id] = {"parent": parent, "sample": sample}
         return self._running(child)
 
     def _running(self, spec):
-        return {
-            "status": trial_module.TrialStatus.RUNNING,
-            "values": {ARCHITECTURE: self.space.to_json(spec)},
-        }
+        return running({ARCHITECTURE: self.space.to_json(spec)})
 
     def score_trial(self, trial):
         super().score_trial(trial)
@@ -339,11 +331,13 @@ class GrowthOracle(ResumableOracle, keras_tuner.Oracle):
     def trial_ended(self, trial):
         self._maybe_fit()
 
+    def settings(self) -> dict:
+        return {"space": self.space.get_config()}
+
     def get_state(self):
         state = super().get_state()
         state.update(
             {
-                "space": self.space.get_config(),
                 "k": self.k,
                 "alpha_init": self.alpha_init,
                 "eta_init": self.eta_init,
@@ -355,12 +349,6 @@ class GrowthOracle(ResumableOracle, keras_tuner.Oracle):
 
     def set_state(self, state):
         super().set_state(state)
-        saved = GrowthSpace.from_config(state["space"])
-        if saved != self.space:
-            raise ValueError(
-                f"The search in this directory used the space {saved}; this run "
-                f"asks for {self.space}. Use another --directory or the same settings."
-            )
         self.k = state["k"]
         self.alpha_init = state["alpha_init"]
         self.eta_init = state["eta_init"]

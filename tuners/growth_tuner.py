@@ -9,20 +9,26 @@ from the trial alone. Each trial trains with the paper's recipe
 """
 
 import dataclasses
-import json
 import os
-import time
 
 import keras
 import keras_tuner
-from spzoo.tuners.growth_oracle import ACCURACY, ARCHITECTURE, PARAMS, GrowthOracle
-from spzoo.tuners.growth_space import GrowthSpace, spec_ops
-from spzoo.tuners.persistence import ResumableTuner
 
+from spzoo import data as spdata
 from spzoo import metrics
-from spzoo.io import atomic_path
-from spzoo.models.growth import build_growth
+from spzoo.models import growth
 from spzoo.training import paper_optimizer
+from spzoo.tuners.base import (
+    ACCURACY,
+    ARCHITECTURE,
+    PARAMS,
+    SearchTuner,
+    run_search,
+    write_summary,
+)
+from spzoo.tuners.budget import search_settings
+from spzoo.tuners.growth_oracle import GrowthOracle
+from spzoo.tuners.growth_space import GrowthSpace, check_input_shape, spec_ops
 
 
 class GrowthHyperModel(keras_tuner.HyperModel):
@@ -42,10 +48,10 @@ class GrowthHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         spec = hp.Fixed(ARCHITECTURE, self.default)
-        return build_growth(spec, self.input_shape, self.num_classes)
+        return growth.build(spec, self.input_shape, self.num_classes)
 
 
-class GrowthTuner(ResumableTuner, keras_tuner.Tuner):
+class GrowthTuner(SearchTuner, keras_tuner.Tuner):
     """A KerasTuner `Tuner` for the growth NAS.
 
     Args:
@@ -87,16 +93,6 @@ class GrowthTuner(ResumableTuner, keras_tuner.Tuner):
         self.epochs = int(epochs)
         self.seed = int(seed)
 
-    def pre_create_trial(self):
-        """Waits a little before asking again when the oracle answered IDLE."""
-        if getattr(self, "_asked", False):
-            time.sleep(0.5)
-        self._asked = True
-
-    def on_trial_begin(self, trial):
-        self._asked = False
-        super().on_trial_begin(trial)
-
     def run_trial(self, trial, train_data, eval_data, verbose="auto"):
         """Trains one architecture; returns `{"val_accuracy", "params"}`.
 
@@ -108,27 +104,18 @@ class GrowthTuner(ResumableTuner, keras_tuner.Tuner):
         """
         keras.utils.set_random_seed(self.seed + int(trial.trial_id))
         model = self.hypermodel.build(trial.hyperparameters)
-        model.compile(
-            optimizer=paper_optimizer(self.steps),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-            jit_compile=False,
-        )
-        steps_per_epoch = -(-self.steps // self.epochs)
-        model.fit(
-            train_data.repeat(),
+        self.train_classifier(
+            model,
+            paper_optimizer(self.steps),
+            train_data,
+            self.steps,
             epochs=self.epochs,
-            steps_per_epoch=steps_per_epoch,
             verbose=verbose,
+            jit_compile=False,
         )
         _, accuracy = model.evaluate(eval_data, verbose=0)
         self.save_model(trial.trial_id, model)
         return {ACCURACY: float(accuracy), PARAMS: float(metrics.count_params(model))}
-
-    def save_model(self, trial_id, model, step=0):
-        """Writes the trial's weights atomically where `load_model` reads them."""
-        with atomic_path(self._get_checkpoint_fname(trial_id)) as tmp:
-            model.save_weights(tmp)
 
 
 def run_growth_search(
@@ -176,13 +163,6 @@ def run_growth_search(
         The summary written to `<directory>/growth/search.json` (None on a
         worker, which has no oracle).
     """
-    from keras_tuner.src.distribute import utils as dist_utils
-    from spzoo.tuners.budget import search_settings
-    from spzoo.tuners.growth_space import check_input_shape
-
-    from spzoo import data as spdata
-    from spzoo.training import atomic_write_text
-
     info = spdata.get(dataset)
     check_input_shape(info.input_shape)
     settings = search_settings(info, budget, width_rule)
@@ -210,18 +190,14 @@ def run_growth_search(
         project_name="growth",
         overwrite=overwrite,
     )
-    if verbose:
-        print(
-            f"Growth NAS on {dataset} ({budget} budget): N_F={settings.filters}, "
-            f"N_B={blocks_per_stack}, {settings.steps} steps x batch "
-            f"{settings.batch_size} per network, n(P)={population_size}, "
-            f"n(S)={sample_size}, n_iter={num_iterations}, "
-            f"n_op_max={max_ops}, N_G_init={initial_growth}"
-        )
-    train = spdata.load(dataset, "train", batch_size=settings.batch_size, seed=seed)
-    evaluation = spdata.load(dataset, "eval", batch_size=settings.batch_size)
-    tuner.search(train, evaluation, verbose=verbose)
-    if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
+    preamble = (
+        f"Growth NAS on {dataset} ({budget} budget): N_F={settings.filters}, "
+        f"N_B={blocks_per_stack}, {settings.steps} steps x batch "
+        f"{settings.batch_size} per network, n(P)={population_size}, "
+        f"n(S)={sample_size}, n_iter={num_iterations}, "
+        f"n_op_max={max_ops}, N_G_init={initial_growth}"
+    )
+    if not run_search(tuner, dataset, settings, seed, verbose, preamble):
         return None
     best = oracle.best_trial_ids(1)
     summary = {
@@ -259,14 +235,9 @@ def run_growth_search(
         "best_trial": best[0] if best else None,
     }
     project = os.path.join(directory, "growth")
-    atomic_write_text(
-        os.path.join(project, "search.json"), json.dumps(summary, indent=2) + "\n"
-    )
+    write_summary(project, summary)
     if best:
         spec = oracle.architecture(best[0])
         spec["name"] = f"growth_{dataset}_trial{best[0]}"
-        atomic_write_text(
-            os.path.join(project, "best_architecture.json"),
-            json.dumps(spec, indent=2) + "\n",
-        )
+        write_summary(project, spec, "best_architecture.json")
     return summary

@@ -23,6 +23,10 @@ import json
 import os
 
 import numpy as np
+
+from spzoo.io import atomic_path, atomic_write_text, read_json
+from spzoo.layers.trainable_neuron_layer import NEURON_TYPES
+from spzoo.tuners.base import ARCHITECTURE
 from spzoo.tuners.growth_space import (
     CONV_OPS,
     height,
@@ -30,10 +34,6 @@ from spzoo.tuners.growth_space import (
     stack_filters,
     width,
 )
-
-from spzoo.io import atomic_path, atomic_write_text, read_json
-
-NEURON_TYPES = ("relu", "max", "coincidence")
 
 
 def growth_statistics(spec: dict) -> list:
@@ -70,7 +70,7 @@ def completed_growth_trials(project: str) -> list:
             (
                 trial["trial_id"],
                 float(trial["score"]),
-                json.loads(values["architecture"]),
+                json.loads(values[ARCHITECTURE]),
             )
         )
     return sorted(found, key=lambda t: t[1], reverse=True)
@@ -108,6 +108,43 @@ def summarize_growth(project: str, top: int = 10) -> dict:
     }
 
 
+def _stacks(importance_record: dict) -> dict:
+    """`{key: stack}` of a pruning record's PLs, stacks numbered from 1; a
+    reduction's PL counts with its stack, the head's (scope "all") with the
+    last stack."""
+    numbered = {
+        key: int(key.split("_")[0].removeprefix("stack"))
+        for key in importance_record
+        if key.startswith("stack")
+    }
+    last = max(numbered.values())
+    return {key: numbered.get(key, last) for key in importance_record}
+
+
+def importance_shares(importance_record: dict) -> dict:
+    """Share of the total phi per neuron type, per stack (Fig. 12).
+
+    Args:
+        importance_record: `{prefix: {"phi": [...], "types": [...]}}`.
+
+    Returns:
+        `{stack: {type: share}}` with stacks numbered from 1 (a reduction's
+        and the head's PL count with the stack they follow).
+    """
+    totals: dict = {}
+    for prefix, stack in _stacks(importance_record).items():
+        entry = importance_record[prefix]
+        sums = totals.setdefault(stack, dict.fromkeys(NEURON_TYPES, 0.0))
+        for phi, kind in zip(entry["phi"], entry["types"], strict=True):
+            sums[kind] += phi
+    return {
+        stack: {
+            kind: value / (sum(sums.values()) or 1.0) for kind, value in sums.items()
+        }
+        for stack, sums in sorted(totals.items())
+    }
+
+
 def summarize_pruning(project: str) -> dict:
     """Importance shares and neuron counts per type, start and final network."""
     state = _load_json(os.path.join(project, "oracle.json"))
@@ -117,23 +154,11 @@ def summarize_pruning(project: str) -> dict:
     records = [
         _load_json(os.path.join(project, f"trial_{t}", "pruning.json")) for t in chain
     ]
-    from spzoo.tuners.pruning import importance_shares
 
     def composition(record):
         by_stack = {}
-        keys = record["importance"]
-        last = max(
-            int(k.split("_")[0].removeprefix("stack"))
-            for k in keys
-            if k.startswith("stack")
-        )
-        for prefix, entry in keys.items():
-            # The head's PL (pruning scope "all") counts with the last stack.
-            stack = (
-                int(prefix.split("_")[0].removeprefix("stack"))
-                if prefix.startswith("stack")
-                else last
-            )
+        for prefix, stack in _stacks(record["importance"]).items():
+            entry = record["importance"][prefix]
             counts = by_stack.setdefault(stack, dict.fromkeys(NEURON_TYPES, 0))
             masked = prefix.endswith("_neuron")  # scope "all": masked PLs
             for phi, kind in zip(entry["phi"], entry["types"], strict=True):

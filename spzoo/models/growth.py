@@ -1,7 +1,7 @@
 """The growth NAS network of Lee & Wang (Fig. 4), built from a growth spec.
 
 The spec format (search blocks as path graphs of ops) is defined in
-`spzoo.tuners.growth_space`. The network: an initial 3x3 convolution with
+`spzoo.models.growth_spec`. The network: an initial 3x3 convolution with
 `N_F` filters; three stacks of `N_B` search blocks at `N_F * 2**s`
 channels, each stack followed by a reduction layer (3x3 conv stride 2 ->
 BN -> neuron layer, doubling the channels); global average pooling; a dense
@@ -20,13 +20,15 @@ from keras import layers
 
 from spzoo.blocks import conv_cell, kxk_op, reduction_layer
 from spzoo.models.checks import check_num_classes
-from spzoo.models.registry import register_family
-from spzoo.tuners.growth_space import (
-    check_growth_spec,
+from spzoo.models.growth_spec import (
+    check,
     check_input_shape,
     kernel_size,
     stack_filters,
 )
+from spzoo.models.registry import register_family
+
+__all__ = ["build", "build_growth", "check"]
 
 
 def _node(x, node, neuron, name):
@@ -52,7 +54,7 @@ def _node(x, node, neuron, name):
     return layers.Concatenate(name=f"{name}concat")(outputs)
 
 
-def build_growth(spec, input_shape, num_classes: int, name=None) -> keras.Model:
+def build(spec, input_shape, num_classes: int, name=None) -> keras.Model:
     """Builds a functional Keras model from a growth spec.
 
     Args:
@@ -61,7 +63,7 @@ def build_growth(spec, input_shape, num_classes: int, name=None) -> keras.Model:
         num_classes: Number of output logits (>= 2).
         name: Model name; defaults to `spec["name"]`.
     """
-    spec = check_growth_spec(spec)
+    spec = check(spec)
     input_shape = check_input_shape(input_shape)
     check_num_classes(num_classes)
     neuron = spec["neuron"]
@@ -78,4 +80,7 @@ def build_growth(spec, input_shape, num_classes: int, name=None) -> keras.Model:
     return keras.Model(inputs, outputs, name=name or spec.get("name", "growth"))
 
 
-register_family("growth", build_growth)
+# The name `spzoo.models` exports (`spzoo.models.build_growth`).
+build_growth = build
+
+register_family("growth", build)

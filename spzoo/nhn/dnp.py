@@ -27,11 +27,9 @@ import copy
 import keras
 import numpy as np
 
-
-def _layers(spec):
-    from spzoo.models.nhn import CONV_OPS, SEP_OPS
-
-    return spec["layers"], CONV_OPS, SEP_OPS
+from spzoo.nhn.model import build
+from spzoo.nhn.naming import layer_name, parse_addon_layer_name, parse_layer_name
+from spzoo.nhn.spec import CONV_OPS
 
 
 def _spaces(spec):
@@ -40,11 +38,10 @@ def _spaces(spec):
     Returns `(op_space, out_space)`: per layer, the space of the op output
     and of the layer output; `None` is a dense `filters`-wide space.
     """
-    layer_specs, conv_ops, _ = _layers(spec)
     op_space, out_space = [], []
-    for i, layer in enumerate(layer_specs):
+    for i, layer in enumerate(spec["layers"]):
         previous = out_space[i - 1] if i else None
-        if layer["op"] in conv_ops:
+        if layer["op"] in CONV_OPS:
             op_space.append(i)
         elif layer["op"].startswith("sep"):
             op_space.append(None)
@@ -56,11 +53,12 @@ def _spaces(spec):
 
 def kernel_std(model: keras.Model, spec: dict) -> dict:
     """`{layer index: s}`, `s[i, o] = std(W[:, :, i, o])` of each conv layer."""
-    layer_specs, conv_ops, _ = _layers(spec)
     result = {}
-    for i, layer in enumerate(layer_specs):
-        if layer["op"] in conv_ops:
-            w = keras.ops.convert_to_numpy(model.get_layer(f"l{i}_conv").kernel)
+    for i, layer in enumerate(spec["layers"]):
+        if layer["op"] in CONV_OPS:
+            w = keras.ops.convert_to_numpy(
+                model.get_layer(layer_name(i, "conv")).kernel
+            )
             result[i] = w.reshape(-1, *w.shape[2:]).std(axis=0)
     return result
 
@@ -95,7 +93,7 @@ def prune_spec(spec: dict, model: keras.Model, threshold: float) -> dict:
     """
     if not threshold >= 0:
         raise ValueError(f"`threshold` must be >= 0; received {threshold!r}.")
-    layer_specs, conv_ops, _ = _layers(spec)
+    layer_specs = spec["layers"]
     filters = int(spec.get("filters", 16))
     op_space, out_space = _spaces(spec)
     stds = kernel_std(model, spec)
@@ -126,7 +124,7 @@ def prune_spec(spec: dict, model: keras.Model, threshold: float) -> dict:
                 continue
             if i == last or i in skip_sources or i in addon_sources:
                 used[c][:] = True
-            elif layer_specs[i + 1]["op"] in conv_ops:
+            elif layer_specs[i + 1]["op"] in CONV_OPS:
                 used[c] |= (kmask[i + 1] & alive[i + 1][None, :]).any(axis=1)
             elif layer_specs[i + 1]["op"].startswith("sep"):
                 used[c][:] = True
@@ -188,7 +186,7 @@ def transfer_weights(
     source: keras.Model, target: keras.Model, spec: dict, result: dict
 ) -> None:
     """Copies `source`'s weights (original spaces) into the pruned `target`."""
-    layer_specs, conv_ops, _ = _layers(spec)
+    layer_specs = spec["layers"]
     op_space, out_space = _spaces(spec)
     widths = {
         i: len(result["alive"][i]) for i in result["alive"]
@@ -208,14 +206,15 @@ def transfer_weights(
         if not weights:
             continue
         name = layer.name
-        if name.startswith("l") and "_" in name and name[1:].split("_")[0].isdigit():
-            i = int(name[1:].split("_")[0])
-            part = name.split("_", 1)[1]
+        addon = parse_addon_layer_name(name)
+        parsed = parse_layer_name(name)
+        if parsed is not None:
+            i, part = parsed
             rows = idx(out_space[i - 1] if i else None)
             if part == "conv":
                 cols = idx(i)
                 weights = [weights[0][:, :, rows][..., cols], _mask(layer)]
-            elif part == "bn" and layer_specs[i]["op"] in conv_ops:
+            elif part == "bn" and layer_specs[i]["op"] in CONV_OPS:
                 weights = [w[idx(i)] for w in weights]
             elif part == "sep":
                 weights = [w[:, :, rows, :] for w in weights]
@@ -228,8 +227,8 @@ def transfer_weights(
                     keep.append(offset + idx(space))
                     offset += width(space)
                 weights = [weights[0][:, :, np.concatenate(keep), :]]
-        elif name.startswith("addon_"):
-            a, b = (int(v) for v in name.split("_")[1:3])
+        elif addon is not None:
+            a, b, _ = addon
             rows, cols = idx(out_space[a]), idx(out_space[b])
             weights = [weights[0][:, :, rows][..., cols], _mask(layer)]
         elif name == "head_pool":
@@ -254,11 +253,9 @@ def prune(model: keras.Model, spec: dict, threshold: float, input_shape, num_cla
         carries the trained weights of the survivors (train it from scratch
         by rebuilding from `pruned_spec`).
     """
-    from spzoo.models.nhn import build_nhn
-
     result = prune_spec(spec, model, threshold)
     small = pruned_spec(spec, result)
-    pruned = build_nhn(small, input_shape, num_classes)
+    pruned = build(small, input_shape, num_classes)
     transfer_weights(model, pruned, spec, result)
     return small, pruned, masked_spec(spec, result), result
 

@@ -1,0 +1,234 @@
+"""What every search shares: the base oracle, the base tuner, metric names.
+
+Shaped like KerasTuner's own searches (`keras_tuner/src/tuners/randomsearch.py`):
+a search's oracle subclasses `SearchOracle` and keeps only its algorithm,
+`populate_space` plus its own `get_state`/`set_state`; its tuner subclasses
+`SearchTuner` and keeps only how a trial trains. The base oracle owns
+
+- the objective (`val_accuracy`, max) and the fixed hyperparameters that
+  carry a trial's candidate (for most searches the JSON architecture,
+  `ARCHITECTURE`);
+- the settings a resumed search must keep: `settings()` is recorded in the
+  oracle's state and checked when the search resumes (`check_resume`);
+- atomic state writes and crash repair (`spzoo.tuners.persistence`).
+
+The base tuner owns the back-off when the oracle answers IDLE, atomic
+weight saves, training a classifier for a number of steps, and
+`run_search`: the preamble, the data, the search and the chief/worker
+split every `spzoo search` command shares.
+"""
+
+import json
+import os
+import time
+
+import keras
+import keras_tuner
+from keras_tuner.engine.trial import TrialStatus
+from keras_tuner.src.distribute import utils as dist_utils
+
+from spzoo import data as spdata
+from spzoo.io import atomic_path, atomic_write_text
+from spzoo.nhn.recipe import compile_classifier
+from spzoo.tuners.persistence import ResumableOracle, ResumableTuner
+
+# Metric and hyperparameter names, defined once for every search.
+ACCURACY = "val_accuracy"
+PARAMS = "params"
+GAIN = "val_gain"
+ARCHITECTURE = "architecture"
+SUMMARY_FILE = "search.json"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def check_resume(what: str, saved: dict, requested: dict) -> None:
+    """Raises if a resumed search asks for other settings than it ran with.
+
+    Args:
+        what: The search resumed (for the message), e.g. `"LDS oracle"`.
+        saved: Settings stored in the search directory (only these keys are
+            compared).
+        requested: Settings of this run.
+    """
+    changed = [key for key in sorted(saved) if saved[key] != requested.get(key)]
+    if changed:
+        values = ", ".join(
+            f"{key}={_short(saved[key])} (this run: {_short(requested.get(key))})"
+            for key in changed
+        )
+        raise ValueError(
+            f"The {what} search in this directory used the {', '.join(changed)} "
+            f"of another run: {values}. Resume with the same settings, or use "
+            "another --directory (or --overwrite / `overwrite=True`) to start "
+            "afresh."
+        )
+
+
+def running(values: dict) -> dict:
+    """`populate_space`'s answer for a new trial with these values."""
+    return {"status": TrialStatus.RUNNING, "values": values}
+
+
+def stopped() -> dict:
+    """`populate_space`'s answer when the search is over."""
+    return {"status": TrialStatus.STOPPED, "values": None}
+
+
+def idle() -> dict:
+    """`populate_space`'s answer when the next trial must wait for others."""
+    return {"status": TrialStatus.IDLE, "values": None}
+
+
+def completed(oracle, trial_id) -> bool:
+    """Whether the oracle's trial `trial_id` ended COMPLETED."""
+    trial = oracle.trials.get(trial_id)
+    return trial is not None and trial.status == TrialStatus.COMPLETED
+
+
+class SearchOracle(ResumableOracle, keras_tuner.Oracle):
+    """The base oracle of spzoo's searches (see the module docstring).
+
+    Args:
+        values: `{name: default value}` of the fixed hyperparameters that
+            carry a trial's candidate.
+        max_trials: KerasTuner's trial limit.
+        seed: Random seed.
+        **kwargs: Other `keras_tuner.Oracle` arguments.
+
+    Subclasses set `search_name` (for messages) and override `settings()`;
+    `legacy_settings` gives the value of a setting that states written by
+    earlier versions did not record.
+    """
+
+    search_name = "KerasTuner"
+    legacy_settings: dict = {}
+
+    def __init__(self, values: dict, max_trials: int | None, seed=None, **kwargs):
+        hyperparameters = keras_tuner.HyperParameters()
+        for name, value in values.items():
+            hyperparameters.Fixed(name, value)
+        super().__init__(
+            objective=keras_tuner.Objective(ACCURACY, "max"),
+            max_trials=max_trials,
+            hyperparameters=hyperparameters,
+            allow_new_entries=False,
+            tune_new_entries=False,
+            seed=seed,
+            **kwargs,
+        )
+
+    def settings(self) -> dict:
+        """What a resumed search must keep (recorded, checked by `set_state`)."""
+        return {}
+
+    def saved_settings(self, state: dict) -> dict:
+        """The settings a state recorded (earlier versions: at its top level)."""
+        saved = dict(state.get("settings", {}))
+        for key in self.settings():
+            if key not in saved and key in state:
+                saved[key] = state[key]
+            elif key not in saved and key in self.legacy_settings:
+                saved[key] = self.legacy_settings[key]
+        return saved
+
+    def architecture(self, trial_id) -> dict:
+        """The JSON architecture of a trial (its `ARCHITECTURE` value)."""
+        return json.loads(self.trials[trial_id].hyperparameters.values[ARCHITECTURE])
+
+    def get_state(self):
+        return {**super().get_state(), "settings": self.settings()}
+
+    def set_state(self, state):
+        # Checked before KerasTuner restores its own state (e.g. `seed`).
+        check_resume(self.search_name, self.saved_settings(state), self.settings())
+        super().set_state(state)
+
+
+def save_weights_atomic(model: keras.Model, path) -> None:
+    """Writes a model's weights to `path` atomically (a temporary file, a rename)."""
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
+
+
+class SearchTuner(ResumableTuner):
+    """The base of spzoo's tuners; put it before `keras_tuner.Tuner` / `BaseTuner`.
+
+    The tuner's state file is written atomically (`ResumableTuner`); a
+    worker waits a little before asking again when the oracle answered
+    IDLE; `save_model` writes the trial's weights atomically where
+    `load_model` reads them.
+    """
+
+    def pre_create_trial(self):
+        """Waits a little before asking again when the oracle answered IDLE."""
+        if getattr(self, "_asked", False):
+            time.sleep(0.5)
+        self._asked = True
+
+    def on_trial_begin(self, trial):
+        self._asked = False
+        super().on_trial_begin(trial)
+
+    def save_model(self, trial_id, model, step=0):
+        """Writes the trial's weights atomically where `load_model` reads them."""
+        save_weights_atomic(model, self._get_checkpoint_fname(trial_id))
+
+    @staticmethod
+    def train_classifier(
+        model: keras.Model,
+        optimizer,
+        train_data,
+        steps: int,
+        epochs: int = 1,
+        verbose="auto",
+        jit_compile="auto",
+    ) -> None:
+        """Trains a logits classifier `steps` steps of the repeated data.
+
+        The steps are spread over `epochs` epochs of `ceil(steps / epochs)`.
+        """
+        compile_classifier(model, optimizer, jit_compile=jit_compile)
+        model.fit(
+            train_data.repeat(),
+            epochs=epochs,
+            steps_per_epoch=-(-steps // epochs),
+            verbose=verbose,
+        )
+
+
+def is_worker() -> bool:
+    """Whether this process is a worker of a chief/worker search."""
+    return dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
+
+
+def run_search(tuner, dataset: str, settings, seed: int, verbose: int, preamble: str):
+    """Runs (or resumes) a search on a dataset's train and eval splits.
+
+    Args:
+        tuner: The tuner (its oracle built).
+        dataset: Dataset name.
+        settings: The `SearchSettings` (batch size).
+        seed: Seed of the training data's shuffling.
+        verbose: KerasTuner / Keras verbosity; the preamble is printed if > 0.
+        preamble: One line saying what the search does.
+
+    Returns:
+        False on a worker (the chief holds the results), else True.
+    """
+    if verbose:
+        print(preamble)
+    train = spdata.load(dataset, "train", batch_size=settings.batch_size, seed=seed)
+    evaluation = spdata.load(dataset, "eval", batch_size=settings.batch_size)
+    tuner.search(train, evaluation, verbose=verbose)
+    return not is_worker()
+
+
+def write_summary(project: str, summary: dict, name: str = SUMMARY_FILE) -> str:
+    """Writes a search's summary (indented JSON) atomically into its project."""
+    path = os.path.join(project, name)
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    return path
