@@ -27,11 +27,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
-from spzoo.export.metadata import OUTPUT_NAME
-from spzoo.export.serving import THRESHOLD_SPEC, ensure_called, image_spec
 
+from spzoo.export.rewrite import rewritten_serve, sliced_conv
 from spzoo.layers.base_neuron import NeuronLayer
-from spzoo.layers.hard_concrete_gate import threshold_scope
 from spzoo.layers.neuron_response import _forward
 from spzoo.metrics.gated import gate_blocks
 
@@ -42,15 +40,7 @@ def has_static_blocks(model) -> bool:
 
 
 def _conv(layer, x, kernel):
-    y = ops.conv(
-        x,
-        kernel,
-        strides=layer.strides,
-        padding=layer.padding,
-        data_format="channels_last",
-        dilation_rate=layer.dilation_rate,
-    )
-    return y if not layer.use_bias else y + layer.bias
+    return sliced_conv(layer, x, kernel, layer.bias if layer.use_bias else None)
 
 
 def block_slim_function(model: keras.Model, threshold_range=None):
@@ -59,7 +49,6 @@ def block_slim_function(model: keras.Model, threshold_range=None):
     blocks = [b for b in gate_blocks(model) if b.gate.is_static]
     if not blocks:
         raise ValueError(f"Model {model.name!r} has no input-independent block gates.")
-    ensure_called(model)
     role = {}  # layer name -> (kind, block, extra)
     for block in blocks:
         for conv, start, stop in block.outputs:
@@ -140,16 +129,7 @@ def block_slim_function(model: keras.Model, threshold_range=None):
 
         return batch_norm
 
-    @tf.function(input_signature=[image_spec(model), THRESHOLD_SPEC])
-    def serve(image, threshold):
-        if threshold_range:
-            lo, hi = (float(v) for v in threshold_range)
-            threshold = tf.clip_by_value(threshold, lo, hi)
-        state = {b.gate.name: open_channels(b, threshold) for b in blocks}
-        with threshold_scope(threshold):
-            logits = model._run_through_graph(
-                image, operation_fn=lambda op: replacement(op, state)
-            )
-        return {OUTPUT_NAME: logits}
+    def state_of(threshold):
+        return {b.gate.name: open_channels(b, threshold) for b in blocks}
 
-    return serve
+    return rewritten_serve(model, state_of, replacement, threshold_range)

@@ -9,8 +9,16 @@ spzoo infer gated_cnn.fashion_mnist --dataset fashion_mnist --threshold none \
 """
 
 import argparse
+import contextlib
+import csv
+import json
+import os
 import sys
 
+import numpy as np
+
+from spzoo import zoo
+from spzoo.data.preprocessing import describe, from_dict
 from spzoo.export.defaults import (
     DEFAULT_ATOL,
     DEFAULT_OPSET,
@@ -18,13 +26,13 @@ from spzoo.export.defaults import (
     FORMATS,
     MIN_EXAMPLES,
 )
+from spzoo.export.inputs import MAX_CLIP_SECONDS, expand_inputs, read_input
+from spzoo.zoo import eval_arrays, resolve_artifact
 
 
 def export_command(args) -> int:
     from spzoo.export.exporter import default_path, export
     from spzoo.export.parity import ParityError
-
-    from spzoo.data.preprocessing import describe
 
     output = args.output or default_path(
         args.model, args.format, args.slim, args.threshold
@@ -83,10 +91,7 @@ OUTPUTS = ("text", "json", "csv")
 
 
 def infer_command(args) -> int:
-    from spzoo.export.inputs import MAX_CLIP_SECONDS, expand_inputs
-
-    from spzoo.runtime import load
-    from spzoo.zoo import resolve_artifact
+    from spzoo.runtime import load  # Keras
 
     if args.top < 1:
         raise ValueError(f"`--top` must be >= 1; received {args.top}.")
@@ -135,9 +140,6 @@ def _batches(runner, files, args):
     """Yields `(names, x, files_read)`: batches of up to `--batch-size`
     examples read from `files` (a file holding several examples names each
     `path[i]`), and how many files were read so far."""
-    import numpy as np
-    from spzoo.export.inputs import read_input
-
     names, parts, count = [], [], 0
     for files_read, path in enumerate(files, 1):
         x = read_input(
@@ -166,9 +168,7 @@ def _progress(files, args):
         show = sys.stderr.isatty() and len(files) > args.batch_size
     if not show:
         return None
-    import contextlib
-
-    import keras
+    import keras  # only for a progress bar
 
     with contextlib.redirect_stdout(sys.stderr):  # Progbar writes to stdout
         return keras.utils.Progbar(len(files), unit_name="file")
@@ -177,10 +177,6 @@ def _progress(files, args):
 def _classify_files(runner, files, args, threshold):
     """Yields one record per example of `files`: its name, the threshold and
     the top `--top` classes with their softmax scores."""
-    import contextlib
-
-    import numpy as np
-
     classes = runner.metadata["output"]["classes"]
     progress = _progress(files, args)
     for names, x, files_read in _batches(runner, files, args):
@@ -216,9 +212,6 @@ def _classify_files(runner, files, args, threshold):
 def _record_writer(output: str, top: int):
     """A function printing one inference record as a text line, a JSON line
     or a CSV row (after a header row)."""
-    import csv
-    import json
-
     if output == "json":
         return lambda record: print(json.dumps(record), flush=True)
     if output == "text":
@@ -245,17 +238,13 @@ def _record_writer(output: str, top: int):
 
 
 def _score_dataset(runner, args, thresholds) -> None:
-    from spzoo.export.evaluate import evaluate_thresholds
-
-    from spzoo.zoo import eval_arrays
+    from spzoo.export.evaluate import evaluate_thresholds  # Keras
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"`--limit` must be >= 1; received {args.limit}.")
     x, y = eval_arrays(args.dataset, args.split)
     x, y = x[: args.limit], y[: args.limit]
     if args.raw:  # a raw-input artifact: the split's images as pixels
-        from spzoo.data.preprocessing import from_dict
-
         config = from_dict(args.preprocessing)
         if config.kind != "image":
             raise ValueError(
@@ -291,10 +280,6 @@ def _score_dataset(runner, args, thresholds) -> None:
 def _zoo_config(artifact: str) -> dict | None:
     """The `input.preprocessing_config` of a zoo model's manifest entry
     (None for a file)."""
-    import os
-
-    from spzoo import zoo
-
     if os.path.exists(artifact):
         return None
     return zoo.info(artifact)["input"].get("preprocessing_config")
@@ -303,10 +288,6 @@ def _zoo_config(artifact: str) -> dict | None:
 def _zoo_curve(artifact: str) -> dict:
     """`{threshold: expected MACs}` of a zoo model's manifest curve (empty for
     a file or a model without one)."""
-    import os
-
-    from spzoo import zoo
-
     if os.path.exists(artifact):
         return {}
     curve = (zoo.info(artifact).get("threshold") or {}).get("curve", [])

@@ -24,11 +24,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
-from spzoo.export.metadata import OUTPUT_NAME
-from spzoo.export.serving import THRESHOLD_SPEC, ensure_called, image_spec
-from spzoo.export.slim import _downstream_ok, _fold_gate_ok, is_static
 
-from spzoo.layers.hard_concrete_gate import threshold_scope
+from spzoo.export.rewrite import rewritten_serve, sliced_conv
+from spzoo.export.slim import _downstream_ok, _fold_gate_ok, is_static
 from spzoo.layers.inhibition_conv2d import InhibitionConv2D
 from spzoo.metrics.gated import gated_source
 
@@ -57,18 +55,6 @@ def _input_rows(layer, open_idx: dict, fan_in: int):
     return tf.reshape(rows, [-1])
 
 
-def _conv(layer, x, kernel, bias):
-    y = ops.conv(
-        x,
-        kernel,
-        strides=layer.strides,
-        padding=layer.padding,
-        data_format="channels_last",
-        dilation_rate=layer.dilation_rate,
-    )
-    return y if bias is None else y + bias
-
-
 def dynamic_slim_function(model: keras.Model):
     """`serve(image, threshold) -> {"logits"}` with run-time channel removal.
 
@@ -93,9 +79,9 @@ def dynamic_slim_function(model: keras.Model):
                 "fold into the weights."
             )
     names = {c.name for c in slimmable}
-    ensure_called(model)
 
-    def replacement(layer, open_idx, gates):
+    def replacement(layer, state):
+        open_idx, gates = state
         if layer.name in names:
 
             def cell_call(x, **kwargs):
@@ -108,7 +94,7 @@ def dynamic_slim_function(model: keras.Model):
                 bias = None
                 if layer.conv.use_bias:
                     bias = tf.gather(layer.conv.bias, idx) * g
-                return layer.activation(_conv(layer.conv, x, kernel, bias))
+                return layer.activation(sliced_conv(layer.conv, x, kernel, bias))
 
             return cell_call
         if isinstance(layer, keras.layers.Conv2D | keras.layers.Dense):
@@ -124,7 +110,7 @@ def dynamic_slim_function(model: keras.Model):
                     y = ops.matmul(x, kernel)
                     y = y if bias is None else y + bias
                 else:
-                    y = _conv(layer, x, kernel, bias)
+                    y = sliced_conv(layer, x, kernel, bias)
                 return layer.activation(y)
 
             return consumer_call
@@ -136,16 +122,10 @@ def dynamic_slim_function(model: keras.Model):
                 )
         return layer
 
-    @tf.function(input_signature=[image_spec(model), THRESHOLD_SPEC])
-    def serve(image, threshold):
+    def state_of(threshold):
         open_idx, gates = {}, {}
         for cell in slimmable:
             open_idx[cell.name], gates[cell.name] = _open_channels(cell, threshold)
-        with threshold_scope(threshold):
-            logits = model._run_through_graph(
-                image,
-                operation_fn=lambda op: replacement(op, open_idx, gates),
-            )
-        return {OUTPUT_NAME: logits}
+        return open_idx, gates
 
-    return serve
+    return rewritten_serve(model, state_of, replacement)

@@ -19,6 +19,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
+
+import spzoo.layers  # noqa: F401  (registers the layers)
+import spzoo.models  # noqa: F401
+from spzoo import data
+from spzoo.artifact import FORMATS
+from spzoo.data.preprocessing import check, dataset_preprocessing, from_dict
 from spzoo.export.metadata import (
     has_gates,
     input_metadata,
@@ -34,12 +40,10 @@ from spzoo.export.parity import (
     check_parity,
     parity_examples,
 )
+from spzoo.export.raw_input import raw_examples, raw_input_model
 from spzoo.export.saved_model import to_saved_model
 from spzoo.export.slim import slim_model
 from spzoo.export.tflite import to_tflite
-
-from spzoo.artifact import FORMATS
-from spzoo.data.preprocessing import check, dataset_preprocessing, from_dict
 from spzoo.io import read_json, remove_stale, replace_dir, temp_path
 from spzoo.layers.hard_concrete_gate import (
     check_threshold,
@@ -47,6 +51,7 @@ from spzoo.layers.hard_concrete_gate import (
     set_threshold,
 )
 from spzoo.runtime import load
+from spzoo.zoo import entry_of_file
 
 WRITERS = {"onnx": to_onnx, "savedmodel": to_saved_model, "tflite": to_tflite}
 SUFFIXES = {"onnx": ".onnx", "savedmodel": "", "tflite": ".tflite"}
@@ -74,9 +79,6 @@ def load_keras_model(path) -> tuple[keras.Model, dict]:
     """Loads a `.keras` file and the training record `<stem>.json` beside it
     (written by `spzoo train`); for a zoo file without one, its manifest
     entry (dataset, classes); else `{}`."""
-    import spzoo.layers  # noqa: F401  (registers the layers)
-    import spzoo.models  # noqa: F401
-
     path = Path(path)
     if not path.is_file() or path.suffix != ".keras":
         raise ValueError(f"`model` must be a .keras file; {str(path)!r} is not one.")
@@ -89,8 +91,6 @@ def load_keras_model(path) -> tuple[keras.Model, dict]:
     record_path = path.with_suffix(".json")
     if record_path.is_file():
         return model, read_json(record_path, "training record")
-    from spzoo.zoo import entry_of_file
-
     return model, entry_of_file(path) or {}
 
 
@@ -209,15 +209,11 @@ def export(
             "Give the dataset it was trained on (`spzoo export ... --dataset "
             "NAME`; `spzoo data list`)."
         )
-    from spzoo import data
-
     info = data.get(dataset)
     x = parity_examples(dataset, model.inputs[0].shape[1:], examples)
     config = _preprocessing_config(record, info)
     raw = None
     if raw_input:
-        from spzoo.export.raw_input import raw_examples
-
         if format == "onnx" and config["kind"] == "audio":
             raise ValueError(
                 "`raw_input=True` for an audio model: ONNX is not supported "
@@ -249,8 +245,6 @@ def export(
             preprocessing_config=config,
         )
         if raw_input:
-            from spzoo.export.raw_input import raw_input_model
-
             exported = raw_input_model(exported, from_dict(config))
             metadata["input"] = input_metadata(
                 exported, info.description, config, raw_input=True
@@ -268,19 +262,10 @@ def export(
             raise ValueError(
                 "`parity_thresholds` were given, but the artifact takes no threshold."
             )
-        return _write_checked(
-            model,
-            exported,
-            path,
-            format,
-            metadata,
-            x,
-            reference_threshold,
-            atol,
-            options,
-            extra_thresholds,
-            raw,
+        plan = _ParityPlan(
+            model, x, atol, reference_threshold, tuple(extra_thresholds), raw
         )
+        return _write_checked(exported, path, format, metadata, options, plan)
     finally:
         if gated:
             set_threshold(model, saved_threshold)
@@ -299,19 +284,57 @@ def _preprocessing_config(record: dict, info) -> dict:
     return check(config, "the record's `preprocessing_config`")
 
 
+@dataclasses.dataclass
+class _ParityPlan:
+    """What an export is checked against: the Keras `model` on examples `x`
+    (`raw`: the same examples as a raw-input artifact takes them) within
+    `atol`, Keras run at `reference_threshold` (a slimmed export's) or the
+    artifact's, at the artifact's thresholds plus `extra_thresholds`."""
+
+    model: keras.Model
+    x: np.ndarray
+    atol: float
+    reference_threshold: float | None = None
+    extra_thresholds: tuple = ()
+    raw: np.ndarray | None = None
+
+    def check(self, target: Path, format: str, metadata: dict) -> list:
+        """Parity of the artifact `target` (`ParityError` on a failure)."""
+        runner = load(target)
+        thresholds = [None]
+        if metadata["threshold"]["input"]:
+            thresholds += probe_thresholds(metadata)
+            levels = (runner.metadata.get("onnx") or {}).get("levels") or []
+            thresholds += [r["threshold"] for r in levels[1:]]
+            thresholds += [t for t in self.extra_thresholds if t not in thresholds]
+        results = check_parity(
+            self.model,
+            runner,
+            self.x,
+            thresholds,
+            self.atol,
+            self.reference_threshold,
+            raw=self.raw,
+        )
+        del runner
+        if format == "onnx":
+            results += check_onnx_reference(
+                target,
+                self.model,
+                self.x[:REFERENCE_EXAMPLES],
+                thresholds[:2],
+                self.atol,
+                self.reference_threshold,
+                raw=None if self.raw is None else self.raw[:REFERENCE_EXAMPLES],
+            )
+        return results
+
+
 def _write_checked(
-    model,
-    exported,
-    path,
-    format,
-    metadata,
-    x,
-    reference_threshold,
-    atol,
-    options,
-    extra_thresholds=(),
-    raw=None,
-):
+    exported, path, format: str, metadata: dict, options: dict, plan: _ParityPlan
+) -> ExportReport:
+    """Writes `exported` into a staging folder beside `path`, checks its
+    parity (`plan`), then moves it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent)  # staging folders of killed exports
@@ -320,31 +343,11 @@ def _write_checked(
     try:
         target = staging / f"model{SUFFIXES[format]}"
         kwargs = options if format == "onnx" else {}
-        if format == "savedmodel" and raw is not None:
+        if format == "savedmodel" and plan.raw is not None:
             kwargs = {"slim_blocks": False}  # the block slimmer reads the network
         threshold_input = bool(metadata["threshold"]["input"])
         WRITERS[format](exported, target, metadata, threshold_input, **kwargs)
-        runner = load(target)
-        thresholds = [None]
-        if threshold_input:
-            thresholds += probe_thresholds(metadata)
-            levels = (runner.metadata.get("onnx") or {}).get("levels") or []
-            thresholds += [r["threshold"] for r in levels[1:]]
-            thresholds += [t for t in extra_thresholds if t not in thresholds]
-        results = check_parity(
-            model, runner, x, thresholds, atol, reference_threshold, raw=raw
-        )
-        if format == "onnx":
-            results += check_onnx_reference(
-                target,
-                model,
-                x[:REFERENCE_EXAMPLES],
-                thresholds[:2],
-                atol,
-                reference_threshold,
-                raw=None if raw is None else raw[:REFERENCE_EXAMPLES],
-            )
-        del runner
+        results = plan.check(target, format, metadata)
         _move(target, path, format)
         return ExportReport(path, format, metadata, results)
     finally:

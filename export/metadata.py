@@ -35,15 +35,9 @@ from spzoo.artifact import (  # noqa: F401  (the names, for the writers)
     metadata_path,
 )
 from spzoo.layers.hard_concrete_gate import find_gates, get_threshold
-from spzoo.layers.inhibition_conv2d import InhibitionConv2D
-from spzoo.metrics.counting import _flat_layers
-
-
-def gated_cells(model: keras.Model) -> list:
-    """The `InhibitionConv2D` cells of a model (nested ones too)."""
-    return [
-        layer for layer in _flat_layers(model) if isinstance(layer, InhibitionConv2D)
-    ]
+from spzoo.layers.presynaptic_gate import PresynapticGate
+from spzoo.metrics.counting import flat_layers
+from spzoo.metrics.gated import gated_cells
 
 
 def has_gates(model: keras.Model) -> bool:
@@ -71,11 +65,9 @@ def threshold_range(model: keras.Model, x=None) -> list | None:
     rounded down and `hi` up to 4 decimals. Returns None when the model has
     no gates or the range needs `x` and none was given.
     """
-    from spzoo.layers.presynaptic_gate import PresynapticGate
-
     cells = gated_cells(model)
     gates = [
-        layer for layer in _flat_layers(model) if isinstance(layer, PresynapticGate)
+        layer for layer in flat_layers(model) if isinstance(layer, PresynapticGate)
     ]
     if not cells and not gates:
         return None

@@ -32,6 +32,7 @@ Either graph has:
 from pathlib import Path
 
 import keras
+
 from spzoo.export.defaults import DEFAULT_OPSET, ENGINES
 from spzoo.export.dynamic import dynamic_slim_function
 from spzoo.export.metadata import (
@@ -43,7 +44,6 @@ from spzoo.export.metadata import (
     model_metadata,
 )
 from spzoo.export.serving import serving_functions
-
 from spzoo.io import atomic_path
 
 
@@ -134,6 +134,7 @@ def to_onnx(
     """
     import onnx
     import tf2onnx
+
     from spzoo.export.onnx_builder import UnsupportedModel, build_onnx, check_supported
 
     if engine not in ENGINES:

@@ -56,8 +56,10 @@ import keras
 import numpy as np
 from keras import layers
 
+from spzoo.export.metadata import METADATA_KEY, dumps
 from spzoo.layers.base_neuron import NeuronLayer
 from spzoo.layers.presynaptic_gate import ChannelGate, PresynapticGate
+from spzoo.metrics import counting
 from spzoo.metrics.gated import gate_blocks
 
 OPSET = 13
@@ -857,17 +859,16 @@ class StaticMacs:
     threshold, counting only the open channels (as `spzoo.metrics` does)."""
 
     def __init__(self, model):
-        from spzoo.metrics.counting import _flat_layers, layer_macs
-
-        self.total = float(sum(layer_macs(layer) for layer in _flat_layers(model)))
+        self.total = float(counting.static_macs(model))
         self.blocks = []
         for block in static_gates(model):
             gate = block.gate
             alive = gate.static_gate(-np.inf) > 0
             per_channel = np.zeros(gate.filters)
             for conv, start, stop in block.outputs:
-                per_channel[start:stop] += layer_macs(conv) / (stop - start)
-            per_channel += sum(layer_macs(conv) for conv in block.inputs) / gate.filters
+                per_channel[start:stop] += counting.layer_macs(conv) / (stop - start)
+            inputs = sum(counting.layer_macs(conv) for conv in block.inputs)
+            per_channel += inputs / gate.filters
             self.blocks.append((gate.static_log_alpha(), alive, per_channel))
 
     def __call__(self, threshold: float) -> float:
@@ -1055,8 +1056,6 @@ def build_onnx(
         producer_name="spzoo",
     )
     if metadata is not None:
-        from spzoo.export.metadata import METADATA_KEY, dumps
-
         proto.metadata_props.append(
             onnx.StringStringEntryProto(key=METADATA_KEY, value=dumps(metadata))
         )

@@ -19,9 +19,9 @@ import json
 
 import keras
 import numpy as np
-from spzoo.export.defaults import DEFAULT_ATOL, MIN_EXAMPLES
 
 from spzoo.artifact import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, THRESHOLD_NAME
+from spzoo.export.defaults import DEFAULT_ATOL, MIN_EXAMPLES
 from spzoo.layers.hard_concrete_gate import threshold_scope
 from spzoo.runtime import resolve_threshold
 

@@ -20,13 +20,13 @@ waveforms (tones, chirps and noise), as the datasets hold images only.
 import keras
 import numpy as np
 
+from spzoo.artifact import WAVEFORM_NAME
+from spzoo.data.audio import log_mel_image
 from spzoo.data.preprocessing import (
     AudioPreprocessing,
     ImagePreprocessing,
     Preprocessing,
 )
-
-WAVEFORM_NAME = "waveform"
 
 
 class RawImagePreprocessing(keras.layers.Layer):
@@ -66,8 +66,6 @@ class LogMelSpectrogram(keras.layers.Layer):
         ).config()
 
     def call(self, waveforms):
-        from spzoo.data.audio import log_mel_image
-
         return log_mel_image(waveforms, self._pipeline)
 
     def compute_output_shape(self, input_shape):
@@ -140,8 +138,6 @@ def raw_examples(config: Preprocessing, x=None, count: int = 256):
     if isinstance(config, ImagePreprocessing):
         raw = config.to_pixels(x)
         return raw, config.apply(raw)
-    from spzoo.data.audio import log_mel_image
-
     samples = raw_input_spec(config)[0][0]
     raw = synthetic_waveforms(count, samples, config.sample_rate)
     images = np.concatenate(

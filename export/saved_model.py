@@ -5,11 +5,11 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+
+from spzoo.artifact import SIGNATURE, THRESHOLD_SIGNATURE
 from spzoo.export.block_slim import block_slim_function, has_static_blocks
 from spzoo.export.metadata import ASSET_NAME, dumps, model_metadata
 from spzoo.export.serving import serving_functions
-
-from spzoo.artifact import SIGNATURE, THRESHOLD_SIGNATURE
 from spzoo.io import remove_stale, replace_dir, temp_path
 
 

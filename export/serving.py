@@ -17,13 +17,13 @@ dropout layers are inert and no custom gradient is traced.
 
 import keras
 import tensorflow as tf
+
 from spzoo.export.metadata import (
     OUTPUT_NAME,
     THRESHOLD_NAME,
     has_gates,
     input_name,
 )
-
 from spzoo.layers.hard_concrete_gate import threshold_scope
 
 
@@ -46,6 +46,15 @@ def image_spec(model: keras.Model) -> tf.TensorSpec:
 
 
 THRESHOLD_SPEC = tf.TensorSpec((), tf.float32, name=THRESHOLD_NAME)
+
+
+def clamp_threshold(threshold, threshold_range=None):
+    """The traced `threshold` clamped to `[lo, hi]` (the metadata's trained
+    range), or as it is without a range."""
+    if not threshold_range:
+        return threshold
+    lo, hi = (float(v) for v in threshold_range)
+    return tf.clip_by_value(threshold, lo, hi)
 
 
 def ensure_called(model: keras.Model) -> keras.Model:
@@ -87,10 +96,7 @@ def serving_functions(
 
     @tf.function(input_signature=[spec, THRESHOLD_SPEC])
     def serve_threshold(image, threshold):
-        if threshold_range:
-            lo, hi = (float(v) for v in threshold_range)
-            threshold = tf.clip_by_value(threshold, lo, hi)
-        with threshold_scope(threshold):
+        with threshold_scope(clamp_threshold(threshold, threshold_range)):
             return {OUTPUT_NAME: model(image, training=False)}
 
     return serve, serve_threshold

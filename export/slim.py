@@ -29,12 +29,15 @@ import dataclasses
 
 import keras
 import numpy as np
-from spzoo.export.metadata import gated_cells
 
-from spzoo.layers.hard_concrete_gate import check_threshold, get_threshold
+from spzoo.layers.hard_concrete_gate import (
+    check_threshold,
+    get_threshold,
+    set_threshold,
+)
 from spzoo.layers.inhibition_conv2d import InhibitionConv2D
-from spzoo.metrics.counting import macs
-from spzoo.metrics.gated import _keeps_zero_channels, gated_source
+from spzoo.metrics.counting import static_macs
+from spzoo.metrics.gated import _keeps_zero_channels, gated_cells, gated_source
 
 # Activations with f(g * z) = g * f(z) for g >= 0: a gate folds into the weights.
 POSITIVELY_HOMOGENEOUS = frozenset({"relu", "linear", "leaky_relu"})
@@ -210,15 +213,13 @@ def slim_model(
     for old, new in zip(model.layers, slim.layers, strict=True):
         _copy_weights(old, new, gates, keeps)
     if any(not is_static(c) for c in cells):
-        from spzoo.layers.hard_concrete_gate import set_threshold
-
         set_threshold(slim, None if np.isinf(threshold) else threshold)
     report = SlimReport(
         threshold=float(threshold),
         channels=channels,
         slimmed=slimmed,
-        macs_full=int(macs(model)),
-        macs_slim=int(macs(slim)),
+        macs_full=static_macs(model),
+        macs_slim=static_macs(slim),
     )
     return slim, report
 

@@ -15,10 +15,10 @@ import shutil
 from pathlib import Path
 
 import keras
-from spzoo.export.metadata import dumps, metadata_path, model_metadata
-from spzoo.export.saved_model import SIGNATURE, THRESHOLD_SIGNATURE, to_saved_model
 
 from spzoo.artifact import MODEL_SHA256
+from spzoo.export.metadata import dumps, metadata_path, model_metadata
+from spzoo.export.saved_model import SIGNATURE, THRESHOLD_SIGNATURE, to_saved_model
 from spzoo.io import remove_stale, temp_path
 
 

@@ -7,41 +7,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse  # noqa: E402
 import importlib.metadata  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 
 import spzoo  # noqa: E402
+from spzoo.cli_types import positive_float, shape  # noqa: E402
 from spzoo.data import cli as data_cli  # noqa: E402
 from spzoo.zoo import cli as zoo_cli  # noqa: E402
 
-
-def _shape(text: str) -> tuple:
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected H,W,C (three positive integers), got {text!r}"
-        )
-    return shape
-
-
 # The names of spzoo.training.RECIPES, here without importing Keras.
 RECIPE_NAMES = ("fast", "nhn", "paper")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive finite number, got {text!r}"
-        )
-    return value
 
 
 def models_command(args) -> int:
@@ -173,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list architectures with params and MACs")
     p.add_argument(
         "--input-shape",
-        type=_shape,
+        type=shape,
         default=(32, 32, 3),
         help="H,W,C of one example (default 32,32,3)",
     )
@@ -200,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lr",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="initial (fast: peak) learning rate (default: the recipe's)",
     )

@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx.reference import ReferenceEvaluator
-from spzoo.export.metadata import ASSET_NAME, metadata_path
-from spzoo.export.parity import keras_logits
 
 import spzoo.models
 from spzoo import export
 from spzoo.cli import main
+from spzoo.export.metadata import ASSET_NAME, metadata_path
+from spzoo.export.parity import keras_logits
 from spzoo.layers import InhibitionConv2D, set_threshold, threshold_scope
 from spzoo.training import save_model_atomic
 
@@ -268,7 +268,6 @@ def test_parity_tolerance_and_top1():
 def test_cli_infer_scores_a_dataset_split_at_two_thresholds(tmp_path, capsys):
     from spzoo.export.evaluate import evaluate_thresholds
     from spzoo.runtime import load
-
     from spzoo.zoo import eval_arrays
 
     model = _gated(input_dependent=False)
@@ -296,8 +295,8 @@ def test_cli_infer_scores_a_dataset_split_at_two_thresholds(tmp_path, capsys):
 
 
 def test_tflite_float16_weights_halve_the_file_and_keep_the_logits(tmp_path, x):
-    from spzoo.runtime import load
     from spzoo.export.tflite import to_tflite
+    from spzoo.runtime import load
 
     model = _resnet()
     full = to_tflite(model, tmp_path / "full.tflite")
@@ -316,8 +315,9 @@ def test_tflite_float16_weights_halve_the_file_and_keep_the_logits(tmp_path, x):
 def test_saved_model_stores_each_weight_once(tmp_path, x):
     # keras-team/keras#23553: ExportArchive wrote every variable twice.
     import tensorflow as tf
-    from spzoo.runtime import load
+
     from spzoo.export.saved_model import to_saved_model
+    from spzoo.runtime import load
 
     model = _gated()
     path = to_saved_model(model, tmp_path / "sm")

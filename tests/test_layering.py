@@ -145,23 +145,7 @@ def test_the_source_folder_is_walked():
     assert not any(is_outer(name) for name in MODULES)
 
 
-# Being removed in the same issue (the growth search space moves into the
-# core); until then the one known exception, reported rather than hidden.
-KNOWN = {
-    "spzoo.models.growth": "imports spzoo.tuners.growth_space (the growth "
-    "search space), which issue 14 moves out of spzoo.tuners",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN[name]))
-        if name in KNOWN
-        else name
-        for name in sorted(MODULES)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(MODULES))
 def test_the_core_never_imports_tuners_or_export(name):
     outer = [
         f"line {line}: {imported}"

@@ -11,7 +11,7 @@ from keras import layers
 
 from spzoo.blocks.conv import conv_cell
 from spzoo.blocks.neurons import neuron_layer
-from spzoo.layers import split_channels
+from spzoo.layers import ChannelGate, split_channels
 
 KERNEL_SIZES = (1, 3, 5, 7)
 
@@ -70,7 +70,7 @@ def none_op(x):
 
 
 def mixed_kernel_op(
-    x, filters, kernel_fractions, neuron="relu", cell="conv", name="op"
+    x, filters, kernel_fractions, neuron="relu", cell="conv", name="op", gate=None
 ):
     """A k x k Op whose output channels are split over kernel sizes.
 
@@ -87,6 +87,9 @@ def mixed_kernel_op(
         neuron: Neuron spec.
         cell: Convolution cell spec.
         name: Prefix of the layer names.
+        gate: A block gate's output `z` (see `spzoo.blocks.residual_block`):
+            multiplied in between the neuron layer and the convolutions
+            (`ChannelGate`, layer `{name}_gated`).
     """
     if int(filters) < 1:
         raise ValueError(f"`filters` must be >= 1; received {filters!r}.")
@@ -94,6 +97,8 @@ def mixed_kernel_op(
     counts = split_channels(int(filters), list(fractions.values()))
     x = batch_norm(f"{name}_bn")(x)
     x = neuron_layer(neuron, name=f"{name}_neuron")(x)
+    if gate is not None:
+        x = ChannelGate(name=f"{name}_gated")([x, gate])
     branches = [
         conv_cell(cell, count, size, name=f"{name}_conv{size}x{size}")(x)
         for size, count in zip(fractions, counts, strict=True)

@@ -5,7 +5,7 @@ from keras import layers
 from spzoo.blocks.conv import conv_cell
 from spzoo.blocks.neurons import neuron_layer
 from spzoo.blocks.ops import batch_norm, check_kernel_fractions, mixed_kernel_op
-from spzoo.layers import ChannelGate, PresynapticGate, split_channels
+from spzoo.layers import PresynapticGate, split_channels
 
 GATE_OPTIONS = (
     "input_dependent",
@@ -66,24 +66,6 @@ def channel_costs(input_shape, filters, fractions, counts) -> list[float]:
     if len(costs) != filters:
         raise ValueError(f"{len(costs)} channel costs for {filters} channels.")
     return costs
-
-
-def _gated_op(x, z, filters, kernel_fractions, neuron, cell, name):
-    """`mixed_kernel_op` with the gate product between neuron and convolution:
-    BN -> neuron -> x * z -> convolutions (same layer names)."""
-    fractions = check_kernel_fractions(kernel_fractions)
-    counts = split_channels(int(filters), list(fractions.values()))
-    x = batch_norm(f"{name}_bn")(x)
-    x = neuron_layer(neuron, name=f"{name}_neuron")(x)
-    x = ChannelGate(name=f"{name}_gated")([x, z])
-    branches = [
-        conv_cell(cell, count, size, name=f"{name}_conv{size}x{size}")(x)
-        for size, count in zip(fractions, counts, strict=True)
-        if count > 0
-    ]
-    if len(branches) == 1:
-        return branches[0]
-    return layers.Concatenate(name=f"{name}_concat")(branches)
 
 
 def residual_block(
@@ -155,5 +137,7 @@ def residual_block(
         if len(branches) == 1
         else layers.Concatenate(name=f"{name}_op1_concat")(branches)
     )
-    y = _gated_op(y, z, filters, kernel_fractions, neuron, cell, f"{name}_op2")
+    y = mixed_kernel_op(
+        y, filters, kernel_fractions, neuron, cell, f"{name}_op2", gate=z
+    )
     return layers.Add(name=f"{name}_add")([y, shortcut])

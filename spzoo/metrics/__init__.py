@@ -1,6 +1,7 @@
 """Metrics of models: parameters, MACs, scores."""
 
-from spzoo.metrics.counting import count_params, layer_macs, macs
+from spzoo.metrics.cost import macs
+from spzoo.metrics.counting import count_params, layer_macs
 from spzoo.metrics.gated import (
     expected_macs,
     format_threshold_table,

@@ -1,4 +1,8 @@
-"""Parameter and multiply-accumulate (MAC) counts of Keras models."""
+"""Parameter and multiply-accumulate (MAC) counts of Keras models, as built.
+
+The expected MACs of a gated model on data at a threshold are
+`spzoo.metrics.gated.expected_macs`; `spzoo.metrics.macs` gives either.
+"""
 
 import math
 
@@ -12,10 +16,11 @@ def count_params(model: keras.Model, trainable_only: bool = False) -> int:
     return int(sum(math.prod(w.shape) for w in weights))
 
 
-def _flat_layers(model):
+def flat_layers(model: keras.Model):
+    """The model's layers, those of nested models in their place."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _flat_layers(layer)
+            yield from flat_layers(layer)
         else:
             yield layer
 
@@ -49,26 +54,9 @@ def layer_macs(layer) -> int:
     return 0
 
 
-def macs(model: keras.Model, threshold=None, data=None):
-    """Multiply-accumulates of one forward pass on one example.
-
-    Counts convolutions and dense layers (`layer_macs`); batch norm,
-    activations and neuron layers are element-wise and not counted. The
-    model must be built (a functional model always is).
-
-    With `threshold` or `data`, returns instead the expected MACs per
-    example (a float) of a model with gated cells on `data` at `threshold`,
-    counting only the channels the gates let through, in the gated cells
-    and in the following layers' inputs (see
-    `spzoo.metrics.gated.expected_macs`).
-
-    Args:
-        model: A built Keras model.
-        threshold: Threshold on log-alpha for every gate (None: as set).
-        data: Examples to average over (arrays or a `tf.data.Dataset`).
-    """
-    if threshold is not None or data is not None:
-        from spzoo.metrics.gated import expected_macs
-
-        return expected_macs(model, threshold=threshold, data=data)
-    return int(sum(layer_macs(layer) for layer in _flat_layers(model)))
+def static_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one forward pass on one example, every
+    channel computed: the sum of `layer_macs` over the model's layers
+    (batch norm, activations and neuron layers are element-wise and not
+    counted). The model must be built (a functional model always is)."""
+    return int(sum(layer_macs(layer) for layer in flat_layers(model)))

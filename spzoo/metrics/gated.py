@@ -33,10 +33,12 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from spzoo.io import atomic_path
+from spzoo.layers.base_neuron import NeuronLayer
 from spzoo.layers.hard_concrete_gate import find_gates, set_threshold
 from spzoo.layers.inhibition_conv2d import InhibitionConv2D
 from spzoo.layers.presynaptic_gate import ChannelGate, PresynapticGate
-from spzoo.metrics.counting import _flat_layers, layer_macs
+from spzoo.metrics.counting import flat_layers, layer_macs
 
 # Activations `f` with `f(0) = 0`: a zero channel stays zero through them.
 ZERO_PRESERVING_ACTIVATIONS = frozenset(
@@ -122,8 +124,6 @@ class GateBlock:
 
 def _is_per_channel(layer) -> bool:
     """Whether `layer` maps each channel on its own (batch norm, neurons)."""
-    from spzoo.layers.base_neuron import NeuronLayer
-
     return isinstance(
         layer, layers.BatchNormalization | NeuronLayer
     ) or _keeps_zero_channels(layer)
@@ -142,7 +142,7 @@ def gate_blocks(model: keras.Model) -> list[GateBlock]:
     """
     blocks = []
     for gate in (
-        layer for layer in _flat_layers(model) if isinstance(layer, PresynapticGate)
+        layer for layer in flat_layers(model) if isinstance(layer, PresynapticGate)
     ):
         products = [
             node.operation
@@ -205,9 +205,10 @@ def gate_blocks(model: keras.Model) -> list[GateBlock]:
     return blocks
 
 
-def _gated_cells(model) -> list:
+def gated_cells(model: keras.Model) -> list:
+    """The `InhibitionConv2D` cells of a model (nested ones too)."""
     return [
-        layer for layer in _flat_layers(model) if isinstance(layer, InhibitionConv2D)
+        layer for layer in flat_layers(model) if isinstance(layer, InhibitionConv2D)
     ]
 
 
@@ -242,9 +243,9 @@ def measure(model: keras.Model, data, batch_size: int = 256) -> dict:
         A dict: `macs` (mean per example), `accuracy` (top-1 fraction, None
         without labels), `examples`, and `layers` (mean MACs per layer name).
     """
-    cells = _gated_cells(model)
+    cells = gated_cells(model)
     blocks = gate_blocks(model)
-    all_layers = list(_flat_layers(model))
+    all_layers = list(flat_layers(model))
     try:
         probe = keras.Model(
             model.inputs,
@@ -345,7 +346,7 @@ def expected_macs(
         batch_size: Batch size for arrays.
     """
     if data is None:
-        cells = _gated_cells(model)
+        cells = gated_cells(model)
         gates = [b.gate for b in gate_blocks(model)]
         if any(cell.input_dependent or cell.postsynaptic for cell in cells) or any(
             gate.input_dependent for gate in gates
@@ -415,10 +416,8 @@ def plot_threshold_curve(
     Returns:
         The path written.
     """
-    from spzoo.io import atomic_path
-
     try:
-        import matplotlib
+        import matplotlib  # optional, and slow to import: for plots only
     except ImportError as error:
         raise ImportError(
             "Plotting needs matplotlib: pip install matplotlib"

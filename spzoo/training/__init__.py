@@ -1,5 +1,6 @@
 """Training: the recipes (the papers' and a fast one) and the `spzoo train` job."""
 
+from spzoo.training.classifier import ACCURACY, compile_classifier
 from spzoo.training.coupled_decay_sgd import CoupledDecaySGD
 from spzoo.training.job import (
     EpochProgress,
@@ -20,6 +21,7 @@ from spzoo.training.recipes import (
 )
 
 __all__ = [
+    "ACCURACY",
     "CoupledDecaySGD",
     "EpochProgress",
     "FAST",
@@ -27,6 +29,7 @@ __all__ = [
     "RECIPES",
     "Recipe",
     "atomic_write_text",
+    "compile_classifier",
     "get_recipe",
     "make_optimizer",
     "make_schedule",

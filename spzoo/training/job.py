@@ -16,9 +16,10 @@ from pathlib import Path
 import keras
 
 from spzoo import data as spdata
-from spzoo import metrics
+from spzoo import metrics, zoo
 from spzoo.io import atomic_path, atomic_write_text
 from spzoo.models import build, resolve_spec
+from spzoo.training.classifier import compile_classifier
 from spzoo.training.recipes import (
     PAPER,
     check_learning_rate,
@@ -26,6 +27,7 @@ from spzoo.training.recipes import (
     make_optimizer,
     make_schedule,
 )
+from spzoo.zoo.finetune import transfer_weights
 
 
 def paper_schedule(total_steps: int, initial_lr: float = 0.01, decay: float = 0.2):
@@ -112,9 +114,6 @@ def init_from_zoo(model: keras.Model, name: str) -> dict:
     Raises:
         ValueError: naming `--init-from` when the architectures differ.
     """
-    from spzoo import zoo
-    from spzoo.zoo.finetune import transfer_weights
-
     source = zoo.load(name)
     try:
         transfer_weights(source, model, source_name=name)
@@ -207,13 +206,6 @@ def train(
 
         train_ds = train_ds.map(one_hot)
         eval_ds = eval_ds.map(one_hot)
-        loss = keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=recipe.label_smoothing
-        )
-        accuracy_metric = keras.metrics.CategoricalAccuracy(name="accuracy")
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     arch_name = spec.get("name", arch if isinstance(arch, str) else "model")
     name = f"{Path(str(arch_name)).stem}.{dataset}"
@@ -225,10 +217,10 @@ def train(
     finally:
         keras.config.set_dtype_policy(previous_policy)
     initial = init_from_zoo(model, init_from) if init_from else None
-    model.compile(
-        optimizer=make_optimizer(recipe, steps * epochs, steps, lr),
-        loss=loss,
-        metrics=[accuracy_metric],
+    compile_classifier(
+        model,
+        make_optimizer(recipe, steps * epochs, steps, lr),
+        recipe.label_smoothing,
     )
     output_dir = Path(output_dir)
     backup = output_dir / f"{name}.backup"
@@ -265,7 +257,7 @@ def train(
         # in float32.
         shipped = build(spec, info.input_shape, info.num_classes, name=model_name)
         shipped.set_weights(model.get_weights())
-        shipped.compile(loss=loss, metrics=[accuracy_metric])
+        compile_classifier(shipped, label_smoothing=recipe.label_smoothing)
         model = shipped
     loss_value, accuracy = model.evaluate(eval_ds, verbose=0)
     if not math.isfinite(loss_value):

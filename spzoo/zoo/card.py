@@ -20,6 +20,11 @@ import dataclasses
 import subprocess
 from pathlib import Path
 
+import spzoo
+from spzoo.io import atomic_write_text
+from spzoo.zoo.hub import info
+from spzoo.zoo.manifest import REPOSITORY
+
 NOT_RECORDED = "not recorded"
 SPECS = Path(__file__).resolve().parents[1] / "models" / "specs"  # named specs
 CARD_SUFFIX = ".card.md"
@@ -106,9 +111,6 @@ def provenance(repository: str | Path | None = None) -> dict:
         `{"spzoo_version", "git_commit", "git_dirty"}`; the git fields are
         None outside a git checkout.
     """
-    import spzoo
-    from spzoo.zoo.manifest import REPOSITORY
-
     folder = Path(repository or REPOSITORY)
     commit = _git("rev-parse", "HEAD", cwd=folder)
     status = _git("status", "--porcelain", "--untracked-files=no", cwd=folder)
@@ -320,8 +322,6 @@ def render(entry: dict) -> str:
 
 def model_card(name: str, manifest=None) -> str:
     """The markdown card of zoo model `name` (see `spzoo.zoo.list_models`)."""
-    from spzoo.zoo.hub import info
-
     return render(info(name, manifest=manifest))
 
 
@@ -337,8 +337,6 @@ def publish_card(entry: dict, folder: str | Path, repository=None) -> dict:
     Returns:
         The entry, updated in place.
     """
-    from spzoo.io import atomic_write_text
-
     recorded = provenance(repository)
     recorded.update(entry.get("provenance") or {})
     entry["provenance"] = recorded

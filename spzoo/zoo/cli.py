@@ -12,6 +12,11 @@ spzoo zoo site site/                              # static web site (spzoo.zoo.s
 
 import json
 
+from spzoo.cli_types import NAME_WIDTH, add_name_filter
+from spzoo.data.preprocessing import describe
+from spzoo.zoo import site_cli
+from spzoo.zoo.card import model_card
+from spzoo.zoo.hub import fetch, info, list_models
 from spzoo.zoo.manifest import FORMATS
 
 
@@ -44,8 +49,6 @@ def _summary(entry: dict) -> dict:
 
 
 def list_command(args) -> int:
-    from spzoo.zoo.hub import info, list_models
-
     names = list_models(args.filter, dataset=args.dataset, family=args.family)
     if args.json:
         print(json.dumps([_summary(info(name)) for name in names], indent=2))
@@ -54,13 +57,14 @@ def list_command(args) -> int:
         print("No zoo model matches.")
         return 0
     print(
-        f"{'name':<42} {'dataset':<22} {'accuracy':>9} {'params':>10} "
+        f"{'name':<{NAME_WIDTH}} {'dataset':<22} {'accuracy':>9} {'params':>10} "
         f"{'MACs':>12}  formats"
     )
     for name in names:
         entry = info(name)
         print(
-            f"{name:<42} {entry['dataset']:<22} {100 * entry['accuracy']:>8.2f}% "
+            f"{name:<{NAME_WIDTH}} {entry['dataset']:<22} "
+            f"{100 * entry['accuracy']:>8.2f}% "
             f"{entry['params']:>10,} {entry['macs']:>12,}  "
             f"{','.join(entry['files'])}"
         )
@@ -78,9 +82,6 @@ def _params_text(entry: dict) -> str:
 
 
 def info_command(args) -> int:
-    from spzoo.data.preprocessing import describe
-    from spzoo.zoo.hub import info
-
     entry = info(args.name, base_url=args.base_url)
     if args.json:
         print(json.dumps(entry, indent=2))
@@ -123,15 +124,11 @@ def info_command(args) -> int:
 
 
 def card_command(args) -> int:
-    from spzoo.zoo.card import model_card
-
     print(model_card(args.name), end="")
     return 0
 
 
 def fetch_command(args) -> int:
-    from spzoo.zoo.hub import fetch
-
     path = fetch(
         args.name,
         format=args.format,
@@ -150,7 +147,7 @@ def add_parser(subparsers) -> None:
     sub = p.add_subparsers(dest="zoo_command", required=True)
 
     q = sub.add_parser("list", help="every model with accuracy, params and MACs")
-    q.add_argument("--filter", default=None, help="glob on the name, e.g. 'gated*'")
+    add_name_filter(q)
     q.add_argument("--dataset", default=None)
     q.add_argument("--family", default=None)
     q.add_argument("--json", action="store_true", help="print the models as JSON")
@@ -186,7 +183,5 @@ def add_parser(subparsers) -> None:
         help="ignore the copy in saved_models/ (use the cache or download)",
     )
     q.set_defaults(func=fetch_command, tensorflow=False)
-
-    from spzoo.zoo import site_cli
 
     site_cli.add_parser(sub)

@@ -26,6 +26,7 @@ and adds what `get_file` lacks:
   partial file that fails is downloaded once more from zero).
 """
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -101,9 +102,7 @@ def _request(url: str, start: int, timeout: float):
 
 
 def _progress_bar(size: int):
-    import contextlib
-
-    from keras.utils import Progbar
+    from keras.utils import Progbar  # Keras: only when a download starts
 
     with contextlib.redirect_stdout(sys.stderr):  # stdout stays the result
         bar = Progbar(size, unit_name="B")

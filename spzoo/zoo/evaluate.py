@@ -8,13 +8,12 @@ accuracy, so a script or test can compare it with the manifest.
 
 import numpy as np
 
+from spzoo import data
 from spzoo.zoo.hub import fetch, info
 
 
 def eval_arrays(dataset: str, split: str = "eval") -> tuple:
     """`(x, y)` NumPy arrays of a dataset split, in order (`spzoo.data.load`)."""
-    from spzoo import data
-
     xs, ys = [], []
     for x, y in data.load(dataset, split, batch_size=512, shuffle=False):
         xs.append(np.asarray(x, np.float32))

@@ -16,6 +16,8 @@ size, is an error naming the first layer that differs.
 
 import keras
 
+from spzoo.models import build
+
 
 def head_layer(model: keras.Model) -> keras.layers.Dense:
     """The `Dense` layer whose output is the model's output (the classifier).
@@ -98,8 +100,6 @@ def with_new_head(
     """`spec` built for `num_classes` classes (the input shape of `model`),
     with every weight of `model` but its head, which starts fresh (the gates'
     thresholds are weights: they come along)."""
-    from spzoo.models import build
-
     if int(num_classes) < 2:
         raise ValueError(f"`num_classes` must be >= 2; received {num_classes!r}.")
     input_shape = tuple(model.inputs[0].shape[1:])

@@ -39,6 +39,7 @@ from spzoo.zoo.download import (
     default_deadline,
     download,
     lock_file,
+    sha256_file,
     verify,
 )
 
@@ -336,8 +337,6 @@ def entry_of_file(path, manifest=None) -> dict | None:
     its dataset and class names come from the entry. None when no entry
     lists such a file.
     """
-    from spzoo.zoo.download import sha256_file
-
     path = Path(path)
     size = path.stat().st_size
     candidates = [

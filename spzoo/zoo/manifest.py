@@ -52,6 +52,13 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from spzoo.data import get
+from spzoo.data.preprocessing import (
+    PreprocessingError,
+    dataset_preprocessing,
+    from_dict,
+    is_static,
+)
 from spzoo.zoo.archive import ARCHIVE_SUFFIXES
 from spzoo.zoo.download import sha256_file
 
@@ -144,8 +151,6 @@ def file_record(path, **fields) -> dict:
 
 def _check_preprocessing(input: dict, where: str) -> None:
     """Checks `input.preprocessing_config` and that it gives `input.shape`."""
-    from spzoo.data.preprocessing import PreprocessingError, from_dict
-
     try:
         config = from_dict(
             input["preprocessing_config"], "'input.preprocessing_config'"
@@ -165,9 +170,6 @@ def fill_preprocessing(entry: dict) -> dict:
     from the dataset registry, where the dataset's preprocessing is known
     without its data (colour sets' statistics are recorded by the publisher);
     returns the entry."""
-    from spzoo.data import get
-    from spzoo.data.preprocessing import dataset_preprocessing, is_static
-
     input = entry.get("input") if isinstance(entry, dict) else None
     if not isinstance(input, dict) or "preprocessing_config" in input:
         return entry

@@ -35,6 +35,7 @@ import shutil
 from pathlib import Path
 
 import spzoo
+from spzoo import data
 from spzoo.io import atomic_path, atomic_write_text
 from spzoo.zoo import hub
 from spzoo.zoo.download import verify
@@ -161,8 +162,6 @@ def _upload_config(entry: dict) -> dict | None:
     entry's `input.preprocessing_config`, else its dataset's
     (`spzoo.data.dataset_preprocessing`); None for audio models or when
     neither is known here."""
-    from spzoo import data
-
     config = entry["input"].get("preprocessing_config")
     if config is None:
         try:

@@ -6,19 +6,9 @@ python -m http.server -d site/     # then open http://127.0.0.1:8000/
 ```
 """
 
-import argparse
+from spzoo.cli_types import NAME_WIDTH, add_name_filter, positive_int
 
 FILE_CHOICES = ("onnx", "all")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def site_command(args) -> int:
@@ -34,7 +24,7 @@ def site_command(args) -> int:
     for model in summary["models"]:
         demo = "demo with threshold slider" if model["gated"] else "demo"
         print(
-            f"{model['name']:<42} {model['examples']:>3} examples  "
+            f"{model['name']:<{NAME_WIDTH}} {model['examples']:>3} examples  "
             f"{len(model['copied'])} files copied  {demo}"
         )
     print(
@@ -53,10 +43,10 @@ def add_parser(zoo_subparsers) -> None:
         help="write a static web site of the zoo (cards, curves, in-browser demo)",
     )
     q.add_argument("out", help="output folder (created; a previous site is replaced)")
-    q.add_argument("--filter", default=None, help="glob on the name, e.g. 'gated*'")
+    add_name_filter(q)
     q.add_argument(
         "--examples-per-class",
-        type=_positive_int,
+        type=positive_int,
         default=2,
         help="evaluation examples bundled per class for the demo (default 2)",
     )

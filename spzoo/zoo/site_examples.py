@@ -13,6 +13,8 @@ import base64
 
 import numpy as np
 
+from spzoo import data
+
 FORMAT = "spzoo-site-examples/1"
 
 
@@ -20,8 +22,6 @@ def _stream(dataset: str, split: str):
     """`(x, y)` pairs of a split in order: straight from the registry's
     loader when it gives NumPy arrays (no TensorFlow import), else through
     `spzoo.data.load`."""
-    from spzoo import data
-
     if data.get(dataset).modality != "image":  # audio loaders use TensorFlow
         from spzoo.quiet import import_tensorflow
 
