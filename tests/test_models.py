@@ -16,7 +16,15 @@ from spzoo.blocks import (
 )
 from spzoo.layers import PrunableNeuronLayer, TrainableNeuronLayer
 from spzoo.metrics import count_params, macs
-from spzoo.models import build, get_spec, list_architectures, resnet_spec
+from spzoo.models import (
+    FAMILIES,
+    build,
+    check,
+    family_of,
+    get_spec,
+    list_architectures,
+    resnet_spec,
+)
 
 TABLE_II = [
     "resnet_3_32",
@@ -34,6 +42,19 @@ def test_every_table_ii_design_is_shipped_as_a_json_spec():
     assert set(TABLE_II) <= set(list_architectures())
     for name in TABLE_II:
         json.dumps(get_spec(name))  # specs are plain data
+
+
+def test_every_family_has_check_and_build_in_the_one_registry():
+    assert {"resnet", "gated_cnn", "growth", "nhn"} <= set(FAMILIES)
+    for name in list_architectures():
+        spec = get_spec(name)
+        family = family_of(spec)
+        assert family is FAMILIES[spec.get("family", "resnet")]
+        checked = check(spec)
+        assert checked is not spec and check(checked) == checked
+        assert get_spec(name) == spec  # the check works on a copy
+    with pytest.raises(ValueError, match="family 'nope'"):
+        check({"family": "nope"})
 
 
 def test_kxk_op_order_and_shapes():

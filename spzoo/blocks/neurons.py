@@ -9,7 +9,14 @@ from spzoo.layers import (
     TrainableNeuronLayer,
 )
 
-NEURON_NAMES = ("relu", "max", "coincidence", "trainable", "prunable")
+# The neuron layers a spec names (`"relu"` without options is Keras's ReLU).
+NEURON_LAYERS = {
+    "max": MaxNeuron,
+    "coincidence": CoincidenceNeuron,
+    "trainable": TrainableNeuronLayer,
+    "prunable": PrunableNeuronLayer,
+}
+NEURON_NAMES = ("relu", *NEURON_LAYERS)
 
 
 def neuron_layer(neuron, name: str | None = None) -> layers.Layer:
@@ -37,19 +44,13 @@ def neuron_layer(neuron, name: str | None = None) -> layers.Layer:
         neuron = neuron.get("type")
     if neuron == "relu" and not kwargs:
         return layers.ReLU(name=name)
-    factories = {
-        "max": MaxNeuron,
-        "coincidence": CoincidenceNeuron,
-        "trainable": TrainableNeuronLayer,
-        "prunable": PrunableNeuronLayer,
-    }
-    if neuron not in factories:
+    if neuron not in NEURON_LAYERS:
         raise ValueError(
             f"Unknown `neuron` {neuron!r}; expected one of {NEURON_NAMES}, a "
             "list of 3 fractions [relu, max, coincidence], or a dict with a "
             "'type' key."
         )
-    return factories[neuron](name=name, **kwargs)
+    return NEURON_LAYERS[neuron](name=name, **kwargs)
 
 
 def check_neuron(neuron, argument: str = "neuron") -> None:

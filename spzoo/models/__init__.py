@@ -10,7 +10,11 @@ from spzoo.models.gated_cnn import build_gated_cnn
 from spzoo.models.growth import build_growth as build_growth
 from spzoo.models.nhn import build_nhn as build_nhn
 from spzoo.models.registry import (
+    FAMILIES,
+    Family,
     build,
+    check,
+    family_of,
     get_spec,
     list_architectures,
     register_family,
@@ -19,10 +23,14 @@ from spzoo.models.registry import (
 from spzoo.models.resnet import build_resnet, check_spec, resnet_spec
 
 __all__ = [
+    "FAMILIES",
+    "Family",
     "build",
     "build_gated_cnn",
     "build_resnet",
+    "check",
     "check_spec",
+    "family_of",
     "get_spec",
     "list_architectures",
     "register_family",

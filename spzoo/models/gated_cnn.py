@@ -20,25 +20,17 @@ the zeros reach the next layer (whose MACs then shrink too). With
 `"cell": "conv"` the same network is the un-gated reference.
 """
 
-import copy
-
 import keras
 from keras import layers
 
 from spzoo.blocks.conv import conv_cell
-from spzoo.models.checks import check_num_classes
+from spzoo.models.checks import check_family, check_image_shape, check_num_classes
 from spzoo.models.registry import register_family
 
 
-def check_gated_cnn_spec(spec: dict) -> dict:
+def check(spec: dict) -> dict:
     """Validates a `gated_cnn` spec; returns a normalised deep copy."""
-    if not isinstance(spec, dict):
-        raise ValueError(f"`spec` must be a dict; received {type(spec).__name__}.")
-    spec = copy.deepcopy(spec)
-    if spec.get("family") != "gated_cnn":
-        raise ValueError(
-            f"`spec['family']` must be 'gated_cnn'; received {spec.get('family')!r}."
-        )
+    spec = check_family(spec, "gated_cnn")
     filters = spec.get("filters", [32, 64, 128])
     if (
         not isinstance(filters, list)
@@ -76,9 +68,7 @@ def _cell(cell, filters: int, kernel_size: int, name: str) -> layers.Layer:
     return conv_cell(options, filters, kernel_size, name=name)
 
 
-def build_gated_cnn(
-    spec: dict, input_shape, num_classes: int, name=None
-) -> keras.Model:
+def build(spec: dict, input_shape, num_classes: int, name=None) -> keras.Model:
     """Builds the paper's small CNN from a `gated_cnn` spec.
 
     Args:
@@ -87,12 +77,8 @@ def build_gated_cnn(
         num_classes: Number of output logits (>= 2).
         name: Model name; defaults to `spec["name"]`.
     """
-    spec = check_gated_cnn_spec(spec)
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3 or any(d is None or d < 1 for d in input_shape):
-        raise ValueError(
-            f"`input_shape` must be (height, width, channels); received {input_shape}."
-        )
+    spec = check(spec)
+    input_shape = check_image_shape(input_shape)
     if min(input_shape[:2]) < 8:
         raise ValueError(
             f"`input_shape` must be at least 8x8 (three 2x2 poolings); "
@@ -113,4 +99,7 @@ def build_gated_cnn(
     return keras.Model(inputs, outputs, name=name or spec.get("name", "gated_cnn"))
 
 
-register_family("gated_cnn", build_gated_cnn)
+# The name `spzoo.models` exports.
+build_gated_cnn = build
+
+register_family("gated_cnn", build, check)

@@ -1,22 +1,71 @@
-"""Named architectures: JSON specs shipped in `spzoo/models/specs/`."""
+"""The one registry of model families, and the named architectures.
 
+A family is a module with two functions, registered by `register_family`
+when it is imported (`spzoo.models` imports every family):
+
+```python
+check(spec: dict) -> dict         # validated, normalised deep copy
+build(spec, input_shape, num_classes, name=None) -> keras.Model
+```
+
+A spec names its family (`spec["family"]`, `"resnet"` when absent);
+`check` and `build` here dispatch on it. Named architectures are the JSON
+specs shipped in `spzoo/models/specs/` (`get_spec`, `list_architectures`).
+"""
+
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
 
-from spzoo.models.resnet import build_resnet
-
 SPEC_DIR = Path(__file__).parent / "specs"
-
-# family -> builder(spec, input_shape, num_classes) -> keras.Model
-FAMILIES: dict[str, Callable] = {"resnet": build_resnet}
+DEFAULT_FAMILY = "resnet"
 
 
-def register_family(family: str, builder: Callable) -> None:
-    """Registers `builder(spec, input_shape, num_classes)` for `family`."""
-    FAMILIES[family] = builder
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A model family: its spec check and its builder."""
+
+    name: str
+    check: Callable[[dict], dict]
+    build: Callable[..., keras.Model]
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(
+    family: str, build: Callable[..., keras.Model], check: Callable | None = None
+) -> Family:
+    """Registers `family`'s `build(spec, input_shape, num_classes, name=None)`
+    and `check(spec) -> spec`.
+
+    A family registered without `check` (an older registration) has its
+    spec checked by its `build`; `check` then returns a deep copy.
+    """
+    if check is None:
+        check = _copy
+    FAMILIES[family] = Family(family, check, build)
+    return FAMILIES[family]
+
+
+def _copy(spec: dict) -> dict:
+    return json.loads(json.dumps(spec))
+
+
+def family_of(spec: dict) -> Family:
+    """The registered family that `spec` names; `ValueError` naming
+    `spec['family']` for an unknown one."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"`spec` must be a dict; received {type(spec).__name__}.")
+    name = spec.get("family", DEFAULT_FAMILY)
+    if name not in FAMILIES:
+        raise ValueError(
+            f"Unknown architecture family {name!r}; expected one of {sorted(FAMILIES)}."
+        )
+    return FAMILIES[name]
 
 
 def list_architectures() -> list[str]:
@@ -51,6 +100,13 @@ def resolve_spec(arch) -> dict:
     return get_spec(arch)
 
 
+def check(arch) -> dict:
+    """The validated, normalised spec of an architecture name, JSON path or
+    spec, checked by its family (`ValueError` naming what is wrong)."""
+    spec = resolve_spec(arch)
+    return family_of(spec).check(spec)
+
+
 def build(arch, input_shape, num_classes: int, name: str | None = None) -> keras.Model:
     """Builds a Keras model from an architecture name, JSON path or spec.
 
@@ -61,10 +117,4 @@ def build(arch, input_shape, num_classes: int, name: str | None = None) -> keras
         name: Model name; defaults to the spec's name.
     """
     spec = resolve_spec(arch)
-    family = spec.get("family", "resnet")
-    if family not in FAMILIES:
-        raise ValueError(
-            f"Unknown architecture family {family!r}; "
-            f"expected one of {sorted(FAMILIES)}."
-        )
-    return FAMILIES[family](spec, input_shape, num_classes, name=name)
+    return family_of(spec).build(spec, input_shape, num_classes, name=name)

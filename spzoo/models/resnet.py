@@ -44,8 +44,6 @@ an inhibition-cell gate on its inner channels (see
 follows the run-time threshold.
 """
 
-import copy
-
 import keras
 from keras import layers
 
@@ -60,7 +58,9 @@ from spzoo.blocks import (
 )
 from spzoo.blocks.neurons import neuron_layer
 from spzoo.blocks.residual import check_gate
-from spzoo.models.checks import check_num_classes
+from spzoo.layers import PresynapticGate
+from spzoo.models.checks import check_family, check_image_shape, check_num_classes
+from spzoo.models.registry import register_family
 
 REDUCTIONS = ("between_stacks", "after_every_stack")
 
@@ -88,18 +88,12 @@ def resnet_spec(num_blocks: int = 3, filters: int = 48, neuron="relu") -> dict:
     }
 
 
-def check_spec(spec: dict) -> dict:
+def check(spec: dict) -> dict:
     """Validates a ResNet spec; returns a normalised deep copy.
 
     Raises `ValueError` naming the offending key and what was expected.
     """
-    if not isinstance(spec, dict):
-        raise ValueError(f"`spec` must be a dict; received {type(spec).__name__}.")
-    spec = copy.deepcopy(spec)
-    if spec.get("family", "resnet") != "resnet":
-        raise ValueError(
-            f"`spec['family']` must be 'resnet'; received {spec.get('family')!r}."
-        )
+    spec = check_family(spec, "resnet", default="resnet")
     stacks = spec.get("stacks")
     if not isinstance(stacks, list) or not stacks:
         raise ValueError("`spec['stacks']` must be a non-empty list of stacks.")
@@ -178,7 +172,7 @@ def _pruned_residual_block(x, filters, counts, neuron, cell, name):
     return layers.Add(name=f"{name}_add")([y, shortcut])
 
 
-def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.Model:
+def build(spec: dict, input_shape, num_classes: int, name=None) -> keras.Model:
     """Builds a functional Keras model from a ResNet spec.
 
     Args:
@@ -187,12 +181,8 @@ def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.
         num_classes: Number of output logits (>= 2).
         name: Model name; defaults to `spec["name"]`.
     """
-    spec = check_spec(spec)
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3 or any(d is not None and d < 1 for d in input_shape):
-        raise ValueError(
-            f"`input_shape` must be (height, width, channels); received {input_shape}."
-        )
+    spec = check(spec)
+    input_shape = check_image_shape(input_shape, allow_none=True)
     check_num_classes(num_classes)
     cell = spec["cell"]
     inputs = keras.Input(shape=input_shape, name="image")
@@ -240,7 +230,9 @@ def build_resnet(spec: dict, input_shape, num_classes: int, name=None) -> keras.
 def _scale_gate_costs(model) -> None:
     """Divides the MAC-weighted L0 losses of block gates by the network's
     MACs, so they add up to the expected fraction of its MACs."""
-    from spzoo.layers import PresynapticGate
+    # Here, not at the top: spzoo.metrics (its NHN score) imports
+    # spzoo.nhn, whose recipe imports spzoo.training, which imports
+    # spzoo.models.
     from spzoo.metrics import macs
 
     gates = [
@@ -252,3 +244,10 @@ def _scale_gate_costs(model) -> None:
         total = float(macs(model))
         for gate in gates:
             gate.cost_scale = total
+
+
+# The names `spzoo.models` exports.
+check_spec = check
+build_resnet = build
+
+register_family("resnet", build, check)
