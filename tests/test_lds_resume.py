@@ -17,8 +17,12 @@ import sys
 import keras
 import numpy as np
 import pytest
-from spzoo.tuners import location_direction as lds
 from test_nhn import SHAPE, SPEC, _trained_like
+
+from spzoo.tuners import location_direction as lds
+
+# Every test runs (or resumes) an LDS search of 30 trained candidates.
+pytestmark = pytest.mark.slow
 
 K, LOCATION_CYCLES, DIRECTION_CYCLES, STEPS = 10, 2, 1, 1
 TOTAL = K * (LOCATION_CYCLES + DIRECTION_CYCLES)

@@ -2,7 +2,12 @@
 
 import json
 
+import pytest
+
 from spzoo.cli import main
+
+# The whole pipeline trains several networks.
+pytestmark = pytest.mark.slow
 
 
 def test_nhn_pipeline_runs_and_resumes(tmp_path, capsys):
@@ -33,6 +38,7 @@ def test_nhn_pipeline_runs_and_resumes(tmp_path, capsys):
     assert (root / "final" / "stage.json").read_text() == first
     # The final NHN is a plain Keras model that exports like every zoo model.
     import keras
+
     from spzoo.export import export
 
     model = keras.saving.load_model(str(root / "final" / "model.keras"), compile=False)

@@ -13,6 +13,9 @@ import pytest
 
 from spzoo.cli import main
 
+# Each test runs a search that trains networks (subprocesses included).
+pytestmark = pytest.mark.slow
+
 GROWTH = [
     "search",
     "growth",

@@ -5,7 +5,9 @@ import random
 
 import numpy as np
 import pytest
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
+
+from spzoo import metrics, models
 from spzoo.tuners.growth_oracle import GrowthOracle, epsilon, fit_tradeoff
 from spzoo.tuners.growth_space import (
     GrowthSpace,
@@ -16,8 +18,6 @@ from spzoo.tuners.growth_space import (
     spec_ops,
     width,
 )
-
-from spzoo import metrics, models
 
 
 def synthetic(spec):

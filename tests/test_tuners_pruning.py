@@ -5,7 +5,11 @@ import os
 
 import numpy as np
 import pytest
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
+
+from spzoo import metrics
+from spzoo.models import build_resnet
+from spzoo.training import atomic_write_text
 from spzoo.tuners.pruning import (
     PruningOracle,
     finetune_optimizer,
@@ -16,10 +20,6 @@ from spzoo.tuners.pruning import (
     select_neurons,
 )
 from spzoo.tuners.statistics import analyze, growth_statistics
-
-from spzoo import metrics
-from spzoo.models import build_resnet
-from spzoo.training import atomic_write_text
 
 
 def test_pruned_model_is_smaller_and_equals_the_masked_model():

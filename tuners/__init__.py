@@ -4,8 +4,9 @@
 from spzoo.tuners import GrowthOracle, GrowthSpace, GrowthTuner
 ```
 
-Attributes are imported on first use, so `spzoo.models` can read the growth
-spec helpers without importing KerasTuner.
+Attributes are imported on first use, so `spzoo --help` and the other
+commands do not import KerasTuner. The modules are listed in docs/search.md
+("Code layout"); the NHN model pieces the searches use are in `spzoo.nhn`.
 """
 
 import importlib

@@ -25,6 +25,9 @@ import time
 import keras
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
+
+# KerasTuner has no public name for these (nor for `Display` and
+# `MetricsTracker`, used in growth_oracle.py and persistence.py).
 from keras_tuner.src.distribute import utils as dist_utils
 
 from spzoo import data as spdata

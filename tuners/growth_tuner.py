@@ -225,8 +225,8 @@ def run_growth_search(
             {
                 "trial_id": t,
                 "parent": oracle.origins.get(t, {}).get("parent"),
-                "val_accuracy": oracle.metrics_of(t)[0],
-                "params": oracle.metrics_of(t)[1],
+                ACCURACY: oracle.metrics_of(t)[0],
+                PARAMS: oracle.metrics_of(t)[1],
                 "epsilon": oracle.epsilon_of(t),
                 "ops": spec_ops(oracle.architecture(t)),
             }

@@ -6,7 +6,6 @@ protocol of the shared weights W.
 
 import json
 import os
-import re
 
 import keras_tuner
 import numpy as np
@@ -15,15 +14,9 @@ from spzoo.io import atomic_path
 from spzoo.nhn.addon_supernet import SharedAddOns
 from spzoo.nhn.addons import gene_addons
 from spzoo.tuners.base import ACCURACY, GAIN, SearchTuner, check_resume, completed
+from spzoo.tuners.lds_checkpoint import SharedWeightsCheckpoint
 from spzoo.tuners.lds_operators import generate_direction
 from spzoo.tuners.lds_oracle import CANDIDATE, LocationDirectionOracle
-
-WEIGHTS = "shared_addons.weights.h5"
-PENDING = re.compile(r"shared_addons\.trial_(\d+)\.weights\.h5")
-TEMPORARY = re.compile(
-    r"\.tmp-\d+-[0-9a-f]+\.shared_addons\..*weights\.h5"  # spzoo.io.atomic_path
-    r"|shared_addons\..*\.tmp\.weights\.h5"  # written by earlier versions
-)
 
 
 class LDSTuner(SearchTuner, keras_tuner.Tuner):
@@ -36,21 +29,10 @@ class LDSTuner(SearchTuner, keras_tuner.Tuner):
     base network's on the same batches. The direction masks each trial drew
     go to `<project>/directions/`.
 
-    Checkpoint of the shared weights W (with the optimizer step, which
-    drives the cosine schedule), so that a killed search resumes exactly:
-
-    1. `on_search_begin` writes W to `<project>/shared_addons.weights.h5`;
-    2. a trial trains W and writes it to `shared_addons.trial_<id>.weights.h5`
-       (pending);
-    3. once the oracle has recorded the trial as completed, the pending file
-       is renamed over `shared_addons.weights.h5`; a failed trial's pending
-       file is deleted and W reloaded, so a retry starts from W before it.
-
-    On resume, a pending file of a trial the oracle recorded as completed is
-    promoted (the kill fell between 3's two writes), any other one deleted
-    (its trial runs again), and W loaded. Every write is a temporary file
-    and a rename. The settings below, the data sizes and the supernet's
-    schedule must be those the search started with (else `ValueError`).
+    The shared weights W are checkpointed after every trial (see
+    `spzoo.tuners.lds_checkpoint`), so that a killed search resumes
+    exactly. The settings below, the data sizes and the supernet's schedule
+    must be those the search started with (else `ValueError`).
 
     Args:
         oracle: A `LocationDirectionOracle`.
@@ -109,8 +91,8 @@ class LDSTuner(SearchTuner, keras_tuner.Tuner):
         self.progress = bool(progress)
         self._base_accuracy = {}  # eval slot -> frozen base accuracy there
         super().__init__(oracle=oracle, hypermodel=None, **kwargs)
-        self.weights_path = os.path.join(self.project_dir, WEIGHTS)
-        self._recover()
+        self.checkpoint = SharedWeightsCheckpoint(self.project_dir, shared)
+        self.checkpoint.recover(self._completed, self.resumed)
 
     def settings(self) -> dict:
         """What a resumed search must keep (checked by `set_state`)."""
@@ -134,45 +116,17 @@ class LDSTuner(SearchTuner, keras_tuner.Tuner):
             check_resume("LDS", state["settings"], self.settings())
         self.resumed = True
 
-    def pending_path(self, trial_id) -> str:
-        """Where a trial writes W before the oracle has recorded its end."""
-        return os.path.join(
-            self.project_dir, f"shared_addons.trial_{trial_id}.weights.h5"
-        )
-
     def _completed(self, trial_id) -> bool:
         return trial_id in self.oracle.end_order and completed(self.oracle, trial_id)
 
-    def _recover(self) -> None:
-        """Brings W back to its state after the trials the oracle completed.
-
-        Without a search to resume, stale pending files are deleted and W
-        is left as given (`on_search_begin` writes it).
-        """
-        for name in sorted(os.listdir(self.project_dir)):
-            path = os.path.join(self.project_dir, name)
-            pending = PENDING.fullmatch(name)
-            if pending and self._completed(pending.group(1)):
-                os.replace(path, self.weights_path)
-            elif pending or TEMPORARY.fullmatch(name):
-                os.remove(path)
-        if self.resumed and os.path.exists(self.weights_path):
-            self.shared.load(self.weights_path)
-
     def on_search_begin(self):
         super().on_search_begin()
-        self.shared.save(self.weights_path)
+        self.checkpoint.begin()
         self.save()  # from now on a re-run reloads this search
 
     def on_trial_end(self, trial):
         self.oracle.end_trial(trial)
-        pending = self.pending_path(trial.trial_id)
-        if self._completed(trial.trial_id) and os.path.exists(pending):
-            os.replace(pending, self.weights_path)
-        else:  # failed or queued for retry: undo its training of W
-            if os.path.exists(pending):
-                os.remove(pending)
-            self.shared.load(self.weights_path)
+        self.checkpoint.end(trial.trial_id, self._completed(trial.trial_id))
         self.save()
         if self.progress and self._completed(trial.trial_id):
             self._report(trial)
@@ -232,7 +186,7 @@ class LDSTuner(SearchTuner, keras_tuner.Tuner):
         x, y = self._slice(x_train, y_train, slot * n, n)
         self.shared.train(x, y, self.batch_size)
         accuracy = self.shared.evaluate(xe, ye)
-        self.shared.save(self.pending_path(trial.trial_id))
+        self.checkpoint.write_pending(trial.trial_id)
         return {ACCURACY: accuracy, GAIN: accuracy - self._base_accuracy[slot]}
 
     def load_direction(self, trial_id) -> dict:

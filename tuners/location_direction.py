@@ -52,7 +52,8 @@ ended (see `LDSTuner`). Resuming with other settings is an error.
 The modules: the genes and the supernet are NHN model pieces
 (`spzoo.nhn.addons`, `spzoo.nhn.addon_supernet`); the search is
 `spzoo.tuners.lds_operators` (GenerateLoc, Recombine, GenerateDir),
-`spzoo.tuners.lds_oracle` and `spzoo.tuners.lds_tuner`. This module
+`spzoo.tuners.lds_oracle`, `spzoo.tuners.lds_tuner` and its checkpoint
+of W, `spzoo.tuners.lds_checkpoint`. This module
 gathers their public names.
 """
 
@@ -66,6 +67,7 @@ from spzoo.nhn.addons import (
     gene_sources,
 )
 from spzoo.tuners.base import ACCURACY, GAIN, check_resume
+from spzoo.tuners.lds_checkpoint import PENDING, TEMPORARY, WEIGHTS
 from spzoo.tuners.lds_operators import (
     DIRECTION_RULES,
     RECOMBINE_PAIRS,
@@ -76,7 +78,7 @@ from spzoo.tuners.lds_operators import (
     recombine,
 )
 from spzoo.tuners.lds_oracle import CANDIDATE, LocationDirectionOracle
-from spzoo.tuners.lds_tuner import PENDING, TEMPORARY, WEIGHTS, LDSTuner
+from spzoo.tuners.lds_tuner import LDSTuner
 
 __all__ = [
     "ACCURACY",

@@ -105,8 +105,8 @@ class PruningTuner(SearchTuner, BaseTuner):
         record.update(
             {
                 "spec": spec,
-                "val_accuracy": float(accuracy),
-                "params": metrics.count_params(model),
+                ACCURACY: float(accuracy),
+                PARAMS: metrics.count_params(model),
                 "neurons": int(
                     sum(
                         phi.size - len(gone.get(k, ()))
@@ -127,7 +127,7 @@ class PruningTuner(SearchTuner, BaseTuner):
         removable = record["neurons"] - len(scores)
         return {
             ACCURACY: float(accuracy),
-            PARAMS: float(record["params"]),
+            PARAMS: float(record[PARAMS]),
             REMOVABLE: float(removable),
         }
 
