@@ -9,7 +9,9 @@ exact text of its error. The neuron layers, `HardConcreteGate` and
 
 import re
 
+import keras
 import numpy as np
+import pytest
 from keras.src import testing
 
 from spzoo.data import AudioPreprocessing
@@ -17,6 +19,7 @@ from spzoo.data.audio import log_mel_image
 from spzoo.export.raw_input import LogMelSpectrogram, RawImagePreprocessing
 from spzoo.layers import ChannelGate, PresynapticGate, WholeMapDepthwisePooling
 from spzoo.nhn import ChannelMask, MaskedConv2D
+from spzoo.nhn.choice import Choice
 
 GAMMA, ZETA, BETA = -0.1, 1.1, 2.0 / 3.0
 
@@ -213,6 +216,54 @@ class ChannelMaskTest(testing.TestCase):
             ValueError, re.escape("could not convert string to float: 'on'")
         ):
             ChannelMask(["on", "off"])
+
+
+class ChoiceTest(testing.TestCase):
+    def test_choice(self):
+        self.run_layer_test(
+            Choice,
+            init_kwargs={"size": 3},
+            input_shape=((2, 4, 4, 3), (2, 4, 4, 3), (2, 4, 4, 3)),
+            expected_output_shape=(2, 4, 4, 3),
+            expected_num_trainable_weights=0,
+            expected_num_non_trainable_weights=1,
+            supports_masking=False,
+            run_mixed_precision_check=False,  # see the next test
+        )
+
+    @pytest.mark.xfail(
+        raises=TypeError,
+        strict=True,
+        reason="Choice multiplies its float32 variable into float16 inputs: "
+        "'Input 'y' of 'Mul' Op has type float16 that does not match type "
+        "float32 of argument 'x''",
+    )
+    def test_choice_under_mixed_precision(self):
+        # What `run_layer_test`'s mixed precision check does: the symbolic
+        # call (the eager one autocasts the variable and passes).
+        layer = Choice(2, dtype="mixed_float16")
+        layer.build([(2, 3), (2, 3)])
+        branches = [keras.KerasTensor((2, 3), dtype="float16")] * 2
+        self.assertEqual(layer.compute_output_spec(branches).dtype, "float16")
+
+    def test_choice_correctness(self):
+        rng = np.random.default_rng(6)
+        branches = [rng.normal(size=(2, 4, 4, 3)).astype("float32") for _ in range(3)]
+        layer = Choice(3)
+        self.assertAllClose(layer(branches), np.zeros_like(branches[0]))
+        layer.choice.assign([0.0, 1.0, 0.0])  # a supernet picks one branch
+        self.assertAllClose(layer(branches), branches[1])
+        layer.choice.assign([0.5, 0.0, 2.0])
+        expected = 0.5 * branches[0] + 2.0 * branches[2]
+        self.assertAllClose(layer(branches), expected, atol=1e-6)
+
+    def test_choice_errors(self):
+        # `Choice` checks nothing itself: a size that is not a number fails
+        # in `int`.
+        with self.assertRaisesRegex(
+            ValueError, re.escape("invalid literal for int() with base 10: 'three'")
+        ):
+            Choice("three")
 
 
 CUSTOM = {
