@@ -1,22 +1,11 @@
 """bench/table2.py: the scaled designs and the paired difference."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture(scope="module")
-def table2():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("table2", BENCH / "table2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+def table2(bench_script):
+    return bench_script("table2")
 
 
 def test_one_third_width_is_resnet_3_16_and_sp_resnet_16_32_48(table2):

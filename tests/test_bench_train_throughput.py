@@ -1,25 +1,13 @@
 """bench/train_throughput.py: lever configurations and one tiny run."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(
-        "train_throughput", BENCH / "train_throughput.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+def bench(bench_script):
+    return bench_script("train_throughput")
 
 
 def test_model_specs_change_one_thing(bench):
@@ -50,6 +38,7 @@ def test_every_model_lists_its_baseline_first(bench):
         assert changes == {} and label.startswith("baseline")
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_ratios_to_each_models_baseline(bench, tmp_path, capsys):
     code = bench.main(
         [

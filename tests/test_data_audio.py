@@ -127,6 +127,7 @@ def _write(path, x, rate, subtype="PCM_16", fmt=None):
     return path
 
 
+@pytest.mark.slow
 def test_pipeline_pieces_formats_and_labels(tmp_path):
     # 12 s stereo FLAC at 44.1 kHz, 1 s float WAV at 22.05 kHz, 16-bit WAV.
     flac = _write(

@@ -37,6 +37,7 @@ def speech_root(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_speech_commands_layout(speech_root):
     x, y = _examples("speech_commands", "train", data_dir=str(speech_root))
     assert x.shape == (2, 32, 32, 1)
@@ -62,6 +63,7 @@ def test_speech_commands_bad_inputs(speech_root, tmp_path):
         data.load("speech_commands", data_dir=str(speech_root))
 
 
+@pytest.mark.slow
 def test_speech_commands_env_var(speech_root, monkeypatch):
     monkeypatch.setenv("SPZOO_DATA_DIR", str(speech_root.parent))
     assert data.get("speech_commands").missing() is None
@@ -69,6 +71,7 @@ def test_speech_commands_env_var(speech_root, monkeypatch):
     assert batch[0].shape == (2, 32, 32, 1)
 
 
+@pytest.mark.slow
 def test_esc50_layout_folds(tmp_path):
     root = tmp_path / "esc50"
     os.makedirs(root / "meta")
@@ -94,6 +97,7 @@ def test_esc50_layout_folds(tmp_path):
         data.load("esc50", data_dir=str(root))
 
 
+@pytest.mark.slow
 def test_urbansound8k_layout_folds(tmp_path):
     root = tmp_path / "us8k"
     os.makedirs(root / "metadata")
@@ -116,6 +120,7 @@ def test_urbansound8k_layout_folds(tmp_path):
     assert y.tolist() == [0, 9]
 
 
+@pytest.mark.slow
 def test_gtzan_layout_pieces_and_split(tmp_path):
     root = tmp_path / "gtzan"
     for genre in ("blues", "rock"):
@@ -183,6 +188,7 @@ def _png(path, height, width, seed):
     return image
 
 
+@pytest.mark.slow
 def test_artworks_five_crops_normalised_and_split(tmp_path):
     root = tmp_path / "best_artworks" / "images" / "images"
     images = {}
@@ -270,6 +276,7 @@ def test_emnist_idx_layout_transposed(tmp_path):
         data.load("emnist", "train", data_dir=str(tmp_path / "emnist"))
 
 
+@pytest.mark.slow
 def test_fma_medium_layout(tmp_path):
     root = tmp_path / "fma"
     os.makedirs(root / "fma_metadata")

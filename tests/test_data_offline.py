@@ -24,27 +24,33 @@ def _needs_synth():
     )
 
 
+SLOW = pytest.mark.slow  # a second or more to read the data
 OFFLINE = [
     pytest.param(
         "fashion_mnist",
         {},
-        marks=_needs(offline.FASHION_MNIST_DIR, "dataset-fashion-mnist"),
+        marks=[_needs(offline.FASHION_MNIST_DIR, "dataset-fashion-mnist"), SLOW],
     ),
-    pytest.param("mnist_5k", {}),
+    pytest.param("mnist_5k", {}, marks=SLOW),
     pytest.param("animal_mnist", {}),
     pytest.param("sklearn_digits", {}),
     pytest.param(
         "allison_digits",
         {},
-        marks=_needs(offline.ALLISON_DIGITS_DIR, "asterisk-core-sounds-en-wav"),
+        marks=[
+            _needs(offline.ALLISON_DIGITS_DIR, "asterisk-core-sounds-en-wav"),
+            SLOW,
+        ],
     ),
     pytest.param(
         "sonic_pi_samples",
         {},
-        marks=_needs(offline.SONIC_PI_DIR, "sonic-pi-samples"),
+        marks=[_needs(offline.SONIC_PI_DIR, "sonic-pi-samples"), SLOW],
     ),
     pytest.param(
-        "spoken_commands_synth", {"variants_per_word": 2}, marks=_needs_synth()
+        "spoken_commands_synth",
+        {"variants_per_word": 2},
+        marks=[_needs_synth(), SLOW],
     ),
 ]
 
@@ -101,6 +107,7 @@ def test_splits_are_disjoint_and_cover_everything():
         split_80_20(10, "test")
 
 
+@pytest.mark.slow
 @_needs(offline.ALLISON_DIGITS_DIR, "asterisk-core-sounds-en-wav")
 def test_allison_digits_match_synthetic_labels():
     info = data.get("allison_digits")
@@ -134,6 +141,7 @@ def test_wrong_image_shape_is_an_error(monkeypatch):
         data.load("bad_shape")
 
 
+@pytest.mark.slow
 def test_augment_is_deterministic_and_keeps_shape():
     a = next(iter(data.load("sklearn_digits", batch_size=16, augment=True, seed=3)))
     b = next(iter(data.load("sklearn_digits", batch_size=16, augment=True, seed=3)))

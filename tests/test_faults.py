@@ -12,7 +12,6 @@ Sections: spzoo.io and training; `spzoo infer` / `export` / CLI inputs; zoo
 downloads and archives; search state.
 """
 
-import contextlib
 import functools
 import hashlib
 import http.server
@@ -31,18 +30,18 @@ import filelock
 import keras
 import numpy as np
 import pytest
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine.trial import TrialStatus
+
+from spzoo import io, zoo
+from spzoo.cli import main
 from spzoo.export.exporter import load_keras_model
 from spzoo.export.inputs import read_input
+from spzoo.io import CorruptFileError
+from spzoo.training import atomic_write_text, job, train
 from spzoo.tuners.growth_oracle import GrowthOracle
 from spzoo.tuners.growth_space import GrowthSpace, spec_ops
 from spzoo.tuners.macro_search import MacroSearchOracle, MacroSpace
 from spzoo.tuners.pruning import PruningOracle, initial_spec
-
-from spzoo import io, zoo
-from spzoo.cli import main
-from spzoo.io import CorruptFileError
-from spzoo.training import atomic_write_text, job, train
 from spzoo.zoo import archive
 from spzoo.zoo import manifest as manifest_lib
 from spzoo.zoo.download import download
@@ -132,6 +131,7 @@ def test_corrupt_json_is_named(tmp_path):
         io.read_json(path)
 
 
+@pytest.mark.slow
 def test_a_kill_between_fit_and_save_keeps_the_epochs(tmp_path, monkeypatch):
     kwargs = dict(epochs=2, steps_per_epoch=2, output_dir=tmp_path, verbose=0)
     saved = job.save_model_atomic
@@ -194,6 +194,7 @@ def test_train_refuses_an_unknown_recipe(trained_before, capsys):
     assert len(os.listdir(trained_before)) == 2
 
 
+@pytest.mark.slow
 def test_a_diverging_run_writes_nothing_over_the_old_model(trained_before, capsys):
     argv = [*TRAIN, "--lr", "1e30", "--steps-per-epoch", "2", "--batch-size", "16"]
     assert main([*argv, "--output-dir", str(trained_before)]) == 2
@@ -209,6 +210,7 @@ def test_a_diverging_run_writes_nothing_over_the_old_model(trained_before, capsy
     assert len(os.listdir(trained_before)) == 2  # no backup, no temporary
 
 
+@pytest.mark.slow
 def test_train_into_an_output_dir_that_is_a_file(tmp_path, capsys):
     not_a_folder = tmp_path / "runs"
     not_a_folder.write_text("a file")
@@ -399,6 +401,7 @@ def test_runtime_errors_exit_1_with_one_line(tmp_path, capsys):
     assert err.startswith("spzoo: error: ") and str(not_a_folder) in err
 
 
+@pytest.mark.slow
 def test_export_without_a_record_needs_a_dataset(tmp_path, capsys):
     source = zoo.fetch("nhn.fashion_mnist", format="keras")
     copy = tmp_path / "mine.keras"
@@ -433,9 +436,8 @@ def test_sweep_loads_the_zoo_nhn(capsys):
 
 
 def test_a_tflite_sidecar_names_its_model(tmp_path):
-    from spzoo.export.metadata import metadata_path
-
     from spzoo import export
+    from spzoo.export.metadata import metadata_path
 
     inputs = keras.Input((4, 4, 1))
     logits = keras.layers.Dense(2)(keras.layers.Flatten()(inputs))
@@ -460,10 +462,10 @@ def _tiny_model(bias: float = 0.0) -> keras.Model:
     return keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
 
 
+@pytest.mark.slow
 def test_a_tflite_export_killed_between_its_renames(tmp_path, monkeypatch):
-    from spzoo.export.metadata import metadata_path
-
     from spzoo import export
+    from spzoo.export.metadata import metadata_path
 
     path = export.to_tflite(_tiny_model(0.0), tmp_path / "m.tflite")
     old_model = path.read_bytes()
@@ -496,9 +498,8 @@ def test_a_tflite_export_killed_between_its_renames(tmp_path, monkeypatch):
 def test_a_savedmodel_export_killed_before_the_swap_keeps_the_old(
     tmp_path, monkeypatch
 ):
-    from spzoo.export import saved_model
-
     from spzoo import export
+    from spzoo.export import saved_model
 
     path = export.to_saved_model(_tiny_model(0.0), tmp_path / "m.savedmodel")
     before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
@@ -625,25 +626,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pass  # the client hung up, as it should
 
 
-@contextlib.contextmanager
-def serve():
-    state = {"requests": []}
-    handler = type("H", (Handler,), {"state": state})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    state["url"] = f"http://127.0.0.1:{httpd.server_address[1]}/file.bin"
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 @pytest.fixture
-def server():
-    with serve() as state:
+def server(http_server):
+    with http_server(Handler) as state:
+        state["url"] += "/file.bin"
         yield state
 
 
@@ -836,7 +822,7 @@ def test_a_corrupt_archive_is_named(tmp_path):
     assert os.listdir(target.parent) == []
 
 
-def test_zoo_fetch_prints_only_the_path_on_stdout(tmp_path, capsys):
+def test_zoo_fetch_prints_only_the_path_on_stdout(tmp_path, capsys, serve_folder):
     entries = zoo.read()["models"]
     entry = min(entries, key=lambda e: e["files"]["onnx"]["size"])
     folder = tmp_path / "mirror"
@@ -844,22 +830,11 @@ def test_zoo_fetch_prints_only_the_path_on_stdout(tmp_path, capsys):
     record = entry["files"]["onnx"]
     shutil.copy(manifest_lib.DEFAULT_MANIFEST.parent / record["file"], folder)
 
-    class Files(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Files, directory=str(folder))
-    )
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with serve_folder(folder) as server:
         argv = ["zoo", "fetch", entry["name"], "--format", "onnx", "--no-shipped"]
         argv += ["--cache-dir", str(tmp_path / "home")]
-        argv += ["--base-url", f"http://127.0.0.1:{httpd.server_address[1]}"]
+        argv += ["--base-url", server["url"]]
         assert main(argv) == 0
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     out, err = capsys.readouterr()
     path = Path(out.strip())
     assert out == f"{path}\n" and zoo.sha256_file(path) == record["sha256"]
@@ -998,17 +973,18 @@ def make_oracle(kind, directory):
     return oracle
 
 
-def drive(oracle, kind, limit=40):
-    """Runs trials until the oracle stops: what a tuner does, with fake metrics."""
-    for _ in range(limit):
-        trial = oracle.create_trial("tuner0")
-        if trial.status != trial_module.TrialStatus.RUNNING:
-            return trial.status
-        values = trial.hyperparameters.values
-        oracle.update_trial(trial.trial_id, _metrics(kind, values))
-        trial.status = trial_module.TrialStatus.COMPLETED
-        oracle.end_trial(trial)
-    raise AssertionError("the search did not stop")
+@pytest.fixture(scope="module")
+def drive(drive_oracle):
+    """`drive(oracle, kind)` runs trials until the oracle stops: what a
+    tuner does, with fake metrics."""
+
+    def run(oracle, kind, limit=40):
+        status = drive_oracle(oracle, functools.partial(_metrics, kind), limit)
+        if status is None:
+            raise AssertionError("the search did not stop")
+        return status
+
+    return run
 
 
 def outcome(oracle) -> dict:
@@ -1053,16 +1029,16 @@ def kill_during(monkeypatch, name, count, sigkill=False):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, drive):
     runs = {}
     for kind in ("growth", "pruning", "macro"):
         oracle = make_oracle(kind, tmp_path_factory.mktemp(kind))
-        assert drive(oracle, kind) == trial_module.TrialStatus.STOPPED
+        assert drive(oracle, kind) == TrialStatus.STOPPED
         runs[kind] = outcome(oracle)
     return runs
 
 
-def check_resumes(kind, directory, reference, leftovers=0):
+def check_resumes(drive, kind, directory, reference, leftovers=0):
     project = Path(directory) / kind
     # What the kill left: the real files intact; after a SIGKILL the half
     # temporary file (an exception deletes it).
@@ -1071,24 +1047,24 @@ def check_resumes(kind, directory, reference, leftovers=0):
         json.loads(path.read_text())
     resumed = make_oracle(kind, directory)
     resumed.reload()
-    assert drive(resumed, kind) == trial_module.TrialStatus.STOPPED
+    assert drive(resumed, kind) == TrialStatus.STOPPED
     assert outcome(resumed) == reference[kind]
 
 
 @pytest.mark.parametrize("kind", ["growth", "pruning", "macro"])
 @pytest.mark.parametrize("name, count", [("oracle.json", 9), ("trial.json", 7)])
 def test_search_resumes_after_a_kill_mid_write(
-    tmp_path, monkeypatch, reference, kind, name, count
+    tmp_path, monkeypatch, reference, drive, kind, name, count
 ):
     oracle = make_oracle(kind, tmp_path)
     with monkeypatch.context() as patch:
         kill_during(patch, name, count)
         with pytest.raises(Killed):
             drive(oracle, kind)
-    check_resumes(kind, tmp_path, reference)
+    check_resumes(drive, kind, tmp_path, reference)
 
 
-def _sigkilled_search(directory, kind, name, count):
+def _sigkilled_search(drive, directory, kind, name, count):
     """The child process: a search that SIGKILLs itself mid-write."""
     kill_during(pytest.MonkeyPatch(), name, count, sigkill=True)
     drive(make_oracle(kind, directory), kind)
@@ -1097,20 +1073,22 @@ def _sigkilled_search(directory, kind, name, count):
 
 @pytest.mark.parametrize("kind", ["growth", "pruning", "macro"])
 @pytest.mark.parametrize("name, count", [("oracle.json", 10), ("trial.json", 11)])
-def test_search_resumes_after_sigkill_mid_write(tmp_path, reference, kind, name, count):
+def test_search_resumes_after_sigkill_mid_write(
+    tmp_path, reference, drive, kind, name, count
+):
     # A forked child (no second TensorFlow import) dies by a real SIGKILL
     # halfway through writing the file; its half temporary file stays.
     child = multiprocessing.get_context("fork").Process(
-        target=_sigkilled_search, args=(str(tmp_path), kind, name, count)
+        target=_sigkilled_search, args=(drive, str(tmp_path), kind, name, count)
     )
     child.start()
     child.join(120)
     assert child.exitcode == -signal.SIGKILL
-    check_resumes(kind, tmp_path, reference, leftovers=1)
+    check_resumes(drive, kind, tmp_path, reference, leftovers=1)
 
 
 def test_a_kill_between_trial_and_oracle_writes_repeats_nothing(
-    tmp_path, monkeypatch, reference
+    tmp_path, monkeypatch, reference, drive
 ):
     # Killed after a new trial's file but before the oracle's state: the
     # trial is dropped and created again under the same id.
@@ -1129,7 +1107,7 @@ def test_a_kill_between_trial_and_oracle_writes_repeats_nothing(
         drive(oracle, "growth")
     resumed = make_oracle("growth", tmp_path)
     resumed.reload()
-    assert drive(resumed, "growth") == trial_module.TrialStatus.STOPPED
+    assert drive(resumed, "growth") == TrialStatus.STOPPED
     assert outcome(resumed) == reference["growth"]
 
 

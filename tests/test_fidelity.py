@@ -174,6 +174,8 @@ def test_pruning_scope_all_scores_and_removes_every_prunable_layer():
     too (by channel mask), scoring each neuron by the kernel it feeds where
     no single kernel feeds it."""
     import keras
+
+    from spzoo.models import build_resnet
     from spzoo.tuners.pruning import (
         importance,
         importance_shares,
@@ -181,8 +183,6 @@ def test_pruning_scope_all_scores_and_removes_every_prunable_layer():
         masked_channels,
         prune_step,
     )
-
-    from spzoo.models import build_resnet
 
     keras.utils.set_random_seed(0)
     spec = initial_spec(1, blocks_per_stack=1)  # 3 / 6 / 12 channels
@@ -249,9 +249,8 @@ def test_table1_width_rule_matches_the_printed_audio_widths():
     applies it, the default keeps the formula as written."""
     from types import SimpleNamespace
 
-    from spzoo.tuners.budget import search_settings
-
     from spzoo.data.scaling import table1_scale
+    from spzoo.tuners.budget import search_settings
 
     commands = SimpleNamespace(
         name="commands",
@@ -324,16 +323,12 @@ def test_interleaved_network_exports_to_onnx_with_parity(tmp_path):
     assert report.parity and all(r.passed for r in report.parity)
 
 
-def test_bench_pruning_variants_run_end_to_end(tmp_path):
+@pytest.mark.slow
+def test_bench_pruning_variants_run_end_to_end(tmp_path, bench_script):
     """`python bench/fidelity.py pruning` at the tiny budget, scope "all"
     through the KerasTuner oracle and tuner (the other two variants run the
     default code paths that tests/test_tuners_pruning.py covers)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    import fidelity
-
+    fidelity = bench_script("fidelity")
     record = fidelity.pruning(
         0, budget="tiny", iterations=1, run_dir=tmp_path, variants=("scope_all",)
     )

@@ -170,6 +170,7 @@ def test_expected_macs_follow_the_open_channels():
     assert np.all(out[..., closed] == 0) and np.any(out[..., ~closed] != 0)
 
 
+@pytest.mark.slow
 def test_threshold_changes_logits_and_dynamic_gates_need_data():
     model = tiny()
     spread(model)
@@ -202,6 +203,7 @@ def test_gated_model_saves_and_loads(tmp_path):
     assert gate.gate.get_threshold() == 0.5
 
 
+@pytest.mark.slow
 def test_shipped_gated_specs_build():
     for name in ("gated_sp_resnet", "gated_sp_resnet_dynamic"):
         model = spzoo.models.build(name, (28, 28, 1), 10)

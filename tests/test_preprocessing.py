@@ -2,9 +2,7 @@
 configs, the manifest's `input.preprocessing_config` and the publisher."""
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,41 +112,14 @@ def test_manifest_fills_older_entries_and_checks_the_config():
         manifest_lib.validate_entry(entry)
 
 
-@pytest.fixture
-def zoo_publish():
-    bench = str(ROOT / "bench")
-    sys.path.insert(0, bench)
-    spec = importlib.util.spec_from_file_location(
-        "zoo_publish_preprocessing", ROOT / "bench" / "zoo_publish.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(bench)
-
-
-def test_publisher_records_the_config(zoo_publish, tmp_path, monkeypatch):
+def test_publisher_records_the_config(tiny_publish, monkeypatch):
     """A tiny, untrained model through `publish` (exports skipped); then
     `main` keeps an older entry of the manifest, now with its config."""
-    import spzoo.models
-
-    info = spzoo.data.get("sklearn_digits")
-    model = spzoo.models.build("cnn_reference", info.input_shape, info.num_classes)
-    model.save(tmp_path / "tiny.keras")
-
-    def no_export(*args, **kwargs):
-        raise RuntimeError("skipped in this test")
-
-    monkeypatch.setattr(zoo_publish, "export_format", no_export)
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    source = {
-        "name": "tiny.sklearn_digits",
-        "arch": "cnn_reference",
-        "dataset": "sklearn_digits",
-        "source": str(tmp_path / "tiny.keras"),
-        "recipe": {"command": "untrained (test)", "seed": 0},
-    }
+    zoo_publish, source, saved = (
+        tiny_publish.module,
+        tiny_publish.source,
+        tiny_publish.saved,
+    )
     entry = zoo_publish.publish(source, saved)
     config = entry["input"]["preprocessing_config"]
     assert config == spzoo.data.dataset_preprocessing("sklearn_digits").as_dict()

@@ -159,6 +159,7 @@ def test_bad_learning_rate_is_refused_with_the_option_named(tmp_path, capsys):
         train("cnn_reference", "sklearn_digits", initial_lr=-1, output_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_diverging_run_writes_nothing_over_an_existing_model(tmp_path):
     existing = tmp_path / "cnn_reference.sklearn_digits.keras"
     existing.write_bytes(b"an earlier model")
@@ -176,6 +177,7 @@ def test_diverging_run_writes_nothing_over_an_existing_model(tmp_path):
     assert not (tmp_path / "cnn_reference.sklearn_digits.json").exists()
 
 
+@pytest.mark.slow
 def test_fast_recipe_trains_in_bfloat16_and_ships_float32(tmp_path):
     result = train(
         "cnn_reference",
