@@ -31,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from spzoo.data.audio_config import AudioConfig
+from spzoo.data.preprocessing import AudioPreprocessing, from_dict, unit_scaling
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 PIXEL_SCALES = {np.dtype("uint8"): 255.0, np.dtype("uint16"): 65535.0}
@@ -173,7 +176,7 @@ def _read_image(path: Path, input_shape: tuple) -> np.ndarray:
 def _read_audio(path: Path, config, raw: bool) -> np.ndarray:
     """Log-Mel images `(P, S, S, 1)` of an audio file, or for a raw-input
     artifact its waveform resampled and cut into pieces `(P, samples)`."""
-    from spzoo.data import audio
+    from spzoo.data import audio  # TensorFlow I/O: not for `spzoo infer --help`
 
     pipeline = config.config()
     if not raw:
@@ -186,8 +189,6 @@ def _read_audio(path: Path, config, raw: bool) -> np.ndarray:
 
 
 def _config(preprocessing, input_shape: tuple):
-    from spzoo.data.preprocessing import from_dict, unit_scaling
-
     if preprocessing is None:  # an artifact written before the config
         return unit_scaling(input_shape) if len(input_shape) == 3 else None
     return from_dict(preprocessing, "the model's `input.preprocessing_config`")
@@ -230,9 +231,6 @@ def read_input(
     config = _config(preprocessing, input_shape)
     audio_config = config is None or config.kind == "audio"
     if suffix in AUDIO_SUFFIXES or audio_config:
-        from spzoo.data.audio_config import AudioConfig
-        from spzoo.data.preprocessing import AudioPreprocessing
-
         if config is None or config.kind != "audio":  # the default settings
             config = AudioPreprocessing.from_config(AudioConfig(1.0))
         if clip_seconds is not None:

@@ -20,6 +20,7 @@ import json
 import keras
 import numpy as np
 
+from spzoo import data
 from spzoo.artifact import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, THRESHOLD_NAME
 from spzoo.export.defaults import DEFAULT_ATOL, MIN_EXAMPLES
 from spzoo.layers.hard_concrete_gate import threshold_scope
@@ -84,8 +85,6 @@ def parity_examples(dataset: str, input_shape, count: int = MIN_EXAMPLES) -> np.
     Raises `ValueError` when the dataset's examples do not have
     `input_shape` or it has fewer than `count` examples.
     """
-    from spzoo import data
-
     info = data.get(dataset)
     if tuple(info.input_shape) != tuple(input_shape):
         raise ValueError(

@@ -5,15 +5,10 @@ can be told to cut a response short, ignore ranges, corrupt the bytes or
 answer slowly; it counts the requests it gets.
 """
 
-import contextlib
-import functools
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -27,73 +22,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves a folder; honours `Range: bytes=N-`; misbehaves on request."""
-
-    state = None  # set per server: a dict of switches and the request log
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        state = self.state
-        path = Path(self.translate_path(self.path))
-        state["requests"].append((self.path, self.headers.get("Range")))
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        if state.get("corrupt"):
-            data = bytes([data[0] ^ 0xFF]) + data[1:]
-        start, status = 0, 200
-        header = self.headers.get("Range")
-        if header and state.get("ranges", True):
-            start = int(header.removeprefix("bytes=").split("-")[0])
-            if start >= len(data):
-                self.send_error(416)
-                return
-            status = 206
-        body = data[start:]
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        if status == 206:
-            self.send_header(
-                "Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}"
-            )
-        self.end_headers()
-        if state.get("truncate", 0) > 0:
-            state["truncate"] -= 1
-            body = body[: len(body) // 2]
-        for i in range(0, len(body), 1 << 15):
-            self.wfile.write(body[i : i + (1 << 15)])
-            time.sleep(state.get("delay", 0))
-        if len(body) < len(data) - start:
-            self.close_connection = True
-
-
-@contextlib.contextmanager
-def serve(directory):
-    """Serves `directory` on 127.0.0.1; yields the state dict (`url`,
-    `requests` and the switches of `Handler`)."""
-    state = {"requests": []}
-    handler = type("H", (Handler,), {"state": state})
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(directory))
-    )
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    state["url"] = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 @pytest.fixture
-def server():
-    with serve(SAVED) as state:
+def server(serve_folder):
+    """saved_models/ on a local server (conftest's `serve_folder`)."""
+    with serve_folder(SAVED) as state:
         yield state
 
 

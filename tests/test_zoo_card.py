@@ -1,9 +1,7 @@
 """Model cards (`spzoo zoo card NAME`, `spzoo.zoo.card`) and the publisher's
 card and provenance."""
 
-import importlib.util
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -91,43 +89,11 @@ def test_provenance_outside_git_is_not_recorded(tmp_path):
     assert recorded["git_commit"] is None and recorded["git_dirty"] is None
 
 
-@pytest.fixture
-def zoo_publish():
-    bench = str(ROOT / "bench")
-    sys.path.insert(0, bench)
-    spec = importlib.util.spec_from_file_location(
-        "zoo_publish", ROOT / "bench" / "zoo_publish.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(bench)
-
-
-def test_publisher_writes_the_card_beside_the_model(zoo_publish, tmp_path, monkeypatch):
+def test_publisher_writes_the_card_beside_the_model(tiny_publish):
     """A tiny, untrained model through `publish` (exports skipped: the card
-    and provenance are what is tested)."""
-    import spzoo.data
-    import spzoo.models
-
-    info = spzoo.data.get("sklearn_digits")
-    model = spzoo.models.build("cnn_reference", info.input_shape, info.num_classes)
-    model.save(tmp_path / "tiny.keras")
-
-    def no_export(*args, **kwargs):
-        raise RuntimeError("skipped in this test")
-
-    monkeypatch.setattr(zoo_publish, "export_format", no_export)
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    source = {
-        "name": "tiny.sklearn_digits",
-        "arch": "cnn_reference",
-        "dataset": "sklearn_digits",
-        "source": str(tmp_path / "tiny.keras"),
-        "recipe": {"command": "untrained (test)", "seed": 0},
-    }
-    entry = zoo_publish.publish(source, saved)
+    and provenance are what is tested; conftest's `tiny_publish`)."""
+    source, saved = tiny_publish.source, tiny_publish.saved
+    entry = tiny_publish.module.publish(source, saved)
     assert entry["provenance"]["git_commit"] == head_commit()
     assert entry["provenance"]["spzoo_version"] == spzoo.version()
     assert sorted(p.name for p in saved.iterdir()) == [

@@ -2,7 +2,7 @@
 
 A module fixture builds an untrained 8x8 model, exports it (SavedModel as a
 deterministic zip archive, TFLite with its sidecar) into a folder with its
-own manifest, which a local HTTP server (`test_zoo.serve`) mirrors.
+own manifest, which a local HTTP server (conftest's `serve_folder`) mirrors.
 """
 
 import io
@@ -19,7 +19,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from test_zoo import serve
 
 from spzoo import zoo
 from spzoo.zoo import manifest as manifest_lib
@@ -107,8 +106,10 @@ def _logits(tiny, path, format):
     return zoo.predict_file(path, format, tiny.x[:32])
 
 
-def test_savedmodel_archive_is_downloaded_extracted_and_reused(tiny, tmp_path):
-    with serve(tiny.folder) as server:
+def test_savedmodel_archive_is_downloaded_extracted_and_reused(
+    tiny, tmp_path, serve_folder
+):
+    with serve_folder(tiny.folder) as server:
         path = _fetch(tiny, "savedmodel", tmp_path, server)
         assert path == tmp_path / "models" / NAME / f"{NAME}.savedmodel"
         assert (path / "saved_model.pb").is_file()
@@ -145,8 +146,8 @@ def test_shipped_archive_is_extracted_into_the_cache_only(tiny, tmp_path):
     assert zoo.is_extracted(path, _sha256(tiny, "savedmodel"))
 
 
-def test_tflite_is_fetched_with_its_sidecar(tiny, tmp_path):
-    with serve(tiny.folder) as server:
+def test_tflite_is_fetched_with_its_sidecar(tiny, tmp_path, serve_folder):
+    with serve_folder(tiny.folder) as server:
         path = _fetch(tiny, "tflite", tmp_path, server)
         assert path == tmp_path / "models" / NAME / f"{NAME}.tflite"
         assert path.with_name(path.name + ".json").is_file()
@@ -179,14 +180,14 @@ def test_evaluate_gives_the_same_accuracy_in_every_format(tiny, tmp_path):
     assert accuracies["keras"] == zoo.info(NAME, tiny.manifest)["accuracy"]
 
 
-def test_concurrent_savedmodel_fetches_extract_once(tiny, tmp_path):
+def test_concurrent_savedmodel_fetches_extract_once(tiny, tmp_path, serve_folder):
     code = (
         "import sys; from spzoo import zoo; "
         "print(zoo.fetch(sys.argv[1], 'savedmodel', cache_dir=sys.argv[2], "
         "base_url=sys.argv[3], shipped=False, offline=False, progress=False, "
         "manifest=sys.argv[4]))"
     )
-    with serve(tiny.folder) as server:
+    with serve_folder(tiny.folder) as server:
         server["delay"] = 0.02  # slow enough that the processes overlap
         procs = [
             subprocess.Popen(
@@ -253,14 +254,14 @@ def test_unsafe_archive_members_are_refused(tmp_path, kind):
     assert list(cache.iterdir()) == []  # no target, no staging folder left
 
 
-def test_fetch_refuses_an_archive_with_a_traversal(tiny, tmp_path):
+def test_fetch_refuses_an_archive_with_a_traversal(tiny, tmp_path, serve_folder):
     folder = tmp_path / "zoo"
     folder.mkdir()
     archive = _zip(folder / f"{NAME}.savedmodel.zip", {"../../evil.txt": "x"})
     entry = json.loads(tiny.manifest.read_text())["models"][0]
     entry["files"] = {"savedmodel": zoo.file_record(archive)}
     manifest = _write_manifest(folder, entry)
-    with serve(folder) as server, pytest.raises(zoo.ArchiveError, match="evil"):
+    with serve_folder(folder) as server, pytest.raises(zoo.ArchiveError, match="evil"):
         zoo.fetch(
             NAME,
             "savedmodel",

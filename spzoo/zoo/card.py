@@ -24,6 +24,7 @@ import spzoo
 from spzoo.io import atomic_write_text
 from spzoo.zoo.hub import info
 from spzoo.zoo.manifest import REPOSITORY
+from spzoo.zoo.text import percent, threshold_text
 
 NOT_RECORDED = "not recorded"
 SPECS = Path(__file__).resolve().parents[1] / "models" / "specs"  # named specs
@@ -122,11 +123,7 @@ def provenance(repository: str | Path | None = None) -> dict:
 
 
 def _percent(value) -> str:
-    return NOT_RECORDED if value is None else f"{100 * value:.2f}%"
-
-
-def _threshold_name(value) -> str:
-    return "none (-inf)" if value is None else f"{value:g}"
+    return percent(value, NOT_RECORDED)
 
 
 def _intended_use(entry: dict) -> list[str]:
@@ -239,7 +236,7 @@ def _curve(entry: dict) -> list[str]:
     lines = [
         "## Threshold curve",
         "",
-        f"Default threshold {_threshold_name(threshold['default'])}; trained "
+        f"Default threshold {threshold_text(threshold['default'])}; trained "
         f"log-alpha range [{lo:g}, {hi:g}]. Expected MACs: what a runtime that "
         "skips closed channels computes.",
         "",
@@ -253,7 +250,7 @@ def _curve(entry: dict) -> list[str]:
     ]
     for row in curve:
         lines.append(
-            f"| {_threshold_name(row['threshold'])} | {_percent(row['accuracy'])} | "
+            f"| {threshold_text(row['threshold'])} | {_percent(row['accuracy'])} | "
             f"{row['macs']:,.0f} | {100 * row['macs'] / entry['macs']:.1f} |"
         )
     return lines

@@ -18,10 +18,7 @@ from spzoo.zoo import site_cli
 from spzoo.zoo.card import model_card
 from spzoo.zoo.hub import fetch, info, list_models
 from spzoo.zoo.manifest import FORMATS
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+from spzoo.zoo.text import size_text
 
 
 def _threshold_text(threshold: dict | None) -> str:
@@ -116,7 +113,7 @@ def info_command(args) -> int:
         weights = f", {record['weights']} weights" if "weights" in record else ""
         sidecar = f" + {record['sidecar']['file']}" if "sidecar" in record else ""
         print(
-            f"{kind + ':':<15}{record['file']}{sidecar} ({_size(record['size'])}"
+            f"{kind + ':':<15}{record['file']}{sidecar} ({size_text(record['size'])}"
             f"{weights}, sha256 {record['sha256']}) "
             f"{record['url'] or '(shipped; no URL)'}"
         )

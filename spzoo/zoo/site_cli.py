@@ -7,13 +7,12 @@ python -m http.server -d site/     # then open http://127.0.0.1:8000/
 """
 
 from spzoo.cli_types import NAME_WIDTH, add_name_filter, positive_int
+from spzoo.zoo.site import build_site
 
 FILE_CHOICES = ("onnx", "all")
 
 
 def site_command(args) -> int:
-    from spzoo.zoo.site import build_site
-
     summary = build_site(
         args.out,
         filter=args.filter,

@@ -11,6 +11,7 @@ import json
 
 from spzoo.zoo.card import render as render_card
 from spzoo.zoo.site_markdown import to_html
+from spzoo.zoo.text import percent, size_text, threshold_text
 
 STYLE = "style.css"
 DEMO = "demo.js"
@@ -18,19 +19,6 @@ DEMO = "demo.js"
 
 def _e(value) -> str:
     return html.escape(str(value))
-
-
-def size_text(n: int) -> str:
-    """A file size as people read it (kB below 0.1 MB)."""
-    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
-
-
-def percent(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def threshold_text(value) -> str:
-    return "none (-inf)" if value is None else f"{value:g}"
 
 
 def _document(title: str, body: str, root: str) -> str:
