@@ -36,7 +36,8 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 MIN_CALIBRATION_EXAMPLES = 8
 
 
-def _check_calibration(calibration, shape: tuple) -> np.ndarray:
+def check_calibration(calibration, shape: tuple) -> np.ndarray:
+    """`calibration` as float32 examples of `shape`, or `ValueError`."""
     x = np.asarray(calibration)
     expected = f"float32 examples of shape (n, {', '.join(map(str, shape))})"
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
@@ -135,7 +136,7 @@ def quantize_onnx(
     metadata = check_metadata(json.loads(props.get(METADATA_KEY, "null")), where)
     if metadata.get("quantization"):
         raise ValueError(f"`source` {str(source)!r} is already quantized.")
-    x = _check_calibration(calibration, tuple(metadata["input"]["shape"]))
+    x = check_calibration(calibration, tuple(metadata["input"]["shape"]))
 
     work = Path(tempfile.mkdtemp(prefix="spzoo_int8_"))
     try:

@@ -15,11 +15,44 @@ import shutil
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from spzoo.artifact import MODEL_SHA256
+from spzoo.artifact import INPUT_NAME, MODEL_SHA256, THRESHOLD_NAME
 from spzoo.export.metadata import dumps, metadata_path, model_metadata
+from spzoo.export.quantize import check_calibration
 from spzoo.export.saved_model import SIGNATURE, THRESHOLD_SIGNATURE, to_saved_model
 from spzoo.io import remove_stale, temp_path
+from spzoo.runtime import resolve_threshold
+
+
+def _representative(examples: np.ndarray, metadata: dict, keys: list):
+    """The converter's calibration generator: one example per call, for
+    every signature (with several, TFLite wants `(key, inputs)` pairs)."""
+    input_name = metadata["input"].get("name", INPUT_NAME)
+    threshold = resolve_threshold(metadata, None)
+
+    def generate():
+        for x in examples:
+            for key in keys:
+                inputs = {input_name: x[None]}
+                if key == THRESHOLD_SIGNATURE:
+                    inputs[THRESHOLD_NAME] = threshold
+                yield (key, inputs) if len(keys) > 1 else inputs
+
+    return generate
+
+
+def _int8_record(examples: np.ndarray, metadata: dict) -> dict:
+    gated = metadata["threshold"]["input"]
+    return {
+        "scheme": "full-integer int8 (TFLite post-training integer "
+        "quantization): int8 weights and activations, float32 input and output",
+        "calibration": {
+            "method": "minmax",
+            "examples": int(len(examples)),
+            "threshold": float(resolve_threshold(metadata, None)) if gated else None,
+        },
+    }
 
 
 def to_tflite(
@@ -28,6 +61,7 @@ def to_tflite(
     metadata: dict | None = None,
     threshold_input: bool | None = None,
     float16_weights: bool = False,
+    int8_examples=None,
 ) -> Path:
     """Writes `model` as a `.tflite` file plus `<file>.tflite.json`.
 
@@ -39,6 +73,12 @@ def to_tflite(
         float16_weights: Store the weights as float16 (TFLite's float16
             post-training quantization: half the file, computed in float32
             on CPUs); default float32.
+        int8_examples: Training examples, float32 `(n, H, W, C)`: convert
+            to full-integer int8 (TFLite's post-training integer
+            quantization, every op an int8 kernel, `TFLITE_BUILTINS_INT8`),
+            activation ranges calibrated on them (gated models at their
+            default threshold); the input and output stay float32. The
+            sidecar metadata gets a `"quantization"` record.
 
     Returns:
         The path of the `.tflite` file.
@@ -46,6 +86,10 @@ def to_tflite(
     import tensorflow as tf
 
     metadata = metadata or model_metadata(model, threshold_input=threshold_input)
+    if float16_weights and int8_examples is not None:
+        raise ValueError("Pass `float16_weights` or `int8_examples`, not both.")
+    if int8_examples is not None:
+        int8_examples = check_calibration(int8_examples, metadata["input"]["shape"])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent)  # staging folders of killed exports
@@ -65,6 +109,16 @@ def to_tflite(
         if float16_weights:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
+        if int8_examples is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.representative_dataset = _representative(
+                int8_examples, metadata, keys
+            )
+            metadata = {
+                **metadata,
+                "quantization": _int8_record(int8_examples, metadata),
+            }
         flatbuffer = converter.convert()
         tmp = staging / "model.tflite"
         tmp.write_bytes(flatbuffer)

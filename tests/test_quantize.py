@@ -23,11 +23,15 @@ def _examples(n, seed=0):
 
 
 @pytest.fixture(scope="module")
-def resnet_onnx(tmp_path_factory):
+def resnet():
     spec = spzoo.models.resnet_spec(1, 4, [0.45, 0.4, 0.15])
     spec["stacks"][0]["kernels"] = {"1": 0.5, "3": 0.5}
-    path = tmp_path_factory.mktemp("q") / "float.onnx"
-    return export.to_onnx(_model(spec), path)
+    return _model(spec)
+
+
+@pytest.fixture(scope="module")
+def resnet_onnx(resnet, tmp_path_factory):
+    return export.to_onnx(resnet, tmp_path_factory.mktemp("q") / "float.onnx")
 
 
 def test_int8_resnet_runs_like_the_float_file(resnet_onnx, tmp_path):
@@ -60,13 +64,21 @@ def test_int8_gated_model_keeps_its_threshold_input(tmp_path):
         "filters": [4, 8, 8],
         "cell": {"type": "inhibition", "presynaptic": True, "input_dependent": False},
     }
-    source = export.to_onnx(_model(spec), tmp_path / "gated.onnx")
+    model = _model(spec)
+    source = export.to_onnx(model, tmp_path / "gated.onnx")
     target = quantize_onnx(source, tmp_path / "gated.int8.onnx", _examples(16))
     runner = export.load(target)
     assert runner.takes_threshold
     x = _examples(8, seed=2)
     assert runner(x, threshold=0.0).shape == (8, 4)
     assert np.isfinite(runner(x, threshold=3.0)).all()
+    # Both TFLite signatures (with and without the threshold) calibrated.
+    tflite = export.load(
+        export.to_tflite(model, tmp_path / "g.tflite", int8_examples=_examples(16))
+    )
+    assert tflite.takes_threshold
+    assert tflite(x, threshold=0.0).shape == (8, 4)
+    assert tflite.metadata["quantization"]["calibration"]["threshold"] is not None
 
 
 def test_quantize_onnx_refuses_bad_arguments(resnet_onnx, tmp_path):
@@ -91,3 +103,34 @@ def test_quantize_onnx_refuses_bad_arguments(resnet_onnx, tmp_path):
         quantize_onnx(once, tmp_path / "twice.onnx", _examples(8))
     assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "twice.onnx").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx", "once.onnx"]
+
+
+def test_int8_tflite_is_full_integer_and_runs_like_float(resnet, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = export.to_tflite(resnet, tmp_path / "m.tflite", int8_examples=_examples(32))
+    runner = export.load(path)
+    x = _examples(64, seed=1)
+    expected = np.asarray(resnet.predict(x, verbose=0))
+    logits = runner(x)
+    assert np.abs(logits - expected).max() <= 0.1 * np.abs(expected).max()
+    assert (logits.argmax(1) == expected.argmax(1)).mean() >= 0.9
+    kernels = Interpreter(model_path=str(path)).get_tensor_details()
+    conv_weights = [
+        t for t in kernels if t["dtype"] == np.int8 and len(t["shape"]) == 4
+    ]
+    assert conv_weights, "no int8 convolution weights"
+    assert runner.metadata["quantization"]["calibration"]["examples"] == 32
+
+
+def test_int8_tflite_refuses_bad_arguments(resnet, tmp_path):
+    with pytest.raises(ValueError, match="Pass `float16_weights` or `int8_examples`"):
+        export.to_tflite(
+            resnet,
+            tmp_path / "m.tflite",
+            float16_weights=True,
+            int8_examples=_examples(8),
+        )
+    with pytest.raises(ValueError, match=r"`calibration` holds 2 examples"):
+        export.to_tflite(resnet, tmp_path / "m.tflite", int8_examples=_examples(2))
+    assert list(tmp_path.iterdir()) == []
