@@ -32,7 +32,7 @@ from keras_tuner.src.distribute import utils as dist_utils
 
 from spzoo import data as spdata
 from spzoo.io import atomic_path, atomic_write_text
-from spzoo.nhn.recipe import compile_classifier
+from spzoo.training.classifier import compile_classifier
 from spzoo.tuners.persistence import ResumableOracle, ResumableTuner
 
 # Metric and hyperparameter names, defined once for every search.
@@ -69,6 +69,13 @@ def check_resume(what: str, saved: dict, requested: dict) -> None:
             "another --directory (or --overwrite / `overwrite=True`) to start "
             "afresh."
         )
+
+
+def check_counts(**values) -> None:
+    """Raises `ValueError` naming the first argument that is not an int >= 1."""
+    for arg, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{arg}` must be an int >= 1; received {value!r}.")
 
 
 def running(values: dict) -> dict:

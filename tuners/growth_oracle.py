@@ -47,6 +47,7 @@ from spzoo.tuners.base import (
     ARCHITECTURE,
     PARAMS,
     SearchOracle,
+    check_counts,
     completed,
     idle,
     running,
@@ -176,16 +177,14 @@ class GrowthOracle(SearchOracle):
     ):
         if not isinstance(space, GrowthSpace):
             raise ValueError(f"`space` must be a GrowthSpace; received {space!r}.")
-        for arg, value in (
-            ("population_size", population_size),
-            ("sample_size", sample_size),
-            ("num_iterations", num_iterations),
-            ("max_ops", max_ops),
-            ("search_blocks", search_blocks),
-            ("search_growth", search_growth),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be an int >= 1; received {value!r}.")
+        check_counts(
+            population_size=population_size,
+            sample_size=sample_size,
+            num_iterations=num_iterations,
+            max_ops=max_ops,
+            search_blocks=search_blocks,
+            search_growth=search_growth,
+        )
         if not isinstance(initial_growth, int) or initial_growth < 0:
             raise ValueError(
                 f"`initial_growth` must be an int >= 0; received {initial_growth!r}."
@@ -206,12 +205,8 @@ class GrowthOracle(SearchOracle):
                 f"`search_blocks` must be <= the {total_blocks} search blocks; "
                 f"received {search_blocks}."
             )
-        if max_trials is not None and (
-            not isinstance(max_trials, int) or max_trials < 1
-        ):
-            raise ValueError(
-                f"`max_trials` must be an int >= 1; received {max_trials!r}."
-            )
+        if max_trials is not None:
+            check_counts(max_trials=max_trials)
         if spec_ops(space.initial_spec()) > max_ops:
             raise ValueError(
                 f"`max_ops` n_op_max={max_ops} is below the initial network's "

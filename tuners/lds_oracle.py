@@ -15,6 +15,7 @@ from spzoo.tuners.base import (
     ACCURACY,
     GAIN,
     SearchOracle,
+    check_counts,
     idle,
     running,
     stopped,
@@ -73,12 +74,7 @@ class LocationDirectionOracle(SearchOracle):
                 "`population_size` K must be an int >= 10 (the best 4 recombine "
                 f"into 5 and 5 regenerate); received {population_size!r}."
             )
-        for arg, value in (
-            ("location_cycles", location_cycles),
-            ("direction_cycles", direction_cycles),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be an int >= 1; received {value!r}.")
+        check_counts(location_cycles=location_cycles, direction_cycles=direction_cycles)
         check_sparsity(sparsity)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ValueError(f"`seed` must be an int; received {seed!r}.")

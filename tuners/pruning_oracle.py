@@ -5,7 +5,14 @@ import json
 from keras_tuner.engine.trial import TrialStatus
 
 from spzoo.models import check_spec
-from spzoo.tuners.base import ACCURACY, SearchOracle, idle, running, stopped
+from spzoo.tuners.base import (
+    ACCURACY,
+    SearchOracle,
+    check_counts,
+    idle,
+    running,
+    stopped,
+)
 from spzoo.tuners.pruning_surgery import IMPORTANCE, check_scope
 
 REMOVABLE = "removable"
@@ -54,12 +61,7 @@ class PruningOracle(SearchOracle):
             )
         if not all("inner_neurons" in stack for stack in spec["stacks"]):
             raise ValueError("`spec` must give 'inner_neurons' in every stack.")
-        for arg, value in (
-            ("num_iterations", num_iterations),
-            ("num_remove", num_remove),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be an int >= 1; received {value!r}.")
+        check_counts(num_iterations=num_iterations, num_remove=num_remove)
         if not 0 < max_drop < 1:
             raise ValueError(f"`max_drop` must be in (0, 1); received {max_drop!r}.")
         prunable = sum(

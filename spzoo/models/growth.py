@@ -83,4 +83,4 @@ def build(spec, input_shape, num_classes: int, name=None) -> keras.Model:
 # The name `spzoo.models` exports (`spzoo.models.build_growth`).
 build_growth = build
 
-register_family("growth", build)
+register_family("growth", build, check)

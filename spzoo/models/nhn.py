@@ -18,4 +18,4 @@ build_nhn = build
 
 __all__ = ["CONV_OPS", "OPS", "SEP_OPS", "build", "build_nhn", "check", "segment_of"]
 
-register_family("nhn", build)
+register_family("nhn", build, check)

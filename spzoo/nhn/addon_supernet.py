@@ -24,8 +24,8 @@ from spzoo.nhn.addons import (
 )
 from spzoo.nhn.model import build
 from spzoo.nhn.naming import is_addon_layer
-from spzoo.nhn.recipe import compile_classifier
 from spzoo.nhn.spec import check
+from spzoo.training.classifier import compile_classifier
 
 
 class SharedAddOns:

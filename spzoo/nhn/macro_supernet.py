@@ -7,9 +7,10 @@ from keras import layers
 
 from spzoo.nhn.choice import Choice
 from spzoo.nhn.macro_space import MacroSpace
-from spzoo.nhn.recipe import compile_classifier, nhn_optimizer
+from spzoo.nhn.recipe import nhn_optimizer
 from spzoo.nhn.smooth_init import SmoothInit, WholeMapDepthwisePooling
 from spzoo.nhn.spec import CONV_OPS, OPS, SEP_OPS
+from spzoo.training.classifier import compile_classifier
 
 
 def _branch(x, op: str, filters: int, smooth_init: bool):

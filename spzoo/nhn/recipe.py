@@ -15,31 +15,10 @@ from spzoo import data as spdata
 from spzoo.nhn.masked import effective_params
 from spzoo.nhn.model import build
 from spzoo.nhn.score import nhn_score
+from spzoo.training.classifier import compile_classifier
 from spzoo.training.recipes import NHN, make_optimizer
 
 BATCH_SIZE = 100
-
-
-def compile_classifier(
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer | None = None,
-    jit_compile="auto",
-) -> keras.Model:
-    """Compiles a logits classifier: sparse cross-entropy, accuracy metric.
-
-    Args:
-        model: A model whose outputs are logits.
-        optimizer: Its optimizer (None: Keras's default, for evaluation).
-        jit_compile: Keras's `jit_compile`.
-    """
-    kwargs = {} if optimizer is None else {"optimizer": optimizer}
-    model.compile(
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=jit_compile,
-        **kwargs,
-    )
-    return model
 
 
 def nhn_optimizer(
