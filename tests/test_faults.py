@@ -589,16 +589,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.wfile.flush()
                     time.sleep(0.05)
             elif mode == "truncated":  # announces the rest, sends half, hangs up
-                rest = DATA[start:]
-                self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(rest)))
-                if start:
-                    self.send_header(
-                        "Content-Range", f"bytes {start}-{SIZE - 1}/{SIZE}"
-                    )
-                self.end_headers()
-                self.wfile.write(rest[: max(1, len(rest) // 2)])
-                self.close_connection = True
+                self.send_from(start, cut=True)
             elif mode == "missing":
                 self.send_error(404, "Not Found")
             elif mode == "other":  # another file of the same size
@@ -613,17 +604,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.end_headers()
                 self.wfile.write(DATA)
             else:
-                body = DATA[start:]
-                self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(body)))
-                if start:
-                    self.send_header(
-                        "Content-Range", f"bytes {start}-{SIZE - 1}/{SIZE}"
-                    )
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_from(start)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client hung up, as it should
+
+    def send_from(self, start, cut=False):
+        """The file from byte `start` (a 206 with its range when resumed);
+        with `cut`, half of what it announces, then it hangs up."""
+        body = DATA[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body)))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{SIZE - 1}/{SIZE}")
+        self.end_headers()
+        if cut:
+            self.wfile.write(body[: max(1, len(body) // 2)])
+            self.close_connection = True
+        else:
+            self.wfile.write(body)
 
 
 @pytest.fixture
