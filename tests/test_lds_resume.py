@@ -17,13 +17,15 @@ import sys
 import keras
 import numpy as np
 import pytest
-from test_nhn import SHAPE, SPEC, _trained_like
+from conftest import TINY_NHN_SPEC as SPEC
+from conftest import _trained_like
 
 from spzoo.tuners import location_direction as lds
 
 # Every test runs (or resumes) an LDS search of 30 trained candidates.
 pytestmark = pytest.mark.slow
 
+SHAPE = (8, 8, 1)  # of conftest's tiny NHN
 K, LOCATION_CYCLES, DIRECTION_CYCLES, STEPS = 10, 2, 1, 1
 TOTAL = K * (LOCATION_CYCLES + DIRECTION_CYCLES)
 IDS = [f"{i:02d}" for i in range(TOTAL)]  # KerasTuner pads ids to len("30")
@@ -107,7 +109,7 @@ class RecordingTuner(lds.LDSTuner):
 
 def make_search(directory, population_size=K, steps=STEPS, **kwargs):
     keras.utils.set_random_seed(0)  # the same base network in every process
-    shared = lds.SharedAddOns(SPEC, _trained_like(), SHAPE, 3, total_steps=40)
+    shared = lds.SharedAddOns(SPEC, _trained_like(SPEC), SHAPE, 3, total_steps=40)
     oracle = lds.LocationDirectionOracle(
         SPEC,
         population_size=population_size,

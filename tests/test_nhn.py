@@ -16,32 +16,6 @@ from spzoo.nhn import copy_weights, effective_params, kernel_std, prune
 from spzoo.tuners import location_direction as lds
 from spzoo.tuners.macro_search import MacroSearchOracle, MacroSpace
 
-SPEC = {
-    "family": "nhn",
-    "filters": 6,
-    "segments": [3, 3],
-    "seed": 1,
-    "layers": [
-        {"op": "conv3x3", "skips": []},
-        {"op": "maxpool3x3", "skips": []},
-        {"op": "conv5x5", "skips": [0]},
-        {"op": "conv3x3", "skips": []},
-        {"op": "sep3x3", "skips": []},
-        {"op": "conv3x3", "skips": []},
-    ],
-}
-SHAPE = (8, 8, 1)
-
-
-def _trained_like(spec=SPEC):
-    """The model with random batch-norm statistics (a non-trivial function)."""
-    model = build_nhn(spec, SHAPE, 3)
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if "bn" in layer.name:
-            layer.set_weights([rng.random(w.shape) + 0.5 for w in layer.get_weights()])
-    return model
-
 
 def test_smooth_init_equals_gaussian_smoothed_initial_kernels():
     shape = (5, 5, 2, 3)
@@ -59,28 +33,30 @@ def test_smooth_init_equals_gaussian_smoothed_initial_kernels():
     )
 
 
-def test_model_kernels_are_smoothed_and_head_starts_as_gap():
-    model = build_nhn(SPEC, SHAPE, 3)
+def test_model_kernels_are_smoothed_and_head_starts_as_gap(tiny_nhn):
+    spec, shape = tiny_nhn.spec, tiny_nhn.shape
+    model = build_nhn(spec, shape, 3)
     assert isinstance(model.get_layer("l0_conv").kernel_initializer, SmoothInit)
     x = np.random.default_rng(0).random((2, 4, 4, 5)).astype("float32")
     y = WholeMapDepthwisePooling()(x)
     np.testing.assert_allclose(y, x.mean(axis=(1, 2)), atol=1e-6)
 
 
-def test_dnp_removes_exactly_the_kernels_below_threshold_and_matches_masked():
-    model = _trained_like()
-    stds = kernel_std(model, SPEC)
+def test_dnp_removes_exactly_the_kernels_below_threshold_and_matches_masked(tiny_nhn):
+    spec, shape = tiny_nhn.spec, tiny_nhn.shape
+    model = tiny_nhn.trained_like()
+    stds = kernel_std(model, spec)
     values = np.concatenate([s.ravel() for s in stds.values()])
     threshold = float(np.quantile(values, 0.7))
-    small, pruned, masked_spec, result = prune(model, SPEC, threshold, SHAPE, 3)
+    small, pruned, masked_spec, result = prune(model, spec, threshold, shape, 3)
     assert result["removed_kernels"] == int((values < threshold).sum())
     for i, s in stds.items():
         kept = result["kernel_masks"][i]
         assert not kept[s < threshold].any()  # every kernel below is gone
         assert (s[kept] >= threshold).all()
-    masked = build_nhn(masked_spec, SHAPE, 3)
+    masked = build_nhn(masked_spec, shape, 3)
     copy_weights(model, masked)
-    x = np.random.default_rng(1).random((4, *SHAPE)).astype("float32")
+    x = np.random.default_rng(1).random((4, *shape)).astype("float32")
     np.testing.assert_allclose(pruned(x), masked(x), atol=1e-5)
     # Physically smaller: fewer channels and parameters.
     assert sum(small["layers"][i]["channels"] for i in stds) < 6 * len(stds)
@@ -88,15 +64,16 @@ def test_dnp_removes_exactly_the_kernels_below_threshold_and_matches_masked():
     assert effective_params(pruned) < effective_params(model)
 
 
-def test_spec_errors_and_registry():
-    bad = json.loads(json.dumps(SPEC))
+def test_spec_errors_and_registry(tiny_nhn):
+    spec, shape = tiny_nhn.spec, tiny_nhn.shape
+    bad = json.loads(json.dumps(spec))
     bad["layers"][3]["skips"] = [1]  # across segments
     with pytest.raises(ValueError, match="same segment"):
         check_spec(bad)
-    bad = dict(SPEC, addons=[{"from": 4, "to": 3, "kernel": 3}])
+    bad = dict(spec, addons=[{"from": 4, "to": 3, "kernel": 3}])
     with pytest.raises(ValueError, match="earlier layer"):
         check_spec(bad)
-    assert build(SPEC, SHAPE, 3).output.shape == (None, 3)
+    assert build(spec, shape, 3).output.shape == (None, 3)
 
 
 def test_macro_space_samples_valid_specs():
@@ -110,25 +87,26 @@ def test_macro_space_samples_valid_specs():
     assert a == oracle.populate_space("1")["values"]["architecture"]
 
 
-def test_gene_validation_and_generation():
+def test_gene_validation_and_generation(tiny_nhn):
+    spec = tiny_nhn.spec
     with pytest.raises(ValueError, match="length"):
-        lds.check_gene([-1] * 5, SPEC)
+        lds.check_gene([-1] * 5, spec)
     with pytest.raises(ValueError, match="earlier layer"):
-        lds.check_gene([-1, 2] + [-1] * 10, SPEC)  # later layer
+        lds.check_gene([-1, 2] + [-1] * 10, spec)  # later layer
     with pytest.raises(ValueError, match="same segment"):
-        lds.check_gene([-1] * 4 + [1] + [-1] * 7, SPEC)  # across segments
+        lds.check_gene([-1] * 4 + [1] + [-1] * 7, spec)  # across segments
     rng = random.Random(0)
-    genes = [lds.generate_location(SPEC, rng, 0.8) for _ in range(300)]
+    genes = [lds.generate_location(spec, rng, 0.8) for _ in range(300)]
     for g in genes:
-        lds.check_gene(g, SPEC)
+        lds.check_gene(g, spec)
     possible = [
-        v for g in genes for j, v in enumerate(g) if lds.gene_sources(SPEC, j % 6)
+        v for g in genes for j, v in enumerate(g) if lds.gene_sources(spec, j % 6)
     ]
     assert 0.7 < np.mean([v == -1 for v in possible]) < 0.9
     with pytest.raises(ValueError, match="population_size"):
-        lds.LocationDirectionOracle(SPEC, population_size=0)
+        lds.LocationDirectionOracle(spec, population_size=0)
     with pytest.raises(ValueError, match="sparsity"):
-        lds.LocationDirectionOracle(SPEC, sparsity=1.5)
+        lds.LocationDirectionOracle(spec, sparsity=1.5)
     with pytest.raises(ValueError, match="sparsity"):
         lds.generate_direction([], {}, 0.0, np.random.default_rng(0))
 
@@ -143,11 +121,12 @@ def test_recombine_uses_the_papers_five_pairs():
         lds.recombine(parents[:3], random.Random(0))
 
 
-def test_shared_addon_weights_exist_once():
-    base = _trained_like()
-    shared = lds.SharedAddOns(SPEC, base, SHAPE, 3, total_steps=10)
+def test_shared_addon_weights_exist_once(tiny_nhn):
+    spec, shape = tiny_nhn.spec, tiny_nhn.shape
+    base = tiny_nhn.trained_like()
+    shared = lds.SharedAddOns(spec, base, shape, 3, total_steps=10)
     weights = shared.weights()
-    assert len(weights) == len(lds.all_addons(SPEC))
+    assert len(weights) == len(lds.all_addons(spec))
     name = "addon_0_2_k3"
     gene_a = [-1, -1, 0, -1, -1, -1] + [-1] * 6
     gene_b = [-1, -1, 0, -1, -1, 4] + [-1, 0, -1, -1, -1, -1]  # shares 0->2 3x3
@@ -155,7 +134,7 @@ def test_shared_addon_weights_exist_once():
     base_before = shared.model.get_layer("l0_conv").kernel.numpy().copy()
     shared.assign(gene_a)
     rng = np.random.default_rng(0)
-    x, y = rng.random((20, *SHAPE)).astype("float32"), rng.integers(0, 3, 20)
+    x, y = rng.random((20, *shape)).astype("float32"), rng.integers(0, 3, 20)
     shared.train(x, y, batch_size=10)
     trained = shared.model.get_layer(name).kernel
     assert not np.allclose(trained.numpy(), before[name])  # it trained
@@ -173,17 +152,18 @@ def test_shared_addon_weights_exist_once():
 
 
 @pytest.mark.slow
-def test_location_direction_search_cycles(tmp_path, capsys):
-    base = _trained_like()
-    shared = lds.SharedAddOns(SPEC, base, SHAPE, 3, total_steps=40)
+def test_location_direction_search_cycles(tmp_path, capsys, tiny_nhn):
+    spec, shape = tiny_nhn.spec, tiny_nhn.shape
+    base = tiny_nhn.trained_like()
+    shared = lds.SharedAddOns(spec, base, shape, 3, total_steps=40)
     oracle = lds.LocationDirectionOracle(
-        SPEC, population_size=10, location_cycles=2, direction_cycles=1, seed=0
+        spec, population_size=10, location_cycles=2, direction_cycles=1, seed=0
     )
     rng = np.random.default_rng(0)
     data = (
-        rng.random((40, *SHAPE)).astype("float32"),
+        rng.random((40, *shape)).astype("float32"),
         rng.integers(0, 3, 40),
-        rng.random((20, *SHAPE)).astype("float32"),
+        rng.random((20, *shape)).astype("float32"),
         rng.integers(0, 3, 20),
     )
     tuner = lds.LDSTuner(
@@ -205,10 +185,10 @@ def test_location_direction_search_cycles(tmp_path, capsys):
     assert oracle.phase == "done"
     assert [c["phase"] for c in oracle.log] == ["location", "location", "direction"]
     assert len(oracle.trials) == 30
-    lds.check_gene(oracle.best_location, SPEC)
+    lds.check_gene(oracle.best_location, spec)
     # Resume: a new oracle on the same directory reloads the finished search.
     again = lds.LocationDirectionOracle(
-        SPEC, population_size=10, location_cycles=2, direction_cycles=1, seed=0
+        spec, population_size=10, location_cycles=2, direction_cycles=1, seed=0
     )
     lds.LDSTuner(
         again,
@@ -234,7 +214,7 @@ def test_location_direction_search_cycles(tmp_path, capsys):
     assert again.phase == "done" and len(again.trials) == 30
     assert again.best_location == oracle.best_location
     masks = tuner.load_direction(oracle.best_direction["trial"])
-    for a, b, k in lds.gene_addons(oracle.best_location, SPEC):
+    for a, b, k in lds.gene_addons(oracle.best_location, spec):
         m = masks[f"addon_{a}_{b}_k{k}"]
         assert m.sum() == max(1, round(0.1 * m.size))
 
@@ -247,7 +227,8 @@ def test_nhn_score_matches_table_1():
 
 
 @pytest.mark.slow
-def test_macro_supernet_evaluates_candidates_with_shared_weights(tmp_path):
+def test_macro_supernet_evaluates_candidates_with_shared_weights(tmp_path, tiny_nhn):
+    shape = tiny_nhn.shape
     import tensorflow as tf
 
     from spzoo.tuners.macro_search import MacroTuner
@@ -256,7 +237,7 @@ def test_macro_supernet_evaluates_candidates_with_shared_weights(tmp_path):
     oracle = MacroSearchOracle(space, max_trials=3, seed=0)
     tuner = MacroTuner(
         oracle,
-        SHAPE,
+        shape,
         3,
         steps=2,
         supernet=True,
@@ -264,7 +245,7 @@ def test_macro_supernet_evaluates_candidates_with_shared_weights(tmp_path):
         project_name="macro",
     )
     rng = np.random.default_rng(0)
-    x, y = rng.random((16, *SHAPE)).astype("float32"), rng.integers(0, 3, 16)
+    x, y = rng.random((16, *shape)).astype("float32"), rng.integers(0, 3, 16)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     before = [w.numpy().copy() for w in tuner.supernet.model.trainable_weights]
     tuner.search(ds, ds, verbose=0)

@@ -33,21 +33,10 @@ def synthetic(spec):
     return 0.5 + 0.4 * (1 - np.exp(-ops / 20)), 1000.0 + 50.0 * kernels
 
 
-def run(oracle, trials, on_end=None):
-    for _ in range(trials):
-        trial = oracle.create_trial("tuner0")
-        if trial.status != trial_module.TrialStatus.RUNNING:
-            return trial.status
-        spec = json.loads(trial.hyperparameters.values["architecture"])
-        accuracy, params = synthetic(spec)
-        oracle.update_trial(
-            trial.trial_id, {"val_accuracy": accuracy, "params": params}
-        )
-        trial.status = trial_module.TrialStatus.COMPLETED
-        oracle.end_trial(trial)
-        if on_end is not None:
-            on_end(oracle, trial.trial_id)
-    return None
+def synthetic_metrics(values: dict) -> dict:
+    """What a growth trial reports, from `synthetic` of its architecture."""
+    accuracy, params = synthetic(json.loads(values["architecture"]))
+    return {"val_accuracy": accuracy, "params": params}
 
 
 def make_oracle(tmp_path, name="p", **kwargs):
@@ -95,7 +84,7 @@ def test_random_spec_builds_and_is_deterministic():
     assert [w.shape for w in model.weights] == [w.shape for w in again.weights]
 
 
-def test_aging_evolution_invariants(tmp_path):
+def test_aging_evolution_invariants(tmp_path, drive_oracle):
     oracle = make_oracle(tmp_path)
     seen = []
 
@@ -114,7 +103,7 @@ def test_aging_evolution_invariants(tmp_path):
             assert spec_ops(child) >= spec_ops(parent)
         seen.append(trial_id)
 
-    status = run(oracle, 40, check)
+    status = drive_oracle(oracle, synthetic_metrics, 40, check)
     assert status == trial_module.TrialStatus.STOPPED  # n_iter = 30 reached
     history = oracle.history()
     assert len(history) == 30
@@ -126,9 +115,9 @@ def test_aging_evolution_invariants(tmp_path):
     assert all(oracle.origins[t]["parent"] is not None for t in history[6:])
 
 
-def test_fitted_k_equals_independent_least_squares(tmp_path):
+def test_fitted_k_equals_independent_least_squares(tmp_path, drive_oracle):
     oracle = make_oracle(tmp_path)
-    run(oracle, 6)
+    drive_oracle(oracle, synthetic_metrics, 6)
     assert oracle.k is not None
     accuracy, params = zip(
         *(oracle.metrics_of(t) for t in oracle.history()), strict=True
@@ -148,9 +137,9 @@ def test_fitted_k_equals_independent_least_squares(tmp_path):
     assert fit_tradeoff([0.5, 0.5], [10, 10])[0] == 0.0
 
 
-def test_state_survives_reload(tmp_path):
+def test_state_survives_reload(tmp_path, drive_oracle):
     oracle = make_oracle(tmp_path)
-    run(oracle, 12)
+    drive_oracle(oracle, synthetic_metrics, 12)
     reloaded = make_oracle(tmp_path)
     reloaded.reload()
     assert reloaded.k == oracle.k
@@ -166,9 +155,9 @@ def test_state_survives_reload(tmp_path):
         other.reload()
 
 
-def test_stops_when_a_child_exceeds_max_ops(tmp_path):
+def test_stops_when_a_child_exceeds_max_ops(tmp_path, drive_oracle):
     oracle = make_oracle(tmp_path, max_ops=40, initial_growth=2)
-    status = run(oracle, 200)
+    status = drive_oracle(oracle, synthetic_metrics, 200)
     assert status == trial_module.TrialStatus.STOPPED
     assert "n_op_max=40" in oracle.stop_reason
     assert len(oracle.history()) < 30 or oracle.stop_reason

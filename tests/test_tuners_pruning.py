@@ -10,6 +10,8 @@ from keras_tuner.engine import trial as trial_module
 from spzoo import metrics
 from spzoo.models import build_resnet
 from spzoo.training import atomic_write_text
+from spzoo.tuners.growth_oracle import GrowthOracle
+from spzoo.tuners.growth_space import GrowthSpace, spec_ops
 from spzoo.tuners.pruning import (
     PruningOracle,
     finetune_optimizer,
@@ -147,10 +149,23 @@ def build_spec_without_inner():
     return spec
 
 
-def test_analyze_writes_tables_and_plots(tmp_path):
-    from test_tuners_growth import make_oracle, run
+def test_analyze_writes_tables_and_plots(tmp_path, drive_oracle):
+    growth = GrowthOracle(
+        GrowthSpace(filters=4, blocks_per_stack=2),
+        population_size=6,
+        sample_size=3,
+        num_iterations=30,
+        max_ops=200,
+        initial_growth=3,
+        seed=7,
+    )
+    growth._set_project_dir(str(tmp_path / "run"), "growth")
 
-    run(make_oracle(tmp_path / "run", name="growth"), 12)
+    def growth_metrics(values):  # more conv ops: more accurate and larger
+        ops = spec_ops(json.loads(values["architecture"]))
+        return {"val_accuracy": 0.5 + 0.01 * ops, "params": 1000.0 + 40.0 * ops}
+
+    drive_oracle(growth, growth_metrics, 12)
     spec = initial_spec(2, 1)
     oracle = PruningOracle(spec, num_iterations=3, num_remove=1, seed=1)
     oracle._set_project_dir(str(tmp_path / "run"), "pruning")
