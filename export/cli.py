@@ -20,11 +20,13 @@ import numpy as np
 from spzoo import zoo
 from spzoo.data.preprocessing import describe, from_dict
 from spzoo.export.defaults import (
+    CALIBRATION_EXAMPLES,
     DEFAULT_ATOL,
     DEFAULT_OPSET,
     ENGINES,
     FORMATS,
     MIN_EXAMPLES,
+    QUANTIZE,
 )
 from spzoo.export.inputs import MAX_CLIP_SECONDS, expand_inputs, read_input
 from spzoo.zoo import eval_arrays, resolve_artifact
@@ -35,7 +37,7 @@ def export_command(args) -> int:
     from spzoo.export.parity import ParityError
 
     output = args.output or default_path(
-        args.model, args.format, args.slim, args.threshold
+        args.model, args.format, args.slim, args.threshold, args.quantize
     )
     try:
         report = export(
@@ -52,6 +54,8 @@ def export_command(args) -> int:
             channel_multiple=args.channel_multiple,
             engine=args.engine,
             raw_input=args.raw_input,
+            quantize=args.quantize,
+            calibration_examples=args.calibration_examples,
         )
     except ParityError as error:
         print(f"spzoo export: {error}", file=sys.stderr)
@@ -59,6 +63,12 @@ def export_command(args) -> int:
         return 1
     metadata = report.metadata
     print(f"{report.format} written to {report.path}")
+    if args.quantize:
+        print(
+            f"  {args.quantize}: activation ranges calibrated on the first "
+            f"{args.calibration_examples} training examples; checked by top-1 "
+            "agreement with Keras, not float parity"
+        )
     inputs = metadata["input"]
     print(
         f"  input {inputs['name']} (batch, "
@@ -362,6 +372,20 @@ def add_parser(subparsers) -> None:
         help="the artifact takes raw uint8 pixels (NHWC), or a float32 waveform "
         "for audio models, and preprocesses them in the graph as the metadata's "
         "preprocessing_config says (ONNX: the tf2onnx engine)",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=QUANTIZE,
+        default=None,
+        help="onnx / tflite: an int8 artifact (ONNX: QDQ static quantization; "
+        "TFLite: full integer), calibrated on training examples",
+    )
+    p.add_argument(
+        "--calibration-examples",
+        type=int,
+        default=CALIBRATION_EXAMPLES,
+        help=f"with --quantize: training examples that calibrate the activation "
+        f"ranges (default {CALIBRATION_EXAMPLES})",
     )
     p.add_argument("--examples", type=int, default=MIN_EXAMPLES)
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)

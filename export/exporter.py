@@ -40,6 +40,14 @@ from spzoo.export.parity import (
     check_parity,
     parity_examples,
 )
+from spzoo.export.quantize import (
+    CALIBRATION_EXAMPLES,
+    INT8_MIN_AGREEMENT,
+    INT8_RTOL,
+    QUANTIZE,
+    quantize_onnx,
+    training_examples,
+)
 from spzoo.export.raw_input import raw_examples, raw_input_model
 from spzoo.export.saved_model import to_saved_model
 from spzoo.export.slim import slim_model
@@ -136,6 +144,8 @@ def export(
     levels=None,
     parity_thresholds=(),
     raw_input: bool = False,
+    quantize: str | None = None,
+    calibration_examples: int = CALIBRATION_EXAMPLES,
 ) -> ExportReport:
     """Exports `model` to `path` and checks parity on real examples.
 
@@ -170,6 +180,16 @@ def export(
             the graph (`spzoo.export.raw_input`); parity compares it with
             Keras on the same inputs preprocessed outside. ONNX: the tf2onnx
             engine (the builder writes the network only).
+        quantize: `"int8"`: an int8 artifact (ONNX: `quantize_onnx`, QDQ;
+            TFLite: full-integer), calibrated on the first
+            `calibration_examples` examples of the dataset's training split;
+            its check is top-1 agreement with Keras of at least
+            `INT8_MIN_AGREEMENT` and logits within `INT8_RTOL` of the
+            largest Keras logit, not float parity; gated models are
+            calibrated and checked at the default threshold and
+            `parity_thresholds` only.
+        calibration_examples: With `quantize`: how many training examples
+            calibrate the activation ranges.
 
     The metadata's `input.preprocessing_config` is the record's or zoo
     entry's, else the dataset's (`spzoo.data.dataset_preprocessing`).
@@ -195,6 +215,22 @@ def export(
             f"`dynamic_slim`; received engine={engine!r}, "
             f"dynamic_slim={dynamic_slim!r}."
         )
+    if quantize is not None:
+        if quantize not in QUANTIZE:
+            raise ValueError(
+                f"`quantize` must be one of {QUANTIZE} or None; received {quantize!r}."
+            )
+        if format == "savedmodel" or raw_input or dynamic_slim:
+            raise ValueError(
+                "`quantize` is for ONNX and TFLite exports without `raw_input` or "
+                f"`dynamic_slim`; received format={format!r}, raw_input={raw_input!r}, "
+                f"dynamic_slim={dynamic_slim!r}."
+            )
+        if not isinstance(calibration_examples, int) or calibration_examples < 8:
+            raise ValueError(
+                "`calibration_examples` must be an int >= 8; received "
+                f"{calibration_examples!r}."
+            )
     gated = has_gates(model)
     if threshold is not None and not gated:
         raise ValueError(
@@ -262,10 +298,24 @@ def export(
             raise ValueError(
                 "`parity_thresholds` were given, but the artifact takes no threshold."
             )
+        calibration = None
+        if quantize:
+            calibration = (
+                training_examples(
+                    dataset, model.inputs[0].shape[1:], calibration_examples
+                ),
+                [float(t) for t in extra_thresholds],
+            )
         plan = _ParityPlan(
             model, x, atol, reference_threshold, tuple(extra_thresholds), raw
         )
-        return _write_checked(exported, path, format, metadata, options, plan)
+        if quantize:
+            plan = dataclasses.replace(
+                plan, atol=0.0, rtol=INT8_RTOL, min_agreement=INT8_MIN_AGREEMENT
+            )
+        return _write_checked(
+            exported, path, format, metadata, options, plan, calibration
+        )
     finally:
         if gated:
             set_threshold(model, saved_threshold)
@@ -297,12 +347,19 @@ class _ParityPlan:
     reference_threshold: float | None = None
     extra_thresholds: tuple = ()
     raw: np.ndarray | None = None
+    rtol: float = 0.0
+    min_agreement: float = 1.0
 
     def check(self, target: Path, format: str, metadata: dict) -> list:
         """Parity of the artifact `target` (`ParityError` on a failure)."""
         runner = load(target)
         thresholds = [None]
-        if metadata["threshold"]["input"]:
+        if metadata["threshold"]["input"] and self.min_agreement < 1.0:
+            # int8: the default and the thresholds asked for (a zoo curve's);
+            # near the top of the range, where the float model's logits
+            # barely differ between classes, rounding decides its top-1.
+            thresholds += list(self.extra_thresholds)
+        elif metadata["threshold"]["input"]:
             thresholds += probe_thresholds(metadata)
             levels = (runner.metadata.get("onnx") or {}).get("levels") or []
             thresholds += [r["threshold"] for r in levels[1:]]
@@ -315,9 +372,13 @@ class _ParityPlan:
             self.atol,
             self.reference_threshold,
             raw=self.raw,
+            rtol=self.rtol,
+            min_agreement=self.min_agreement,
         )
         del runner
-        if format == "onnx":
+        # ONNX's reference evaluator checks the float graph's operators; an
+        # int8 file is checked in ONNX Runtime (above) only.
+        if format == "onnx" and self.min_agreement == 1.0:
             results += check_onnx_reference(
                 target,
                 self.model,
@@ -331,10 +392,17 @@ class _ParityPlan:
 
 
 def _write_checked(
-    exported, path, format: str, metadata: dict, options: dict, plan: _ParityPlan
+    exported,
+    path,
+    format: str,
+    metadata: dict,
+    options: dict,
+    plan: _ParityPlan,
+    calibration: tuple | None = None,
 ) -> ExportReport:
-    """Writes `exported` into a staging folder beside `path`, checks its
-    parity (`plan`), then moves it into place."""
+    """Writes `exported` into a staging folder beside `path` (int8 when
+    `calibration` is given: its examples and the thresholds to calibrate
+    at), checks its parity (`plan`), then moves it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent)  # staging folders of killed exports
@@ -346,7 +414,15 @@ def _write_checked(
         if format == "savedmodel" and plan.raw is not None:
             kwargs = {"slim_blocks": False}  # the block slimmer reads the network
         threshold_input = bool(metadata["threshold"]["input"])
-        WRITERS[format](exported, target, metadata, threshold_input, **kwargs)
+        if calibration is not None and format == "tflite":
+            examples, thresholds = calibration
+            kwargs = {"int8_examples": examples, "int8_thresholds": thresholds}
+        written = target
+        if calibration is not None and format == "onnx":
+            written = staging / "float.onnx"
+        WRITERS[format](exported, written, metadata, threshold_input, **kwargs)
+        if written != target:
+            quantize_onnx(written, target, calibration[0], thresholds=calibration[1])
         results = plan.check(target, format, metadata)
         _move(target, path, format)
         return ExportReport(path, format, metadata, results)
@@ -363,12 +439,16 @@ def _move(source: Path, target: Path, format: str) -> None:
     os.replace(source, target)
 
 
-def default_path(model_path, format: str, slim: bool = False, threshold=None) -> Path:
+def default_path(
+    model_path, format: str, slim: bool = False, threshold=None, quantize=None
+) -> Path:
     """`runs/m.keras` -> `runs/m.onnx`, `runs/m.savedmodel/`, `runs/m.tflite`
-    (slim: `runs/m.slim_t0.5.onnx`)."""
+    (slim: `runs/m.slim_t0.5.onnx`; int8: `runs/m.int8.onnx`)."""
     path = Path(model_path)
     stem = path.stem
     if slim:
         stem += ".slim" + ("" if threshold is None else f"_t{threshold:g}")
+    if quantize:
+        stem += f".{quantize}"
     suffix = SUFFIXES[format] or ".savedmodel"
     return path.with_name(stem + suffix)

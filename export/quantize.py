@@ -28,12 +28,39 @@ from pathlib import Path
 import numpy as np
 
 from spzoo.artifact import INPUT_NAME, METADATA_KEY, THRESHOLD_NAME, check_metadata
+from spzoo.export.defaults import CALIBRATION_EXAMPLES, QUANTIZE  # noqa: F401
 from spzoo.export.metadata import dumps
 from spzoo.io import atomic_path
 from spzoo.runtime import resolve_threshold
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 MIN_CALIBRATION_EXAMPLES = 8
+# An int8 export passes its check when its top-1 class agrees with Keras on
+# this fraction of the parity examples and no logit is further from Keras's
+# than this fraction of the largest Keras logit (a broken quantization is
+# caught, the rounding of a working one is not mistaken for a failure).
+INT8_MIN_AGREEMENT = 0.97
+INT8_RTOL = 0.5
+
+
+def training_examples(dataset: str, input_shape, count: int) -> np.ndarray:
+    """The first `count` examples of `dataset`'s training split, float32:
+    calibration data, never the evaluation examples."""
+    from spzoo import data
+
+    batches, total = [], 0
+    for x, _ in data.load(dataset, "train", batch_size=256, shuffle=False):
+        batches.append(np.asarray(x, np.float32))
+        total += len(batches[-1])
+        if total >= count:
+            break
+    x = np.concatenate(batches)[:count]
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        raise ValueError(
+            f"Dataset {dataset!r} has examples of shape {tuple(x.shape[1:])}; "
+            f"the model expects {tuple(input_shape)}."
+        )
+    return check_calibration(x, tuple(input_shape))
 
 
 def check_calibration(calibration, shape: tuple) -> np.ndarray:
@@ -55,13 +82,24 @@ def check_calibration(calibration, shape: tuple) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def _reader(metadata: dict, x: np.ndarray, batch_size: int):
+def calibration_thresholds(metadata: dict, thresholds=(None,)) -> list:
+    """The float32 thresholds calibration cycles through (gated models: the
+    default's and `thresholds`, as `spzoo.runtime.resolve_threshold` gives
+    them; `[None]` for a model without a threshold input)."""
+    if not metadata["threshold"]["input"]:
+        return [None]
+    values = []
+    for t in [None, *thresholds]:
+        value = resolve_threshold(metadata, t)
+        if not any(value == v for v in values):
+            values.append(value)
+    return values
+
+
+def _reader(metadata: dict, x: np.ndarray, batch_size: int, thresholds: list):
     from onnxruntime.quantization import CalibrationDataReader
 
     input_name = metadata["input"].get("name", INPUT_NAME)
-    threshold = (
-        resolve_threshold(metadata, None) if metadata["threshold"]["input"] else None
-    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -72,6 +110,7 @@ def _reader(metadata: dict, x: np.ndarray, batch_size: int):
             if start is None:
                 return None
             feed = {input_name: x[start : start + batch_size]}
+            threshold = thresholds[(start // batch_size) % len(thresholds)]
             if threshold is not None:
                 feed[THRESHOLD_NAME] = threshold
             return feed
@@ -85,6 +124,7 @@ def quantize_onnx(
     calibration,
     method: str = "minmax",
     batch_size: int = 32,
+    thresholds=(),
 ) -> Path:
     """Writes an int8 (QDQ) copy of the float ONNX file `source` to `target`.
 
@@ -97,6 +137,9 @@ def quantize_onnx(
         method: Activation-range calibration: `"minmax"`, `"entropy"` or
             `"percentile"` (ONNX Runtime's `CalibrationMethod`).
         batch_size: Examples per calibration batch.
+        thresholds: Gated models: thresholds besides the default to
+            calibrate at (the batches cycle through them), so that the
+            activation ranges hold wherever the file will be run.
 
     Returns:
         The path of the int8 file.
@@ -137,6 +180,7 @@ def quantize_onnx(
     if metadata.get("quantization"):
         raise ValueError(f"`source` {str(source)!r} is already quantized.")
     x = check_calibration(calibration, tuple(metadata["input"]["shape"]))
+    levels = calibration_thresholds(metadata, thresholds)
 
     work = Path(tempfile.mkdtemp(prefix="spzoo_int8_"))
     try:
@@ -145,7 +189,7 @@ def quantize_onnx(
         quantize_static(
             str(prepared),
             str(work / "int8.onnx"),
-            _reader(metadata, x, batch_size),
+            _reader(metadata, x, batch_size, levels),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QInt8,
@@ -164,9 +208,7 @@ def quantize_onnx(
             "calibration": {
                 "method": method,
                 "examples": int(len(x)),
-                "threshold": None
-                if not metadata["threshold"]["input"]
-                else float(resolve_threshold(metadata, None)),
+                "thresholds": [float(t) for t in levels if t is not None],
             },
             "float_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
         }

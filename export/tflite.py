@@ -19,38 +19,36 @@ import numpy as np
 
 from spzoo.artifact import INPUT_NAME, MODEL_SHA256, THRESHOLD_NAME
 from spzoo.export.metadata import dumps, metadata_path, model_metadata
-from spzoo.export.quantize import check_calibration
+from spzoo.export.quantize import calibration_thresholds, check_calibration
 from spzoo.export.saved_model import SIGNATURE, THRESHOLD_SIGNATURE, to_saved_model
 from spzoo.io import remove_stale, temp_path
-from spzoo.runtime import resolve_threshold
 
 
-def _representative(examples: np.ndarray, metadata: dict, keys: list):
+def _representative(examples: np.ndarray, metadata: dict, keys: list, levels):
     """The converter's calibration generator: one example per call, for
-    every signature (with several, TFLite wants `(key, inputs)` pairs)."""
+    every signature (with several, TFLite wants `(key, inputs)` pairs); the
+    threshold signature cycles through the threshold `levels`."""
     input_name = metadata["input"].get("name", INPUT_NAME)
-    threshold = resolve_threshold(metadata, None)
 
     def generate():
-        for x in examples:
+        for i, x in enumerate(examples):
             for key in keys:
                 inputs = {input_name: x[None]}
                 if key == THRESHOLD_SIGNATURE:
-                    inputs[THRESHOLD_NAME] = threshold
+                    inputs[THRESHOLD_NAME] = levels[i % len(levels)]
                 yield (key, inputs) if len(keys) > 1 else inputs
 
     return generate
 
 
-def _int8_record(examples: np.ndarray, metadata: dict) -> dict:
-    gated = metadata["threshold"]["input"]
+def _int8_record(examples: np.ndarray, levels: list) -> dict:
     return {
         "scheme": "full-integer int8 (TFLite post-training integer "
         "quantization): int8 weights and activations, float32 input and output",
         "calibration": {
             "method": "minmax",
             "examples": int(len(examples)),
-            "threshold": float(resolve_threshold(metadata, None)) if gated else None,
+            "thresholds": [float(t) for t in levels if t is not None],
         },
     }
 
@@ -62,6 +60,7 @@ def to_tflite(
     threshold_input: bool | None = None,
     float16_weights: bool = False,
     int8_examples=None,
+    int8_thresholds=(),
 ) -> Path:
     """Writes `model` as a `.tflite` file plus `<file>.tflite.json`.
 
@@ -79,6 +78,8 @@ def to_tflite(
             activation ranges calibrated on them (gated models at their
             default threshold); the input and output stay float32. The
             sidecar metadata gets a `"quantization"` record.
+        int8_thresholds: With `int8_examples`, gated models: thresholds
+            besides the default to calibrate at (see `quantize_onnx`).
 
     Returns:
         The path of the `.tflite` file.
@@ -112,13 +113,11 @@ def to_tflite(
         if int8_examples is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            levels = calibration_thresholds(metadata, int8_thresholds)
             converter.representative_dataset = _representative(
-                int8_examples, metadata, keys
+                int8_examples, metadata, keys, levels
             )
-            metadata = {
-                **metadata,
-                "quantization": _int8_record(int8_examples, metadata),
-            }
+            metadata = {**metadata, "quantization": _int8_record(int8_examples, levels)}
         flatbuffer = converter.convert()
         tmp = staging / "model.tflite"
         tmp.write_bytes(flatbuffer)

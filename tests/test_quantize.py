@@ -10,7 +10,7 @@ import spzoo.models
 from spzoo import export
 from spzoo.export.quantize import quantize_onnx
 
-SHAPE = (12, 12, 1)
+SHAPE = (28, 28, 1)
 
 
 def _model(spec):
@@ -52,7 +52,7 @@ def test_int8_resnet_runs_like_the_float_file(resnet_onnx, tmp_path):
     assert record["calibration"] == {
         "method": "minmax",
         "examples": 64,
-        "threshold": None,
+        "thresholds": [],
     }
     assert int8_runner.metadata["architecture"] == float_runner.metadata["architecture"]
 
@@ -78,18 +78,19 @@ def test_int8_gated_model_keeps_its_threshold_input(tmp_path):
     )
     assert tflite.takes_threshold
     assert tflite(x, threshold=0.0).shape == (8, 4)
-    assert tflite.metadata["quantization"]["calibration"]["threshold"] is not None
+    (default,) = tflite.metadata["quantization"]["calibration"]["thresholds"]
+    assert default == float(export.load(source).check_threshold(None))
 
 
 def test_quantize_onnx_refuses_bad_arguments(resnet_onnx, tmp_path):
     with pytest.raises(
         ValueError,
         match=r"`calibration` holds 4 examples: expected float32 examples of "
-        r"shape \(n, 12, 12, 1\) with n >= 8\.",
+        r"shape \(n, 28, 28, 1\) with n >= 8\.",
     ):
         quantize_onnx(resnet_onnx, tmp_path / "a.onnx", _examples(4))
-    with pytest.raises(ValueError, match=r"`calibration` of shape \(16, 28, 28, 1\)"):
-        quantize_onnx(resnet_onnx, tmp_path / "a.onnx", np.zeros((16, 28, 28, 1)))
+    with pytest.raises(ValueError, match=r"`calibration` of shape \(16, 12, 12, 1\)"):
+        quantize_onnx(resnet_onnx, tmp_path / "a.onnx", np.zeros((16, 12, 12, 1)))
     with pytest.raises(ValueError, match="`method` must be one of"):
         quantize_onnx(resnet_onnx, tmp_path / "a.onnx", _examples(8), method="kl")
     with pytest.raises(ValueError, match="`target` must differ from `source`"):
@@ -133,4 +134,44 @@ def test_int8_tflite_refuses_bad_arguments(resnet, tmp_path):
         )
     with pytest.raises(ValueError, match=r"`calibration` holds 2 examples"):
         export.to_tflite(resnet, tmp_path / "m.tflite", int8_examples=_examples(2))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_quantize_int8_checks_agreement_not_float_parity(resnet, tmp_path):
+    for path in (tmp_path / "m.int8.onnx", tmp_path / "m.int8.tflite"):
+        report = export.export(
+            resnet,
+            path,
+            dataset="mnist_5k",
+            examples=64,
+            quantize="int8",
+            calibration_examples=16,
+        )
+        assert report.path == path and path.exists()
+        (result,) = report.parity
+        assert result.min_agreement == 0.97 and result.atol == 0.0
+        assert result.top1_agreement >= 0.97
+        runner = export.load(path)
+        assert runner.metadata["quantization"]["calibration"]["examples"] == 16
+
+
+def test_export_quantize_refuses_what_it_cannot_quantize(resnet, tmp_path):
+    with pytest.raises(ValueError, match=r"`quantize` must be one of \('int8',\)"):
+        export.export(resnet, tmp_path / "m.onnx", dataset="mnist_5k", quantize="int4")
+    with pytest.raises(ValueError, match="`quantize` is for ONNX and TFLite exports"):
+        export.export(
+            resnet,
+            tmp_path / "m.savedmodel",
+            format="savedmodel",
+            dataset="mnist_5k",
+            quantize="int8",
+        )
+    with pytest.raises(ValueError, match="`calibration_examples` must be an int >= 8"):
+        export.export(
+            resnet,
+            tmp_path / "m.onnx",
+            dataset="mnist_5k",
+            quantize="int8",
+            calibration_examples=4,
+        )
     assert list(tmp_path.iterdir()) == []
