@@ -34,6 +34,13 @@ Every artifact is parity-checked against Keras on 256 real examples
   batch 64, the static MACs kept and the accuracy on `--accuracy-examples`
   eval examples, with a plot of latency against threshold.
 
+`--int8` times the zoo's int8 files against their float32 files
+(`bench/results/inference_int8.{md,json}`): for every model with
+`onnx-int8` / `tflite-int8` files, ONNX Runtime and LiteRT, batch-1
+latency and batch-64 throughput of the float and the int8 file side by
+side in one run (interleaved), with both files' accuracy as the manifest
+measured them from the files on the whole eval split.
+
 `--parity` instead exports every zoo architecture (`list_architectures()`,
 28x28x1 inputs, 10 classes, untrained weights, gate projections randomised
 so gates differ across channels and examples) to all three formats with
@@ -42,6 +49,7 @@ architectures are kept in `bench/results/export_parity.partial.json`).
 
     python bench/inference.py                 # speed table
     python bench/inference.py --large --gated runs/gated_sp_resnet.fashion_mnist.keras
+    python bench/inference.py --int8          # int8 against float32, zoo files
     python bench/inference.py --parity        # parity of every architecture
 """
 
@@ -58,10 +66,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 from _common import RESULTS, machine, write_result
-from spzoo.export.parity import keras_logits
 
 import spzoo.models
 from spzoo import export, metrics
+from spzoo.export.parity import keras_logits
 from spzoo.layers import InhibitionConv2D
 
 INPUT_SHAPE = (28, 28, 1)
@@ -565,9 +573,8 @@ def _accuracy(runner, x, y, threshold) -> float:
 
 
 def large(args) -> dict:
-    from spzoo.export.onnx_builder import StaticMacs
-
     from spzoo import zoo
+    from spzoo.export.onnx_builder import StaticMacs
 
     clocks = {"cpu": time.process_time, "wall": time.perf_counter}
     clock = clocks["cpu" if THREADS == 1 else "wall"]
@@ -812,9 +819,94 @@ def large_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def int8(args) -> dict:
+    """The zoo's int8 files against their float32 files (see above)."""
+    from spzoo import zoo
+
+    clock = time.process_time if THREADS == 1 else time.perf_counter
+    rows = []
+    for name in zoo.list_models():
+        entry = zoo.info(name)
+        files = entry["files"]
+        for float_format in ("onnx", "tflite"):
+            quantized = f"{float_format}-int8"
+            if quantized not in files or float_format not in files:
+                continue
+            x = export.parity_examples(entry["dataset"], entry["input"]["shape"], 64)
+            calls = {
+                fmt: export.load(zoo.fetch(name, format=fmt), threads=THREADS)
+                for fmt in (float_format, quantized)
+            }
+            print(f"timing {name}: {float_format} and {quantized}...", flush=True)
+            latency = interleaved(calls, x[:1], args.repeats, clock)
+            batch_s = interleaved(calls, x, max(6, args.repeats // 10), clock)
+            row = {
+                "model": name,
+                "runtime": "ONNX Runtime" if float_format == "onnx" else "LiteRT",
+                "float_weights": files[float_format].get("weights", "float32"),
+                "float_ms": 1e3 * latency[float_format],
+                "int8_ms": 1e3 * latency[quantized],
+                "float_per_s": len(x) / batch_s[float_format],
+                "int8_per_s": len(x) / batch_s[quantized],
+                "float_accuracy": files[float_format]["accuracy"],
+                "int8_accuracy": files[quantized]["accuracy"],
+                "float_bytes": files[float_format]["size"],
+                "int8_bytes": files[quantized]["size"],
+            }
+            row["latency_speedup"] = row["float_ms"] / row["int8_ms"]
+            row["throughput_speedup"] = row["int8_per_s"] / row["float_per_s"]
+            print(
+                f"  {row['runtime']}: batch 1 {row['float_ms']:.3f} -> "
+                f"{row['int8_ms']:.3f} ms ({row['latency_speedup']:.2f}x), batch 64 "
+                f"{row['float_per_s']:.0f} -> {row['int8_per_s']:.0f}/s "
+                f"({row['throughput_speedup']:.2f}x)",
+                flush=True,
+            )
+            rows.append(row)
+    return {
+        "machine": machine(),
+        "threads": THREADS,
+        "clock": "CPU time of the process" if THREADS == 1 else "wall time",
+        "load_average": os.getloadavg()[0],
+        "rows": rows,
+    }
+
+
+def int8_report(result: dict) -> str:
+    lines = [
+        "# int8 against float32: the zoo's files",
+        "",
+        f"Machine: {result['machine']}; {result['threads']} thread(s), timed by "
+        f"{result['clock']} (load average {result['load_average']:.2f} at the end).",
+        "Baseline: each model's float file in the same runtime, timed "
+        "interleaved with its int8 file in one run. Accuracy: the manifest's, "
+        "measured from each file on the whole eval split.",
+        "",
+        "| model | runtime | float b1 (ms) | int8 b1 (ms) | speed-up b1 | float b64 "
+        "(/s) | int8 b64 (/s) | speed-up b64 | float acc (%) | int8 acc (%) | "
+        "drop (points) | size float / int8 (MB) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["rows"]:
+        weights = "" if r["float_weights"] == "float32" else f" ({r['float_weights']})"
+        lines.append(
+            f"| {r['model']} | {r['runtime']} | {r['float_ms']:.3f} | "
+            f"{r['int8_ms']:.3f} | {r['latency_speedup']:.2f}x | "
+            f"{r['float_per_s']:.0f} | {r['int8_per_s']:.0f} | "
+            f"{r['throughput_speedup']:.2f}x | {100 * r['float_accuracy']:.2f} | "
+            f"{100 * r['int8_accuracy']:.2f} | "
+            f"{100 * (r['int8_accuracy'] - r['float_accuracy']):+.2f} | "
+            f"{r['float_bytes'] / 1e6:.2f}{weights} / {r['int8_bytes'] / 1e6:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parity", action="store_true")
+    parser.add_argument(
+        "--int8", action="store_true", help="int8 against float32 zoo files"
+    )
     parser.add_argument(
         "--large", action="store_true", help="the large models (see above)"
     )
@@ -860,6 +952,9 @@ def main(argv=None) -> int:
     if args.parity:
         result = parity(args)
         name, text = "export_parity", parity_report(result)
+    elif args.int8:
+        result = int8(args)
+        name, text = "inference_int8", int8_report(result)
     elif args.large:
         result = large(args)
         name, text = "inference_large", large_report(result)

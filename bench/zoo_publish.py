@@ -27,6 +27,14 @@ checks them again later).
     python bench/zoo_publish.py                      # every source that exists
     python bench/zoo_publish.py --only gated_cnn.fashion_mnist
     python bench/zoo_publish.py --saved-dir /tmp/zoo --float16-above 0  # a trial
+    python bench/zoo_publish.py --int8 resnet_3_48.fashion_mnist gated_cnn.fashion_mnist
+
+`--int8 NAME...` adds `onnx-int8` and `tflite-int8` files to models already
+in the manifest (`spzoo export --quantize int8` of the shipped `.keras`
+file, calibrated on training examples, gated models at the curve's
+thresholds), with accuracy measured from each file on the whole eval split
+and the drop against the shipped `.keras` file; the other files stay as
+they are.
 """
 
 import argparse
@@ -368,6 +376,60 @@ def publish(
     return publish_card(manifest_lib.validate_entry(entry), saved)
 
 
+def add_int8(entry: dict, saved: Path = SAVED) -> dict:
+    """Adds `onnx-int8` and `tflite-int8` files to the manifest `entry`
+    (its shipped `.keras` file, quantized by `spzoo.export.export`); returns
+    the updated entry, checked, with its card written again."""
+    from spzoo.export import export
+
+    name, dataset = entry["name"], entry["dataset"]
+    model = keras.saving.load_model(
+        str(saved / entry["files"]["keras"]["file"]), compile=False
+    )
+    x, y = eval_arrays(dataset, "eval")
+    keras_accuracy = entry["files"]["keras"]["accuracy"]
+    curve = [row["threshold"] for row in (entry["threshold"] or {}).get("curve", [])]
+    files = dict(entry["files"])
+    for format, suffix in (("onnx", ".int8.onnx"), ("tflite", ".int8.tflite")):
+        report = export(
+            model,
+            saved / f"{name}{suffix}",
+            format=format,
+            dataset=dataset,
+            classes=entry["classes"],
+            quantize="int8",
+            parity_thresholds=[t for t in curve if t is not None],
+        )
+        for result in report.parity:
+            print(f"  {result}")
+        accuracy = accuracy_of(report.path, format, x, y)
+        drop = 100 * (accuracy - keras_accuracy)
+        print(
+            f"  {format}-int8 accuracy {100 * accuracy:.2f}% ({drop:+.2f} points "
+            f"vs keras), {report.path.stat().st_size:,} bytes"
+        )
+        record = file_record(
+            report.path,
+            accuracy=accuracy,
+            max_abs_diff=max(r.max_abs_diff for r in report.parity),
+            quantization=export_quantization(report.path),
+        )
+        if format == "tflite":
+            from spzoo.export.metadata import metadata_path
+
+            record["sidecar"] = file_record(metadata_path(report.path))
+        files[f"{format}-int8"] = record
+    entry = {**entry, "files": files}
+    return publish_card(manifest_lib.validate_entry(entry), saved)
+
+
+def export_quantization(path: Path) -> str:
+    """The scheme line of an int8 file's metadata."""
+    from spzoo.runtime import load
+
+    return load(path).metadata["quantization"]["scheme"]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", default=None, help="model names")
@@ -384,6 +446,13 @@ def main(argv=None) -> None:
         help="try float16 TFLite weights above this size in MB (default "
         f"{FLOAT16_ABOVE_MB:g})",
     )
+    parser.add_argument(
+        "--int8",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="add onnx-int8 and tflite-int8 files to these models (see above)",
+    )
     args = parser.parse_args(argv)
     args.saved_dir.mkdir(parents=True, exist_ok=True)
     path = args.saved_dir / "manifest.json"
@@ -394,7 +463,14 @@ def main(argv=None) -> None:
     )
     entries = {entry["name"]: entry for entry in document["models"]}
     print(f"Machine: {machine()}")
+    for name in args.int8 or []:
+        if name not in entries:
+            parser.error(f"--int8: {name!r} is not in {path}")
+        print(f"{name}: int8 files")
+        entries[name] = add_int8(entries[name], args.saved_dir)
     for source in SOURCES:
+        if args.int8 and not args.only:
+            break
         if args.only and source["name"] not in args.only:
             continue
         if not (ROOT / source["source"]).exists():

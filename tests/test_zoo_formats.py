@@ -368,3 +368,33 @@ def test_manifest_requires_a_sidecar_and_an_archive(tiny):
     entry["files"]["tflite"]["weights"] = "int8"
     with pytest.raises(zoo.ManifestError, match="files.tflite.weights"):
         zoo.validate_entry(entry)
+
+
+def test_int8_files_are_fetched_and_evaluated_like_the_others(tiny, tmp_path):
+    from spzoo.export import to_onnx, to_tflite
+    from spzoo.export.quantize import quantize_onnx
+    from spzoo.runtime import load
+
+    x = tiny.x[:64]
+    folder = tmp_path / "zoo"
+    shutil.copytree(tiny.folder, folder)
+    float_onnx = to_onnx(tiny.model, tmp_path / "float.onnx")
+    onnx8 = quantize_onnx(float_onnx, folder / f"{NAME}.int8.onnx", x)
+    tflite8 = to_tflite(tiny.model, folder / f"{NAME}.int8.tflite", int8_examples=x)
+    entry = json.loads((folder / "manifest.json").read_text())["models"][0]
+    entry["files"]["onnx-int8"] = zoo.file_record(onnx8, accuracy=0.5)
+    entry["files"]["tflite-int8"] = zoo.file_record(
+        tflite8, sidecar=zoo.file_record(tflite8.with_name(tflite8.name + ".json"))
+    )
+    manifest = _write_manifest(folder, entry)
+    expected = tiny.model.predict(x[:32], verbose=0)
+    for format in ("onnx-int8", "tflite-int8"):
+        path = zoo.fetch(NAME, format=format, manifest=manifest, offline=True)
+        logits = zoo.predict_file(path, format, x[:32])
+        assert (logits.argmax(1) == expected.argmax(1)).mean() >= 0.9
+        assert "quantization" in load(path).metadata
+    result = zoo.evaluate(NAME, format="onnx-int8", manifest=manifest, limit=64)
+    assert 0.0 <= result["accuracy"] <= 1.0
+    del entry["files"]["tflite-int8"]["sidecar"]
+    with pytest.raises(zoo.ManifestError, match="files.tflite-int8.sidecar"):
+        zoo.validate_entry(entry)

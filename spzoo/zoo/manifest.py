@@ -25,8 +25,15 @@
               "savedmodel": {"file": "x.savedmodel.zip", ...},
               "tflite": {"file": "x.tflite", ..., "weights": "float32",
                          "sidecar": {"file": "x.tflite.json", "size": 9,
-                                     "sha256": "..."}}}}]}
+                                     "sha256": "..."}},
+              "onnx-int8": {"file": "x.int8.onnx", ..., "accuracy": 0.9,
+                            "quantization": "int8 QDQ ..."},
+              "tflite-int8": {"file": "x.int8.tflite", ..., "sidecar": ...}}}]}
 ```
+
+`onnx-int8` and `tflite-int8` (optional) are int8 copies of the float
+files (`spzoo export --quantize int8`), with their accuracy measured from
+the file like every other format.
 
 A SavedModel ships as one archive (`.zip` or `.tar.gz`, see
 `spzoo.zoo.archive`) that `fetch` extracts; a TFLite file needs its
@@ -63,7 +70,7 @@ from spzoo.zoo.archive import ARCHIVE_SUFFIXES
 from spzoo.zoo.download import sha256_file
 
 FORMAT = "spzoo-zoo/1"
-FORMATS = ("keras", "onnx", "tflite", "savedmodel")
+FORMATS = ("keras", "onnx", "tflite", "savedmodel", "onnx-int8", "tflite-int8")
 REQUIRED = {
     "name": str,
     "family": str,
@@ -231,7 +238,7 @@ def validate_entry(entry: dict, where: str = "entry") -> dict:
                 f"'{key}.file' must be an archive ({', '.join(ARCHIVE_SUFFIXES)}); "
                 f"got {record['file']!r}",
             )
-        if format == "tflite":
+        if format in ("tflite", "tflite-int8"):
             _check("sidecar" in record, where, f"missing field '{key}.sidecar'")
             _check_file(record["sidecar"], where, f"{key}.sidecar")
         if "weights" in record:
