@@ -225,13 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
 # infer`, `spzoo search`, ...) are entry points of this group, each an
 # `add_parser(subparsers)` function: the core names no module above it.
 COMMANDS_GROUP = "spzoo.commands"
-# An install whose metadata predates the group (pyproject.toml's
-# `[project.entry-points."spzoo.commands"]`, read at install time) gets the
-# distribution's own commands from this table, the same entries.
-_INSTALLED_BEFORE_GROUP = {
-    "export": "spzoo.export.cli:add_parser",
-    "search": "spzoo.tuners.cli:add_parser",
-}
 
 
 def command_plugins() -> list:
@@ -250,10 +243,12 @@ def command_plugins() -> list:
     except importlib.metadata.PackageNotFoundError:  # a source tree, not installed
         points = []
     if not points:
-        points = [
-            importlib.metadata.EntryPoint(name, value, COMMANDS_GROUP)
-            for name, value in _INSTALLED_BEFORE_GROUP.items()
-        ]
+        # pyproject.toml declares them; an install older than that lacks them.
+        raise RuntimeError(
+            f"spzoo's installed metadata has no {COMMANDS_GROUP!r} entry points "
+            "(an install older than pyproject.toml's); reinstall it: "
+            "`pip install --no-deps -e .` in the source tree, or `./setup.sh`."
+        )
     return [point.load() for point in sorted(points, key=lambda p: p.name)]
 
 
