@@ -14,10 +14,10 @@ import argparse
 import json
 
 from _common import machine, write_result
-from spzoo.export.evaluate import evaluate_thresholds
-from spzoo.export.runtime import load
 
 from spzoo import zoo
+from spzoo.export.evaluate import evaluate_thresholds
+from spzoo.runtime import load
 
 
 def main(argv=None) -> None:

@@ -2,7 +2,7 @@
 
 ```python
 from spzoo.export.evaluate import evaluate_thresholds
-from spzoo.export.runtime import load
+from spzoo.runtime import load
 
 rows = evaluate_thresholds(load("gated_cnn.fashion_mnist.onnx"), x, y, [None, 5.0])
 ```
@@ -25,7 +25,7 @@ def latency_ms(
     """Median milliseconds of one call of `runner` on `batch` examples.
 
     Args:
-        runner: A `spzoo.export.runtime.Runner`.
+        runner: A `spzoo.runtime.Runner`.
         x: Float32 examples `(N, H, W, C)`; calls cycle through them.
         threshold: Gated models: the threshold on log-alpha (None: the file's).
         batch: Examples per call (>= 1, at most `len(x)`).
@@ -58,7 +58,7 @@ def evaluate_thresholds(
     """Top-1 accuracy and latency of `runner` at each threshold.
 
     Args:
-        runner: A `spzoo.export.runtime.Runner`.
+        runner: A `spzoo.runtime.Runner`.
         x: Float32 examples `(N, H, W, C)`.
         y: Integer labels `(N,)`.
         thresholds: Thresholds on log-alpha; None is the file's default.
