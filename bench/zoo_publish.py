@@ -414,6 +414,17 @@ def add_int8(entry: dict, saved: Path = SAVED) -> dict:
             max_abs_diff=max(r.max_abs_diff for r in report.parity),
             quantization=export_quantization(report.path),
         )
+        if curve:
+            # The file's own accuracy at each threshold of the float curve.
+            record["curve"] = []
+            for row in entry["threshold"]["curve"]:
+                at = accuracy_of(report.path, format, x, y, row["threshold"])
+                record["curve"].append({"threshold": row["threshold"], "accuracy": at})
+                print(
+                    f"  {format}-int8 at threshold {row['threshold']}: "
+                    f"{100 * at:.2f}% ({100 * (at - row['accuracy']):+.2f} points vs "
+                    "the float curve)"
+                )
         if format == "tflite":
             from spzoo.export.metadata import metadata_path
 

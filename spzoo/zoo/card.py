@@ -220,11 +220,31 @@ def _metrics(entry: dict) -> list[str]:
     ]
     for format, record in entry["files"].items():
         diff = record.get("max_abs_diff")
+        weights = "int8" if "quantization" in record else record.get("weights")
         lines.append(
             f"| {format} | {record['file']} | {record['size'] / 1e6:.2f} MB | "
-            f"{record.get('weights', 'float32')} | {_percent(record.get('accuracy'))}"
+            f"{weights or 'float32'} | {_percent(record.get('accuracy'))}"
             f" | {'-' if diff is None else f'{diff:.1e}'} |"
         )
+    quantized = [f for f, r in entry["files"].items() if "quantization" in r]
+    if quantized:
+        lines += [
+            "",
+            f"{', '.join(quantized)}: int8 weights and activations (float32 "
+            "input and output), checked by top-1 agreement with Keras rather "
+            "than logit parity; the max abs logit diff is int8 rounding.",
+        ]
+    for format in quantized:
+        curve = entry["files"][format].get("curve")
+        if curve:
+            lines.append(
+                f"{format} accuracy by threshold: "
+                + ", ".join(
+                    f"{threshold_text(row['threshold'])} {_percent(row['accuracy'])}"
+                    for row in curve
+                )
+                + "."
+            )
     return lines
 
 
