@@ -33,7 +33,9 @@ def test_shipped_file_reproduces_manifest_accuracy(name, format, tmp_path):
         result = zoo.evaluate(name, format=format, limit=LIMIT, **fetch)
         keras = zoo.evaluate(name, format="keras", limit=LIMIT, **fetch)
         points = 100 * abs(result["accuracy"] - keras["accuracy"])
-        flips = 3 if entry["files"][format].get("weights") == "float16" else 1
+        record = entry["files"][format]
+        rounded = record.get("weights") == "float16" or "quantization" in record
+        flips = 3 if rounded else 1
         assert points <= max(TOLERANCE_POINTS, 100 * flips / LIMIT), (result, keras)
     # Shipped files are used in place; a SavedModel is extracted from its
     # shipped archive into the cache, never beside it.
