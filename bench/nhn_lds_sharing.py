@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import machine, write_result  # noqa: E402
-from spzoo.tuners import location_direction as lds  # noqa: E402
-from spzoo.tuners.macro_search import MacroSpace, nhn_optimizer  # noqa: E402
-from spzoo.tuners.nhn_pipeline import load_arrays  # noqa: E402
 
 from spzoo import data as spdata  # noqa: E402
 from spzoo.models.nhn import build_nhn  # noqa: E402
+from spzoo.tuners import location_direction as lds  # noqa: E402
+from spzoo.tuners.macro_search import MacroSpace, nhn_optimizer  # noqa: E402
+from spzoo.tuners.nhn_pipeline import load_arrays  # noqa: E402
 
 
 def main() -> None:

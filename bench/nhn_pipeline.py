@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import machine, write_result  # noqa: E402
+
 from spzoo.tuners.nhn_pipeline import (  # noqa: E402
     format_summary,
     run_nhn_pipeline,

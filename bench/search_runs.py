@@ -22,6 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 from _common import RESULTS, machine, write_result  # noqa: E402
+
 from spzoo.tuners.growth_tuner import run_growth_search  # noqa: E402
 from spzoo.tuners.pruning import run_pruning_search  # noqa: E402
 from spzoo.tuners.statistics import analyze  # noqa: E402

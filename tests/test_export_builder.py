@@ -9,11 +9,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx.reference import ReferenceEvaluator
-from spzoo.export.onnx_builder import check_supported, default_levels
-from spzoo.export.parity import keras_logits
 
 import spzoo.models
 from spzoo import export
+from spzoo.export.onnx_builder import check_supported, default_levels
+from spzoo.export.parity import keras_logits
 from spzoo.layers import PresynapticGate
 
 SHAPE = (8, 8, 1)  # sklearn digits

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from spzoo.export.inputs import expand_inputs
 
 from spzoo import zoo
 from spzoo.cli import main
+from spzoo.export.inputs import expand_inputs
 
 MODEL = "gated_cnn.fashion_mnist"
 

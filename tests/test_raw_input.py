@@ -150,10 +150,9 @@ def test_infer_normalises_a_colour_model_per_channel(tmp_path, capsys, colour_mo
 
 @pytest.mark.parametrize("format", ["savedmodel", "tflite"])
 def test_raw_input_audio_export_runs_the_log_mel_in_the_graph(tmp_path, format):
+    from spzoo.data.audio import log_mel_image
     from spzoo.export import export, load
     from spzoo.export.raw_input import synthetic_waveforms
-
-    from spzoo.data.audio import log_mel_image
 
     model = tiny_model((32, 32, 1), name="tiny_audio")
     target = tmp_path / ("m" if format == "savedmodel" else "m.tflite")
@@ -185,10 +184,10 @@ def test_infer_runs_the_audio_config_of_the_model(tmp_path, capsys, monkeypatch)
     images): infer reads them from the metadata, for the plain ONNX export
     and the raw-input SavedModel (which gets the waveform)."""
     import soundfile
-    from spzoo.export import export
-    from spzoo.export.raw_input import synthetic_waveforms
 
     from spzoo.data.audio import log_mel_image
+    from spzoo.export import export
+    from spzoo.export.raw_input import synthetic_waveforms
 
     pipeline = AudioConfig(1.0, hop=128, mels=16)
     config = AudioPreprocessing.from_config(pipeline)
@@ -229,10 +228,9 @@ def test_infer_runs_the_audio_config_of_the_model(tmp_path, capsys, monkeypatch)
 def test_raw_input_gated_model_keeps_its_threshold(tmp_path, slim):
     """A gated CNN (input-independent gates): the raw-input ONNX takes the
     threshold like the plain one, and a slimmed export wraps the slim CNN."""
+    import spzoo.models
     from spzoo.export import export, load
     from spzoo.export.parity import keras_logits
-
-    import spzoo.models
     from spzoo.layers.inhibition_conv2d import InhibitionConv2D
 
     spec = {
