@@ -25,6 +25,7 @@ def test_paper_schedule_decays_by_80_percent_at_each_30_percent():
     assert optimizer.weight_decay is None  # not Keras's decoupled form
 
 
+@pytest.mark.slow
 def test_models_command_lists_every_architecture(capsys):
     assert cli.main(["models", "--input-shape", "16,16,1", "--num-classes", "4"]) == 0
     out = capsys.readouterr().out
@@ -33,6 +34,7 @@ def test_models_command_lists_every_architecture(capsys):
     assert "16x16x1" in out
 
 
+@pytest.mark.slow
 def test_train_command_writes_model_and_metrics(tmp_path, capsys):
     spec = resnet_spec(1, 4, [0.45, 0.40, 0.15])
     spec["name"] = "tiny_sp"
@@ -83,6 +85,7 @@ def test_console_script_is_installed():
     assert "models" in result.stdout and "train" in result.stdout
 
 
+@pytest.mark.slow
 def test_sweep_command_prints_the_threshold_table_and_plot(tmp_path, capsys):
     from spzoo.models import build
 

@@ -98,6 +98,7 @@ def test_models_json(monkeypatch, capsys):
     assert row["name"] == "gated_cnn" and row["params"] > 0 and row["macs"] > 0
 
 
+@pytest.mark.slow
 def test_tensorflow_imports_without_start_up_lines():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env.pop("SPZOO_DEBUG", None)

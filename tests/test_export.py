@@ -65,6 +65,7 @@ def gated_onnx(tmp_path_factory, x):
     return model, path, report
 
 
+@pytest.mark.slow
 def test_resnet_exports_to_onnx_and_tflite_with_parity(tmp_path, x):
     model = _resnet()
     for fmt, name in (("onnx", "m.onnx"), ("tflite", "m.tflite")):
@@ -95,6 +96,7 @@ def test_resnet_exports_to_onnx_and_tflite_with_parity(tmp_path, x):
             np.testing.assert_allclose(out, keras_logits(model, x[:n]), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_gated_onnx_threshold_input_matches_keras_at_two_thresholds(gated_onnx, x):
     model, path, report = gated_onnx
     assert all(r.passed for r in report.parity)
@@ -114,6 +116,7 @@ def test_gated_onnx_threshold_input_matches_keras_at_two_thresholds(gated_onnx, 
     np.testing.assert_allclose(evaluator.run(["logits"], feeds)[0], high[:8], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_gated_savedmodel_threshold_signature_and_asset(tmp_path, x):
     model = _gated()
     set_threshold(model, 1.0)
@@ -168,6 +171,7 @@ def test_slim_needs_input_independent_gates():
         export.slim_model(_resnet(), 0.0)
 
 
+@pytest.mark.slow
 def test_parity_failure_is_loud_and_writes_nothing(tmp_path, gated_onnx, x):
     model, path, _ = gated_onnx
     other = _gated()
@@ -219,6 +223,7 @@ def test_runner_errors_are_clear(tmp_path, gated_onnx, x):
         export.export(_resnet(), tmp_path / "r.onnx", threshold=1.0)
 
 
+@pytest.mark.slow
 def test_cli_export_slim_and_infer(tmp_path, capsys, x):
     model = _gated(input_dependent=False)
     model_path = tmp_path / "tiny.keras"
@@ -265,6 +270,7 @@ def test_parity_tolerance_and_top1():
     assert not compare(reference, reference * np.nan, "onnx").passed
 
 
+@pytest.mark.slow
 def test_cli_infer_scores_a_dataset_split_at_two_thresholds(tmp_path, capsys):
     from spzoo.export.evaluate import evaluate_thresholds
     from spzoo.runtime import load
@@ -294,6 +300,7 @@ def test_cli_infer_scores_a_dataset_split_at_two_thresholds(tmp_path, capsys):
         evaluate_thresholds(load(path), x, y, [None], latency_batch=0)
 
 
+@pytest.mark.slow
 def test_tflite_float16_weights_halve_the_file_and_keep_the_logits(tmp_path, x):
     from spzoo.export.tflite import to_tflite
     from spzoo.runtime import load

@@ -182,6 +182,7 @@ def test_dynamic_gates_export_with_parity(tmp_path, x):
     assert report.metadata["threshold"]["range"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["savedmodel", "tflite"])
 def test_other_formats_take_the_clamped_threshold(tmp_path, gated, x, fmt):
     model = gated[0]

@@ -144,6 +144,7 @@ def test_sp_resnet_structure():
     assert macs(model) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TABLE_II)
 def test_every_design_builds_for_any_input_shape_and_class_count(name):
     model = build(name, (12, 10, 2), 3)
@@ -152,6 +153,7 @@ def test_every_design_builds_for_any_input_shape_and_class_count(name):
     assert np.all(np.isfinite(model(x)))
 
 
+@pytest.mark.slow
 def test_a_training_step_on_a_tiny_trainable_neuron_resnet():
     model = build(
         resnet_spec(1, 4, {"type": "trainable", "weight_scale": 10.0}), (8, 8, 1), 3

@@ -57,6 +57,7 @@ def test_int8_resnet_runs_like_the_float_file(resnet_onnx, tmp_path):
     assert int8_runner.metadata["architecture"] == float_runner.metadata["architecture"]
 
 
+@pytest.mark.slow
 def test_int8_gated_model_keeps_its_threshold_input(tmp_path):
     spec = {
         "family": "gated_cnn",
@@ -106,6 +107,7 @@ def test_quantize_onnx_refuses_bad_arguments(resnet_onnx, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx", "once.onnx"]
 
 
+@pytest.mark.slow
 def test_int8_tflite_is_full_integer_and_runs_like_float(resnet, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -137,6 +139,7 @@ def test_int8_tflite_refuses_bad_arguments(resnet, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_export_quantize_int8_checks_agreement_not_float_parity(resnet, tmp_path):
     for path in (tmp_path / "m.int8.onnx", tmp_path / "m.int8.tflite"):
         report = export.export(

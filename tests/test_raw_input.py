@@ -92,6 +92,7 @@ def colour_model():
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", ["onnx", "savedmodel", "tflite"])
 def test_raw_input_export_matches_the_preprocessed_path(tmp_path, colour_model, format):
     from spzoo.export import export, load
@@ -148,6 +149,7 @@ def test_infer_normalises_a_colour_model_per_channel(tmp_path, capsys, colour_mo
     assert np.abs(unnormalised - np.log(probs)).max() > 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", ["savedmodel", "tflite"])
 def test_raw_input_audio_export_runs_the_log_mel_in_the_graph(tmp_path, format):
     from spzoo.data.audio import log_mel_image
@@ -224,6 +226,7 @@ def test_infer_runs_the_audio_config_of_the_model(tmp_path, capsys, monkeypatch)
             assert abs(record["top"][0]["score"] - float(p.max())) <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slim", [False, True])
 def test_raw_input_gated_model_keeps_its_threshold(tmp_path, slim):
     """A gated CNN (input-independent gates): the raw-input ONNX takes the

@@ -14,6 +14,9 @@ import pytest
 from spzoo import zoo
 from spzoo.zoo import manifest as manifest_lib
 
+# Whole-split evaluations of every shipped file: the full suite (CI) only.
+pytestmark = pytest.mark.slow
+
 TOLERANCE_POINTS = 0.2
 FULL_PARAMS = 1_000_000
 LIMIT = 500

@@ -106,6 +106,7 @@ def _logits(tiny, path, format):
     return zoo.predict_file(path, format, tiny.x[:32])
 
 
+@pytest.mark.slow
 def test_savedmodel_archive_is_downloaded_extracted_and_reused(
     tiny, tmp_path, serve_folder
 ):
@@ -296,6 +297,7 @@ def test_archives_are_deterministic_and_round_trip(tmp_path, suffix):
     assert zoo.is_extracted(out, sha256) and not zoo.is_extracted(out, "0" * 64)
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_manifest_but_no_model_file(tmp_path):
     """A wheel built from the checkout lists the zoo without the checkout; a
     fetch then needs a mirror. (`pip wheel` without build isolation or an

@@ -23,6 +23,9 @@ from spzoo import zoo
 from spzoo.zoo.site import build_site, onnxruntime_web_dir
 from spzoo.zoo.site_examples import decode
 
+# Headless Chromium: the full suite (CI) only.
+pytestmark = pytest.mark.slow
+
 NAME = "gated_cnn.fashion_mnist"
 TIMEOUT = 300.0  # seconds; the 2 cores are shared with a niced training
 RIGHT = ("ArrowRight", 39)
