@@ -11,7 +11,6 @@ import re
 
 import keras
 import numpy as np
-import pytest
 from keras.src import testing
 
 from spzoo.data import AudioPreprocessing
@@ -231,13 +230,6 @@ class ChoiceTest(testing.TestCase):
             run_mixed_precision_check=False,  # see the next test
         )
 
-    @pytest.mark.xfail(
-        raises=TypeError,
-        strict=True,
-        reason="Choice multiplies its float32 variable into float16 inputs: "
-        "'Input 'y' of 'Mul' Op has type float16 that does not match type "
-        "float32 of argument 'x''",
-    )
     def test_choice_under_mixed_precision(self):
         # What `run_layer_test`'s mixed precision check does: the symbolic
         # call (the eager one autocasts the variable and passes).

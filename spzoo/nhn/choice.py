@@ -24,7 +24,9 @@ class Choice(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        return sum(self.choice[j] * t for j, t in enumerate(inputs))
+        # In the inputs' dtype: under mixed precision they are float16.
+        choice = keras.ops.cast(self.choice, inputs[0].dtype)
+        return sum(choice[j] * t for j, t in enumerate(inputs))
 
     def get_config(self):
         return {**super().get_config(), "size": self.size}
