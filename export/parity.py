@@ -91,6 +91,17 @@ class ParityResult:
         )
 
 
+def first_examples(dataset: str, split: str, count: int) -> np.ndarray:
+    """The first `count` (at most) examples of a dataset split, float32."""
+    batches, total = [], 0
+    for x, _ in data.load(dataset, split, batch_size=256, shuffle=False):
+        batches.append(np.asarray(x, np.float32))
+        total += len(batches[-1])
+        if total >= count:
+            break
+    return np.concatenate(batches)[:count]
+
+
 def parity_examples(dataset: str, input_shape, count: int = MIN_EXAMPLES) -> np.ndarray:
     """The first `count` examples of `dataset`'s eval split, as float32.
 
@@ -103,14 +114,7 @@ def parity_examples(dataset: str, input_shape, count: int = MIN_EXAMPLES) -> np.
             f"Dataset {dataset!r} has examples of shape {tuple(info.input_shape)}; "
             f"the model expects {tuple(input_shape)}. Pass a `dataset` that matches."
         )
-    batches = []
-    total = 0
-    for x, _ in data.load(dataset, "eval", batch_size=256, shuffle=False):
-        batches.append(np.asarray(x, np.float32))
-        total += len(batches[-1])
-        if total >= count:
-            break
-    x = np.concatenate(batches)[:count]
+    x = first_examples(dataset, "eval", count)
     if len(x) < count:
         raise ValueError(
             f"Dataset {dataset!r} has {len(x)} eval examples; parity needs {count}."

@@ -20,18 +20,18 @@ that): measure it from the file (`spzoo.zoo.evaluate`) and report the drop.
 """
 
 import hashlib
-import json
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from spzoo.artifact import INPUT_NAME, METADATA_KEY, THRESHOLD_NAME, check_metadata
+from spzoo.artifact import INPUT_NAME, METADATA_KEY, THRESHOLD_NAME
 from spzoo.export.defaults import CALIBRATION_EXAMPLES, QUANTIZE  # noqa: F401
 from spzoo.export.metadata import dumps
+from spzoo.export.parity import first_examples
 from spzoo.io import atomic_path
-from spzoo.runtime import resolve_threshold
+from spzoo.runtime import onnx_metadata, resolve_threshold
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 MIN_CALIBRATION_EXAMPLES = 8
@@ -46,15 +46,7 @@ INT8_RTOL = 0.5
 def training_examples(dataset: str, input_shape, count: int) -> np.ndarray:
     """The first `count` examples of `dataset`'s training split, float32:
     calibration data, never the evaluation examples."""
-    from spzoo import data
-
-    batches, total = [], 0
-    for x, _ in data.load(dataset, "train", batch_size=256, shuffle=False):
-        batches.append(np.asarray(x, np.float32))
-        total += len(batches[-1])
-        if total >= count:
-            break
-    x = np.concatenate(batches)[:count]
+    x = first_examples(dataset, "train", count)
     if tuple(x.shape[1:]) != tuple(input_shape):
         raise ValueError(
             f"Dataset {dataset!r} has examples of shape {tuple(x.shape[1:])}; "
@@ -174,9 +166,7 @@ def quantize_onnx(
         raise ValueError(
             f"`source` {str(source)!r} is not a readable ONNX file: {error}"
         ) from None
-    props = {p.key: p.value for p in proto.metadata_props}
-    where = f"ONNX file {str(source)!r} (metadata_props[{METADATA_KEY!r}])"
-    metadata = check_metadata(json.loads(props.get(METADATA_KEY, "null")), where)
+    metadata = onnx_metadata(proto, source)
     if metadata.get("quantization"):
         raise ValueError(f"`source` {str(source)!r} is already quantized.")
     x = check_calibration(calibration, tuple(metadata["input"]["shape"]))

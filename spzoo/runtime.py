@@ -79,6 +79,18 @@ def resolve_threshold(metadata: dict, threshold) -> np.ndarray:
     return np.asarray(value, np.float32)
 
 
+def onnx_metadata(proto, path) -> dict:
+    """The spzoo metadata of the loaded ONNX `proto` (read from `path`), or
+    `ValueError` naming the file when it holds none."""
+    props = {p.key: p.value for p in proto.metadata_props}
+    where = f"ONNX file {str(path)!r} (metadata_props[{METADATA_KEY!r}])"
+    try:
+        metadata = json.loads(props[METADATA_KEY])
+    except (KeyError, json.JSONDecodeError):
+        metadata = None
+    return check_metadata(metadata, where)
+
+
 class Runner(abc.ABC):
     """An exported model loaded in its runtime; call it on a batch of images.
 
@@ -228,13 +240,7 @@ class OnnxRunner(Runner):
             raise ValueError(
                 f"ONNX file {str(path)!r} is corrupted or truncated: {error}"
             ) from error
-        props = {p.key: p.value for p in proto.metadata_props}
-        where = f"ONNX file {str(path)!r} (metadata_props[{METADATA_KEY!r}])"
-        try:
-            metadata = json.loads(props[METADATA_KEY])
-        except (KeyError, json.JSONDecodeError):
-            metadata = None
-        super().__init__(path, "onnx", check_metadata(metadata, where))
+        super().__init__(path, "onnx", onnx_metadata(proto, path))
         options = ort.SessionOptions()
         # The threshold is an initializer that is also a graph input (an
         # overridable default); ORT warns about that on every load.
