@@ -27,7 +27,12 @@ checks them again later).
     python bench/zoo_publish.py                      # every source that exists
     python bench/zoo_publish.py --only gated_cnn.fashion_mnist
     python bench/zoo_publish.py --saved-dir /tmp/zoo --float16-above 0  # a trial
+    python bench/zoo_publish.py --cards
     python bench/zoo_publish.py --int8 resnet_3_48.fashion_mnist gated_cnn.fashion_mnist
+
+`--cards` writes the cards again without exporting anything, recording
+the provenance fields an entry lacks (the sha256 of the training and
+evaluation data as loaded, `spzoo.data.fingerprint`).
 
 `--int8 NAME...` adds `onnx-int8` and `tflite-int8` files to models already
 in the manifest (`spzoo export --quantize int8` of the shipped `.keras`
@@ -464,6 +469,12 @@ def main(argv=None) -> None:
         metavar="NAME",
         help="add onnx-int8 and tflite-int8 files to these models (see above)",
     )
+    parser.add_argument(
+        "--cards",
+        action="store_true",
+        help="only record missing provenance (the data hashes) and write the "
+        "cards again, for every model in the manifest or those of --only",
+    )
     args = parser.parse_args(argv)
     args.saved_dir.mkdir(parents=True, exist_ok=True)
     path = args.saved_dir / "manifest.json"
@@ -474,13 +485,20 @@ def main(argv=None) -> None:
     )
     entries = {entry["name"]: entry for entry in document["models"]}
     print(f"Machine: {machine()}")
+    for name in args.only or []:
+        if args.cards and name not in entries:
+            parser.error(f"--only: {name!r} is not in {path}")
+    for name in sorted(entries) if args.cards else []:
+        if not args.only or name in args.only:
+            print(f"{name}: card (data sha256 as loaded)")
+            entries[name] = publish_card(entries[name], args.saved_dir)
     for name in args.int8 or []:
         if name not in entries:
             parser.error(f"--int8: {name!r} is not in {path}")
         print(f"{name}: int8 files")
         entries[name] = add_int8(entries[name], args.saved_dir)
     for source in SOURCES:
-        if args.int8 and not args.only:
+        if args.cards or (args.int8 and not args.only):
             break
         if args.only and source["name"] not in args.only:
             continue

@@ -170,3 +170,34 @@ def test_the_cycle_finder_reports_a_path():
     assert cycle == ["a", "b", "c", "a"]
     assert describe(cycle, graph) == "a (line 3) -> b (line 5) -> c (line 7) -> a"
     assert find_cycle({"a": {"b": 1}, "b": {}}) is None
+
+
+# tensorflow-io 0.37's native ops do not load on TensorFlow 2.21; only these
+# pure-Python functions (thin wrappers over `tf.signal`) may be used.
+TFIO_WORKING = {"tfio.audio.spectrogram", "tfio.audio.melscale"}
+
+
+def test_only_the_working_tensorflow_io_functions_are_used():
+    used = set()
+    roots = [SOURCE, SOURCE.parent / "tuners", SOURCE.parent / "export"]
+    for path in (p for root in roots for p in sorted(root.rglob("*.py"))):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names]
+                module = getattr(node, "module", None) or ""
+                if module.startswith("tensorflow_io") or (
+                    not module and any(n.startswith("tensorflow_io") for n in names)
+                ):
+                    assert names == ["tensorflow_io"] and not module, (
+                        f"{path}: import only `tensorflow_io as tfio`"
+                    )
+            if isinstance(node, ast.Attribute) and isinstance(
+                node.value, ast.Attribute
+            ):
+                if (
+                    isinstance(node.value.value, ast.Name)
+                    and node.value.value.id == "tfio"
+                ):
+                    used.add(f"tfio.{node.value.attr}.{node.attr}")
+    assert used and used <= TFIO_WORKING, used - TFIO_WORKING

@@ -102,3 +102,39 @@ def test_publisher_writes_the_card_beside_the_model(tiny_publish):
     ]
     text = (saved / "tiny.sklearn_digits.card.md").read_text()
     assert text == card.render(entry) and "| command | `untrained (test)` |" in text
+
+
+def test_data_fingerprint_hashes_the_split_as_loaded():
+    import hashlib
+
+    import numpy as np
+
+    import spzoo.data
+
+    digest = spzoo.data.fingerprint("sklearn_digits", "eval")
+    assert len(digest) == 64 and digest == spzoo.data.fingerprint(
+        "sklearn_digits", "eval"
+    )
+    assert digest != spzoo.data.fingerprint("sklearn_digits", "train")
+    # The same bytes, hashed by hand from the loaded, unshuffled split.
+    ds = spzoo.data.load("sklearn_digits", "eval", batch_size=1024, shuffle=False)
+    shape = tuple(ds.element_spec[0].shape[1:])
+    by_hand = hashlib.sha256(f"spzoo-data-v1 {shape}\n".encode())
+    for x, y in ds.as_numpy_iterator():
+        by_hand.update(np.asarray(x, "<f4").tobytes())
+        by_hand.update(np.asarray(y, "<i4").tobytes())
+    assert digest == by_hand.hexdigest()
+
+
+def test_publish_card_records_the_data_hashes_when_missing(tmp_path, monkeypatch):
+    entry = zoo.info("nhn.fashion_mnist")
+    entry.pop("provenance", None)
+    calls = []
+    monkeypatch.setattr(
+        card, "data_sha256", lambda dataset: calls.append(dataset) or {"train": "t"}
+    )
+    card.publish_card(entry, tmp_path)
+    assert calls == ["fashion_mnist"]
+    assert entry["provenance"]["data_sha256"] == {"train": "t"}
+    text = card.card_path(tmp_path, entry["name"]).read_text()
+    assert "| training data sha256 | t |" in text

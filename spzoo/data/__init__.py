@@ -4,6 +4,7 @@
 info = spzoo.data.get("fashion_mnist")      # DatasetInfo: shapes, classes, source
 train = spzoo.data.load("fashion_mnist", split="train", batch_size=128)
 spzoo.data.scale_settings(num_examples=700_000, channels=1)  # Table I rule
+spzoo.data.fingerprint("fashion_mnist", "eval")   # sha256 of the split as loaded
 ```
 
 Offline datasets (installed from Debian/PyPI packages): `fashion_mnist`,
@@ -16,6 +17,7 @@ use of an audio dataset.
 """
 
 from spzoo.data import offline, paper  # noqa: F401  (registers the datasets)
+from spzoo.data.fingerprint import fingerprint
 from spzoo.data.preprocessing import (
     AudioPreprocessing,
     ImagePreprocessing,
@@ -29,6 +31,7 @@ __all__ = [
     "DatasetInfo",
     "ImagePreprocessing",
     "dataset_preprocessing",
+    "fingerprint",
     "Scaled",
     "get",
     "list_datasets",

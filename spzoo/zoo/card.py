@@ -122,6 +122,15 @@ def provenance(repository: str | Path | None = None) -> dict:
     }
 
 
+def data_sha256(dataset: str) -> dict:
+    """The sha256 of the training and evaluation splits of `dataset` as
+    spzoo loads them (`spzoo.data.fingerprint`): `{"train": ..., "eval": ...}`.
+    """
+    from spzoo.data import fingerprint
+
+    return {split: fingerprint(dataset, split) for split in ("train", "eval")}
+
+
 def _percent(value) -> str:
     return percent(value, NOT_RECORDED)
 
@@ -348,14 +357,17 @@ def card_path(folder: str | Path, name: str) -> Path:
 
 
 def publish_card(entry: dict, folder: str | Path, repository=None) -> dict:
-    """Records `provenance()` in `entry` (keeping any field already there)
-    and writes its card beside the model files in `folder`, atomically.
+    """Records `provenance()` in `entry` (keeping any field already there;
+    the data hashes of `data_sha256` when none are recorded) and writes its
+    card beside the model files in `folder`, atomically.
 
     Returns:
         The entry, updated in place.
     """
     recorded = provenance(repository)
     recorded.update(entry.get("provenance") or {})
+    if not recorded.get("data_sha256"):
+        recorded["data_sha256"] = data_sha256(entry["dataset"])
     entry["provenance"] = recorded
     atomic_write_text(card_path(folder, entry["name"]), render(entry))
     return entry
