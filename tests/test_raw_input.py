@@ -260,3 +260,26 @@ def test_raw_input_gated_model_keeps_its_threshold(tmp_path, slim):
     expected = keras_logits(model, x, t)
     got = runner(pixels) if slim else runner(pixels, threshold=t)
     assert np.abs(got - expected).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_raw_input_onnx_of_a_zoo_model_matches_the_preprocessed_path(tmp_path):
+    """The shipped gated CNN, exported with `--raw-input`: 256 Fashion-MNIST
+    eval images as uint8 pixels give the Keras model's logits on the
+    preprocessed ([0, 1]) images."""
+    from pathlib import Path
+
+    from spzoo.export import export, load
+    from spzoo.zoo import eval_arrays
+
+    saved = Path(__file__).resolve().parents[1] / "saved_models"
+    model = keras.saving.load_model(
+        saved / "gated_cnn.fashion_mnist.keras", compile=False
+    )
+    x, _ = eval_arrays("fashion_mnist", "eval")
+    pixels = np.rint(x[:256] * 255).astype(np.uint8)
+    np.testing.assert_allclose(pixels / 255.0, x[:256], atol=1e-6)  # lossless
+    report = export(model, tmp_path / "m.onnx", dataset="fashion_mnist", raw_input=True)
+    assert report.metadata["input"]["raw"]
+    diff = np.abs(load(report.path)(pixels) - np.asarray(model(x[:256]))).max()
+    assert diff <= 1e-4, diff
