@@ -56,20 +56,20 @@ class RecordingTuner(lds.LDSTuner):
 
     `kill=(point, trial_id)` with `point` one of
     `"created"` (the trial's file written, not yet the oracle's state),
-    `"trained"` (W trained, not yet written), `"reported"` (W written to the
-    pending file and the accuracy to the trial's file, the trial not ended),
-    `"ended"` (the oracle recorded the end, W not yet promoted).
+    `"trained"` (W trained, its update not yet written), `"reported"` (the
+    update written and the accuracy to the trial's file, the trial not
+    ended), `"ended"` (the oracle recorded the end and committed the next
+    version of W).
     `sigkill=True` dies by SIGKILL, else by raising `Killed`.
     """
 
     def __init__(self, oracle, shared, *args, kill=None, sigkill=False, **kwargs):
         self.ran, self.snapshots = [], {}
         self.kill, self.sigkill = kill, sigkill
-        self._running = None
         self._wrap(oracle, "_save_trial", "created", before=False)
-        self._wrap(shared, "save", "trained", before=True)
         self._wrap(oracle, "end_trial", "ended", before=False)
         super().__init__(oracle, shared, *args, **kwargs)
+        self._wrap(self.versions, "write_update", "trained", before=True)
 
     def _die(self, point, trial_id):
         if self.kill == (point, trial_id):
@@ -81,12 +81,8 @@ class RecordingTuner(lds.LDSTuner):
         original = getattr(obj, method)
 
         def wrapped(arg, *args, **kwargs):
-            trial_id = getattr(arg, "trial_id", None)
-            if point == "trained":  # `save(path)` of the pending file
-                name = os.path.basename(os.fspath(arg))
-                trial_id = (
-                    self._running if name.startswith("shared_addons.trial_") else None
-                )
+            # `write_update(trial_id, ...)`, else `method(trial)`.
+            trial_id = arg if point == "trained" else getattr(arg, "trial_id", None)
             if before:
                 self._die(point, trial_id)
             result = original(arg, *args, **kwargs)
@@ -98,7 +94,6 @@ class RecordingTuner(lds.LDSTuner):
 
     def run_trial(self, trial, *args, **kwargs):
         self.ran.append(trial.trial_id)
-        self._running = trial.trial_id
         return super().run_trial(trial, *args, **kwargs)
 
     def on_trial_end(self, trial):
@@ -203,9 +198,14 @@ def check_resume(directory, finished: int, reference):
     assert int(shared.model.optimizer.iterations.numpy()) == reference["iterations"]
     for name, w in reference["snapshots"][IDS[-1]].items():
         np.testing.assert_allclose(addon_kernels(shared)[name], w, atol=1e-5)
-    leftovers = os.listdir(os.path.join(directory, PROJECT))
-    assert not [
-        n for n in leftovers if n.startswith("shared_addons.") and n != lds.WEIGHTS
+    # Every completed trial's update was committed once: version TOTAL; the
+    # versions no trial can start from any more are gone.
+    assert oracle.weights_version == TOTAL
+    assert sorted(oracle.merged) == IDS
+    assert sorted(oracle.merged.values()) == list(range(1, TOTAL + 1))
+    versions = lds.SharedWeightsVersions(os.path.join(directory, PROJECT))
+    assert sorted(os.listdir(versions.folder)) == [  # no temporary left either
+        os.path.basename(versions.path(v)) for v in (TOTAL - 1, TOTAL)
     ]
 
 
@@ -219,7 +219,7 @@ def test_lds_resumes_after_sigkill_mid_cycle(tmp_path, reference):
         timeout=300,
     )
     assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-3000:]
-    assert os.path.isfile(tmp_path / PROJECT / "shared_addons.trial_13.weights.h5")
+    assert os.path.isfile(tmp_path / PROJECT / "trial_13" / "shared_addons_update.npz")
     check_resume(tmp_path, KILL_AT, reference)
 
 

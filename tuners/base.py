@@ -18,6 +18,7 @@ weight saves, training a classifier for a number of steps, and
 split every `spzoo search` command shares.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -41,6 +42,7 @@ PARAMS = "params"
 GAIN = "val_gain"
 ARCHITECTURE = "architecture"
 SUMMARY_FILE = "search.json"
+ORACLE_IP = "KERASTUNER_ORACLE_IP"  # KerasTuner's chief/worker variable
 
 
 def _short(value) -> str:
@@ -210,9 +212,35 @@ class SearchTuner(ResumableTuner):
         )
 
 
+def is_chief() -> bool:
+    """Whether this process is the chief of a chief/worker search."""
+    return dist_utils.is_chief_oracle()
+
+
 def is_worker() -> bool:
     """Whether this process is a worker of a chief/worker search."""
     return dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
+
+
+@contextlib.contextmanager
+def single_process():
+    """Runs the KerasTuner searches of the block in this process alone.
+
+    Inside the block KerasTuner sees no `KERASTUNER_ORACLE_IP`: a chief
+    runs a search itself instead of serving it (e.g. a stage of the NHN
+    pipeline that its workers do not join); the variable is back after it.
+    """
+    saved = os.environ.pop(ORACLE_IP, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[ORACLE_IP] = saved
+
+
+def oracle_address() -> str:
+    """`ip:port` of the chief's oracle (`KERASTUNER_ORACLE_IP` / `_PORT`)."""
+    return f"{os.environ[ORACLE_IP]}:{os.environ['KERASTUNER_ORACLE_PORT']}"
 
 
 def run_search(tuner, dataset: str, settings, seed: int, verbose: int, preamble: str):

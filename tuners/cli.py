@@ -97,6 +97,9 @@ def nhn_command(args) -> int:
         final_recipe=args.final_recipe,
         direction_rule=args.direction_rule,
     )
+    if summary is None:
+        print("worker finished: the chief holds the search results")
+        return 0
     print(format_summary(summary))
     print(f"NHN model written to {summary['model_path']}")
     return 0

@@ -20,6 +20,7 @@ from spzoo.tuners.base import (
     running,
     stopped,
 )
+from spzoo.tuners.lds_checkpoint import SharedWeightsVersions
 from spzoo.tuners.lds_operators import (
     check_direction_rule,
     check_sparsity,
@@ -34,9 +35,14 @@ class LocationDirectionOracle(SearchOracle):
     """Algorithm 1 as a KerasTuner oracle: location then direction search.
 
     Each trial is one member of the current cycle: its hyperparameter
-    `"candidate"` is JSON `{"phase", "cycle", "slot", "gene", "direction_seed"}`
-    and it reports `val_accuracy`. A cycle's members are handed out one by
-    one; when all ended, the population evolves.
+    `"candidate"` is JSON `{"phase", "cycle", "slot", "gene",
+    "weights_version"}` and it reports `val_accuracy`. A cycle's members are
+    handed out one by one; when all ended, the population evolves.
+
+    The oracle owns the shared add-on weights W (`spzoo.tuners.lds_checkpoint`):
+    a trial starts from the version of W named in its candidate, and when it
+    completes the oracle commits the next version, the current one plus the
+    trial's update (`merged` records which version each trial made).
 
     Args:
         spec: The base (pruned) NHN spec.
@@ -106,6 +112,8 @@ class LocationDirectionOracle(SearchOracle):
         self.log = []  # one entry per finished cycle
         self.best_location = None
         self.best_direction = None  # {"trial", "seed", "accuracy"}
+        self.weights_version = 0  # the current version of W
+        self.merged = {}  # trial id -> the version of W its update made
 
     def _score(self, member, metric=None):
         """A member's rank: its gain over the base network on its own eval
@@ -194,13 +202,34 @@ class LocationDirectionOracle(SearchOracle):
                     "cycle": self.cycle,
                     "slot": slot,
                     "gene": member["gene"],
+                    "weights_version": self.weights_version,
                 }
                 return running({CANDIDATE: json.dumps(candidate)})
         return idle()
 
     def trial_ended(self, trial):
+        if trial.status == TrialStatus.COMPLETED and trial.trial_id not in self.merged:
+            self._commit(trial)
         if self.phase != "done" and self._all_ended():
             self._evolve()
+
+    def _commit(self, trial):
+        """Commits a completed trial's update of W as the next version."""
+        versions = SharedWeightsVersions(self._project_dir)
+        previous = self.weights_version
+        self.weights_version = versions.commit(trial.trial_id, previous)
+        self.merged[trial.trial_id] = self.weights_version
+        # Kept: the versions a state saved before or after this commit names
+        # (current, or where an ongoing trial or this one's retry starts).
+        started = [
+            json.loads(t.hyperparameters.values[CANDIDATE])["weights_version"]
+            for t in [
+                *self.ongoing_trials.values(),
+                *(self.trials[i] for i in self._retry_queue),
+                trial,
+            ]
+        ]
+        versions.collect({previous, self.weights_version, *started})
 
     def settings(self) -> dict:
         """What a resumed search must keep (checked by `set_state`)."""
@@ -225,6 +254,8 @@ class LocationDirectionOracle(SearchOracle):
                 "log": self.log,
                 "best_location": self.best_location,
                 "best_direction": self.best_direction,
+                "weights_version": self.weights_version,
+                "merged": self.merged,
             }
         )
         return state
@@ -235,9 +266,36 @@ class LocationDirectionOracle(SearchOracle):
             saved.setdefault("population_size", len(state["members"]))
         return saved
 
+    def reload(self):
+        """Reloads the search; a running trial goes back to its tuner.
+
+        KerasTuner queues the trials that were running for any tuner to run
+        again; here each goes back to the tuner that ran it (its
+        `KERASTUNER_TUNER_ID`): a restarted process runs it again from its
+        version of W, and a worker that was still running it while the chief
+        restarted ends it; no trial runs in two processes, none is committed
+        twice.
+        """
+        super().reload()
+        for tuner_id, trial_id in self._running_at_save.items():
+            if trial_id in self._retry_queue:
+                self._retry_queue.remove(trial_id)
+                self.trials[trial_id].status = TrialStatus.RUNNING
+                self.ongoing_trials[tuner_id] = self.trials[trial_id]
+
     def set_state(self, state):
         super().set_state(state)
+        self._running_at_save = dict(state["ongoing_trials"])
         for key in ("phase", "cycle", "members", "log"):
             setattr(self, key, state[key])
         self.best_location = state["best_location"]
         self.best_direction = state["best_direction"]
+        if "weights_version" not in state:
+            raise ValueError(
+                f"The LDS search in {self._project_dir!r} was written by an "
+                "earlier spzoo (one shared_addons.weights.h5, no versions of the "
+                "shared weights); start it afresh in another directory (or with "
+                "--overwrite)."
+            )
+        self.weights_version = state["weights_version"]
+        self.merged = state["merged"]

@@ -1,7 +1,8 @@
 """`LDSTuner`: trains LDS candidates on the shared add-on weights, resumably.
 
-See `spzoo.tuners.location_direction` for the search and the checkpoint
-protocol of the shared weights W.
+See `spzoo.tuners.location_direction` for the search and
+`spzoo.tuners.lds_checkpoint` for the versions of the shared weights W,
+which the oracle owns (on the chief of a chief/worker search).
 """
 
 import json
@@ -13,8 +14,8 @@ import numpy as np
 from spzoo.io import atomic_path
 from spzoo.nhn.addon_supernet import SharedAddOns
 from spzoo.nhn.addons import gene_addons
-from spzoo.tuners.base import ACCURACY, GAIN, SearchTuner, check_resume, completed
-from spzoo.tuners.lds_checkpoint import SharedWeightsCheckpoint
+from spzoo.tuners.base import ACCURACY, GAIN, SearchTuner, check_resume
+from spzoo.tuners.lds_checkpoint import SharedWeightsVersions
 from spzoo.tuners.lds_operators import generate_direction
 from spzoo.tuners.lds_oracle import CANDIDATE, LocationDirectionOracle
 
@@ -29,10 +30,14 @@ class LDSTuner(SearchTuner, keras_tuner.Tuner):
     base network's on the same batches. The direction masks each trial drew
     go to `<project>/directions/`.
 
-    The shared weights W are checkpointed after every trial (see
-    `spzoo.tuners.lds_checkpoint`), so that a killed search resumes
-    exactly. The settings below, the data sizes and the supernet's schedule
-    must be those the search started with (else `ValueError`).
+    A trial loads the version of W its candidate names, trains it and writes
+    its update, which the oracle commits as the next version when it records
+    the trial as completed (`spzoo.tuners.lds_checkpoint`); so a killed
+    search resumes exactly, and workers of a chief/worker search (KerasTuner's
+    `KERASTUNER_*` variables) share one W. After `search`, `shared` holds
+    the last version (not on a worker). The settings below, the data sizes
+    and the supernet's schedule must be those the search started with (else
+    `ValueError`).
 
     Args:
         oracle: A `LocationDirectionOracle`.
@@ -81,6 +86,9 @@ class LDSTuner(SearchTuner, keras_tuner.Tuner):
             if int(value) != value or value < 1:
                 raise ValueError(f"`{arg}` must be an int >= 1; received {value!r}.")
         # Set before KerasTuner's __init__, which reloads a search (set_state).
+        # On a worker `self.oracle` becomes KerasTuner's client of the chief's
+        # oracle; this one (built with the same arguments) gives the settings.
+        self.lds = oracle
         self.shared = shared
         self.data = data
         self.steps = int(steps)
@@ -91,8 +99,10 @@ class LDSTuner(SearchTuner, keras_tuner.Tuner):
         self.progress = bool(progress)
         self._base_accuracy = {}  # eval slot -> frozen base accuracy there
         super().__init__(oracle=oracle, hypermodel=None, **kwargs)
-        self.checkpoint = SharedWeightsCheckpoint(self.project_dir, shared)
-        self.checkpoint.recover(self._completed, self.resumed)
+        self.versions = SharedWeightsVersions(self.project_dir)
+        if not self._is_worker():
+            self.versions.initialize(shared.state())
+            self._load_current()
 
     def settings(self) -> dict:
         """What a resumed search must keep (checked by `set_state`)."""
@@ -116,37 +126,32 @@ class LDSTuner(SearchTuner, keras_tuner.Tuner):
             check_resume("LDS", state["settings"], self.settings())
         self.resumed = True
 
-    def _completed(self, trial_id) -> bool:
-        return trial_id in self.oracle.end_order and completed(self.oracle, trial_id)
+    def _load_current(self) -> None:
+        """Loads the oracle's current version of W into `shared`."""
+        self.shared.restore(self.versions.read(self.oracle.weights_version))
+
+    def search(self, *args, **kwargs):
+        super().search(*args, **kwargs)
+        if not self._is_worker():  # the search's W, as the oracle committed it
+            self._load_current()
 
     def on_search_begin(self):
         super().on_search_begin()
-        self.checkpoint.begin()
         self.save()  # from now on a re-run reloads this search
 
-    def on_trial_end(self, trial):
-        self.oracle.end_trial(trial)
-        self.checkpoint.end(trial.trial_id, self._completed(trial.trial_id))
-        self.save()
-        if self.progress and self._completed(trial.trial_id):
-            self._report(trial)
-
-    def _report(self, trial) -> None:
-        """One progress line per finished member."""
-        candidate = json.loads(trial.hyperparameters.values[CANDIDATE])
+    def _report(self, candidate: dict, accuracy: float, gain: float) -> None:
+        """One progress line per trained member."""
         phase = candidate["phase"]
         cycles = (
-            self.oracle.location_cycles
+            self.lds.location_cycles
             if phase == "location"
-            else self.oracle.direction_cycles
+            else self.lds.direction_cycles
         )
-        metrics = trial.metrics
-        gain = metrics.get_last_value(GAIN) if metrics.exists(GAIN) else None
         print(
             f"LDS {phase} cycle {candidate['cycle'] + 1}/{cycles}, member "
-            f"{candidate['slot'] + 1}/{self.oracle.population_size}: accuracy "
-            f"{metrics.get_last_value(ACCURACY):.4f}"
-            + ("" if gain is None else f", gain over the base {gain:+.4f}"),
+            f"{candidate['slot'] + 1}/{self.lds.population_size}: accuracy "
+            f"{accuracy:.4f}, gain over the base {gain:+.4f} (shared weights "
+            f"version {candidate['weights_version']})",
             flush=True,
         )
 
@@ -161,15 +166,17 @@ class LDSTuner(SearchTuner, keras_tuner.Tuner):
     def run_trial(self, trial, *args, **kwargs):
         candidate = json.loads(trial.hyperparameters.values[CANDIDATE])
         gene, slot = candidate["gene"], candidate["slot"]
+        start = self.versions.read(candidate["weights_version"])
+        self.shared.restore(start)
         directions = None
         if candidate["phase"] == "direction":
-            rng = np.random.default_rng([int(self.oracle.seed), int(trial.trial_id)])
+            rng = np.random.default_rng([int(self.lds.seed), int(trial.trial_id)])
             directions = generate_direction(
                 gene_addons(gene, self.shared.spec),
                 self.shared.kernel_stds(),
-                self.oracle.sparsity,
+                self.lds.sparsity,
                 rng,
-                rule=self.oracle.direction_rule,
+                rule=self.lds.direction_rule,
             )
             path = self.direction_path(trial.trial_id)
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -186,8 +193,11 @@ class LDSTuner(SearchTuner, keras_tuner.Tuner):
         x, y = self._slice(x_train, y_train, slot * n, n)
         self.shared.train(x, y, self.batch_size)
         accuracy = self.shared.evaluate(xe, ye)
-        self.checkpoint.write_pending(trial.trial_id)
-        return {ACCURACY: accuracy, GAIN: accuracy - self._base_accuracy[slot]}
+        self.versions.write_update(trial.trial_id, start, self.shared.state())
+        gain = accuracy - self._base_accuracy[slot]
+        if self.progress:
+            self._report(candidate, accuracy, gain)
+        return {ACCURACY: accuracy, GAIN: gain}
 
     def load_direction(self, trial_id) -> dict:
         with np.load(self.direction_path(trial_id)) as f:

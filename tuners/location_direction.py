@@ -43,17 +43,24 @@ Resuming: a search killed at any point (SIGKILL included) and started again
 on the same directory goes on where it stopped. Finished trials are kept,
 the population, cycle and phase come back through `get_state`/`set_state`,
 a trial that was running is run again (KerasTuner's retry of ongoing
-trials), and the shared weights W (with the optimizer's step, which drives
-the cosine schedule) come back as they were after the last finished trial:
-each trial writes W to a pending checkpoint, promoted to
-`shared_addons.weights.h5` only once the oracle has recorded the trial as
-ended (see `LDSTuner`). Resuming with other settings is an error.
+trials) from the version of W it started from, and W (with the optimizer's
+step, which drives the cosine schedule) is the oracle's last committed
+version: each trial writes its update, which the oracle commits as the next
+version of W only once it has recorded the trial as completed (see
+`spzoo.tuners.lds_checkpoint`). Resuming with other settings is an error.
+
+Several processes: under KerasTuner's chief/worker mode the oracle, on the
+chief, owns W and is its only writer; workers train members in parallel,
+each from the latest version when it started, and the chief adds each
+completed member's update to the current version (asynchronous SGD; with one
+worker, exactly the sequential search). docs/search.md, "LDS on a chief and
+workers", says where this departs from the paper's single-process search.
 
 The modules: the genes and the supernet are NHN model pieces
 (`spzoo.nhn.addons`, `spzoo.nhn.addon_supernet`); the search is
 `spzoo.tuners.lds_operators` (GenerateLoc, Recombine, GenerateDir),
-`spzoo.tuners.lds_oracle`, `spzoo.tuners.lds_tuner` and its checkpoint
-of W, `spzoo.tuners.lds_checkpoint`. This module
+`spzoo.tuners.lds_oracle`, `spzoo.tuners.lds_tuner` and the versions of
+W, `spzoo.tuners.lds_checkpoint`. This module
 gathers their public names.
 """
 
@@ -67,7 +74,7 @@ from spzoo.nhn.addons import (
     gene_sources,
 )
 from spzoo.tuners.base import ACCURACY, GAIN, check_resume
-from spzoo.tuners.lds_checkpoint import PENDING, TEMPORARY, WEIGHTS
+from spzoo.tuners.lds_checkpoint import SharedWeightsVersions, merge, update_of
 from spzoo.tuners.lds_operators import (
     DIRECTION_RULES,
     RECOMBINE_PAIRS,
@@ -86,13 +93,11 @@ __all__ = [
     "DIRECTION_RULES",
     "GAIN",
     "KERNELS",
-    "PENDING",
     "RECOMBINE_PAIRS",
-    "TEMPORARY",
-    "WEIGHTS",
     "LDSTuner",
     "LocationDirectionOracle",
     "SharedAddOns",
+    "SharedWeightsVersions",
     "addon_specs",
     "all_addons",
     "check_direction_rule",
@@ -101,6 +106,8 @@ __all__ = [
     "check_sparsity",
     "gene_addons",
     "gene_sources",
+    "merge",
+    "update_of",
     "generate_direction",
     "generate_location",
     "recombine",

@@ -38,10 +38,12 @@ from pathlib import Path
 from spzoo import data as spdata
 from spzoo.nhn.recipe import train_spec
 from spzoo.tuners import lds_operators
+from spzoo.tuners.base import is_worker, single_process
 from spzoo.tuners.nhn_stages import (
     Run,
     base_stage,
     final_stage,
+    join_lds_stage,
     lds_stage,
     load_arrays,
     macro_stage,
@@ -124,7 +126,13 @@ def run_nhn_pipeline(
     Returns:
         The summary written to `<directory>/nhn/summary.json`: accuracy,
         params and NHN score of the base, pruned and NHN models, the DNP
-        and LDS results and the time of each stage.
+        and LDS results and the time of each stage. None on a worker.
+
+    Chief and workers (KerasTuner's `KERASTUNER_TUNER_ID`,
+    `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT`, the same arguments and
+    a shared `directory`): the chief runs every stage and serves the LDS
+    search; a worker waits for the chief's pruned model, trains LDS members
+    until the search ends, and returns None (it ignores `overwrite`).
     """
     if budget not in NHN_BUDGETS:
         raise ValueError(
@@ -140,12 +148,16 @@ def run_nhn_pipeline(
     if info.modality != "image":
         raise ValueError(f"`dataset` must be an image dataset; {dataset!r} is not.")
     root = Path(directory) / "nhn"
+    run = Run(dataset, info, b, root, seed, verbose)
+    if is_worker():
+        join_lds_stage(run, direction_rule)
+        return None
     if overwrite and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "settings.json", {"dataset": dataset, **dataclasses.asdict(b)})
-    run = Run(dataset, info, b, root, seed, verbose)
-    macro, base_spec = macro_stage(run, macro_supernet)
+    with single_process():  # workers join the LDS search only
+        macro, base_spec = macro_stage(run, macro_supernet)
     base = base_stage(run, base_spec)
     pruned, pruned_spec = pruning_stage(run, base_spec)
     lds, nhn_spec = lds_stage(run, pruned_spec, direction_rule)

@@ -21,6 +21,7 @@ from spzoo.nhn.addons import addon_specs, gene_addons
 from spzoo.nhn.macro_space import MacroSpace
 from spzoo.nhn.recipe import BATCH_SIZE, evaluate, steps_for, train_spec
 from spzoo.training import save_model_atomic
+from spzoo.tuners.base import is_chief, oracle_address
 from spzoo.tuners.lds_oracle import LocationDirectionOracle
 from spzoo.tuners.lds_tuner import LDSTuner
 from spzoo.tuners.macro_search import MacroSearchOracle, MacroTuner
@@ -180,8 +181,49 @@ def pruning_stage(run: Run, base_spec: dict) -> tuple[dict, dict]:
     return _run_stage(stage, work)
 
 
+def _lds_search(run: Run, pruned_spec: dict, direction_rule: str) -> tuple:
+    """`(oracle, tuner)` of the LDS stage, the same on the chief and workers."""
+    b, info = run.budget, run.info
+    base_model = keras.saving.load_model(run.root / "pruned" / "model.keras")
+    cycles = b.location_cycles + b.direction_cycles
+    shared = SharedAddOns(
+        pruned_spec,
+        base_model,
+        info.input_shape,
+        info.num_classes,
+        total_steps=b.population * cycles * b.lds_steps,
+    )
+    oracle = LocationDirectionOracle(
+        pruned_spec,
+        population_size=b.population,
+        location_cycles=b.location_cycles,
+        direction_cycles=b.direction_cycles,
+        sparsity=b.sparsity,
+        seed=run.seed,
+        direction_rule=direction_rule,
+    )
+    x_train, y_train = load_arrays(run.dataset, "train")
+    x_eval, y_eval = load_arrays(run.dataset, "eval")
+    tuner = LDSTuner(
+        oracle,
+        shared,
+        (x_train, y_train, x_eval, y_eval),
+        steps=b.lds_steps,
+        batch_size=BATCH_SIZE,
+        eval_batch_size=min(500, len(x_eval)),
+        progress=bool(run.verbose),
+        directory=str(run.root),
+        project_name="lds_search",
+    )
+    return oracle, tuner
+
+
 def lds_stage(run: Run, pruned_spec: dict, direction_rule: str) -> tuple[dict, dict]:
-    """4. LDS on the pruned model with shared add-on weights."""
+    """4. LDS on the pruned model with shared add-on weights.
+
+    On the chief of a chief/worker search, the chief serves the search and
+    its workers (`join_lds_stage`) train the members.
+    """
     stage = run.root / "lds"
 
     def keep(result):
@@ -194,42 +236,14 @@ def lds_stage(run: Run, pruned_spec: dict, direction_rule: str) -> tuple[dict, d
         return True
 
     def work():
-        b, info = run.budget, run.info
+        b = run.budget
         run.say(
             f"[4/5] LDS: K={b.population}, {b.location_cycles} location + "
             f"{b.direction_cycles} direction cycles, M={b.lds_steps}"
         )
-        base_model = keras.saving.load_model(run.root / "pruned" / "model.keras")
-        cycles = b.location_cycles + b.direction_cycles
-        shared = SharedAddOns(
-            pruned_spec,
-            base_model,
-            info.input_shape,
-            info.num_classes,
-            total_steps=b.population * cycles * b.lds_steps,
-        )
-        oracle = LocationDirectionOracle(
-            pruned_spec,
-            population_size=b.population,
-            location_cycles=b.location_cycles,
-            direction_cycles=b.direction_cycles,
-            sparsity=b.sparsity,
-            seed=run.seed,
-            direction_rule=direction_rule,
-        )
-        x_train, y_train = load_arrays(run.dataset, "train")
-        x_eval, y_eval = load_arrays(run.dataset, "eval")
-        tuner = LDSTuner(
-            oracle,
-            shared,
-            (x_train, y_train, x_eval, y_eval),
-            steps=b.lds_steps,
-            batch_size=BATCH_SIZE,
-            eval_batch_size=min(500, len(x_eval)),
-            progress=bool(run.verbose),
-            directory=str(run.root),
-            project_name="lds_search",
-        )
+        oracle, tuner = _lds_search(run, pruned_spec, direction_rule)
+        if is_chief():
+            run.say(f"serving the LDS search to its workers at {oracle_address()}")
         tuner.search(verbose=0)
         gene = oracle.best_location
         directions = tuner.load_direction(oracle.best_direction["trial"])
@@ -242,10 +256,38 @@ def lds_stage(run: Run, pruned_spec: dict, direction_rule: str) -> tuple[dict, d
             "cycles": oracle.log,
             "candidates": len(oracle.trials),
             "direction_rule": direction_rule,
+            "shared_weights_version": oracle.weights_version,
         }
         return None, spec, result
 
     return _run_stage(stage, work, keep)
+
+
+def join_lds_stage(run: Run, direction_rule: str, poll: float = 5.0) -> None:
+    """A worker's part of the pipeline: trains LDS members for the chief.
+
+    The chief runs stages 1-3; the worker waits for its pruned model, then
+    joins the LDS search until the chief's oracle stops it. Nothing to do
+    when the chief's LDS stage has finished.
+
+    Args:
+        run: The run (the chief's directory, shared).
+        direction_rule: As the chief's.
+        poll: Seconds between two looks for the chief's pruned model.
+    """
+    pruned, done = run.root / "pruned", run.root / "lds" / "stage.json"
+    waiting = False
+    while not (pruned / "stage.json").is_file() and not done.is_file():
+        if not waiting:
+            run.say(f"waiting for the chief's pruned model ({pruned / 'stage.json'})")
+            waiting = True
+        time.sleep(poll)
+    if done.is_file():
+        run.say("the chief's LDS stage has finished")
+        return
+    run.say(f"[4/5] LDS: training members for the chief at {oracle_address()}")
+    _, tuner = _lds_search(run, _read_json(pruned / "spec.json"), direction_rule)
+    tuner.search(verbose=0)
 
 
 def final_stage(run: Run, nhn_spec: dict, final_recipe: str) -> dict:

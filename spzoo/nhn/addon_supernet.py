@@ -27,6 +27,8 @@ from spzoo.nhn.naming import is_addon_layer
 from spzoo.nhn.spec import check
 from spzoo.training.classifier import compile_classifier
 
+ITERATIONS = "iterations"  # the optimizer's step in `SharedAddOns.state()`
+
 
 class SharedAddOns:
     """The LDS supernet: the frozen base network plus every add-on weight once.
@@ -41,7 +43,9 @@ class SharedAddOns:
         total_steps: Steps the whole LDS will take.
 
     `save`/`load` checkpoint W with the optimizer's step (the schedule's
-    position); the frozen base weights travel with them.
+    position); the frozen base weights travel with them. `state`/`restore`
+    give and set W and the step as NumPy arrays (the versions of W an LDS
+    search commits, `spzoo.tuners.lds_checkpoint`).
     """
 
     def __init__(
@@ -107,6 +111,19 @@ class SharedAddOns:
     def load(self, path) -> None:
         """Restores W and the optimizer step written by `save`."""
         self.model.load_weights(os.fspath(path))
+
+    def state(self) -> dict:
+        """W as NumPy arrays: `{addon layer name: kernel}` and `"iterations"`,
+        the optimizer's step (the cosine schedule's position)."""
+        out = {n: keras.ops.convert_to_numpy(w) for n, w in self.weights().items()}
+        out[ITERATIONS] = keras.ops.convert_to_numpy(self.model.optimizer.iterations)
+        return out
+
+    def restore(self, state: dict) -> None:
+        """Sets W and the optimizer's step from a `state()` dict."""
+        for name, w in self.weights().items():
+            w.assign(np.asarray(state[name], w.dtype))
+        self.model.optimizer.iterations.assign(int(state[ITERATIONS]))
 
     def weights(self) -> dict:
         """`{addon layer name: kernel variable}`: the shared set W."""
