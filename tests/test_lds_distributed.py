@@ -1,10 +1,12 @@
 """LDS on a chief and two workers: one owner of the shared add-on weights W.
 
-The merge rule (`spzoo.tuners.lds_checkpoint`) in NumPy, then a tiny LDS
-search served by a chief on 127.0.0.1 to two worker processes (and one
-where a worker is SIGKILLed mid-trial and restarted with its id): no trial
-is lost or run twice, and the last version of W is version 0 plus the
-update of every completed trial, each once.
+The merge rule (`spzoo.tuners.lds_checkpoint`) in NumPy; a chief's oracle
+restarted from its saved state (running trials go back to their tuners);
+then a tiny LDS search served by a chief on 127.0.0.1 to two worker
+processes (and one where a worker is SIGKILLed mid-trial and restarted with
+its id), and `spzoo search nhn` on a chief and two workers: no trial is
+lost or run twice, and the last version of W is version 0 plus the update
+of every completed trial, each once.
 """
 
 import glob
@@ -70,6 +72,58 @@ def test_versions_commit_and_collect(tmp_path):
         versions.read(0)
     with pytest.raises(FileNotFoundError, match="Trial 7 completed without"):
         versions.read_update("7")
+
+
+def test_a_restarted_chief_gives_running_trials_back_to_their_tuners(
+    tmp_path, tiny_nhn
+):
+    from keras_tuner.engine.trial import TrialStatus
+
+    def make_oracle():
+        oracle = lds.LocationDirectionOracle(
+            tiny_nhn.spec, population_size=K, location_cycles=1, direction_cycles=1
+        )
+        oracle._set_project_dir(str(tmp_path), PROJECT)  # as a tuner does
+        return oracle
+
+    def end(oracle, trial_id, start, trained):
+        versions.write_update(trial_id, start, trained)
+        oracle.update_trial(trial_id, {lds.ACCURACY: 0.5})
+        trial = oracle.get_trial(trial_id)
+        trial.status = TrialStatus.COMPLETED
+        oracle.end_trial(trial)
+
+    def started(trial) -> int:
+        return json.loads(trial.hyperparameters.values[lds.CANDIDATE])[
+            "weights_version"
+        ]
+
+    oracle = make_oracle()
+    versions = lds.SharedWeightsVersions(oracle._project_dir)
+    w0 = {"a": np.zeros(2, "float32"), "iterations": np.int64(0)}
+    w1 = {"a": np.ones(2, "float32"), "iterations": np.int64(1)}
+    versions.initialize(w0)
+    t0, t1, t2 = (oracle.create_trial(f"tuner{i}").trial_id for i in range(3))
+    end(oracle, t1, w0, w1)
+    assert oracle.weights_version == 1 and oracle.merged == {t1: 1}
+
+    # The chief restarts (its state as saved at the last end): the trials
+    # that were running go back to the tuners that ran them, not to a queue.
+    again = make_oracle()
+    again.reload()
+    running = {tuner: t.trial_id for tuner, t in again.ongoing_trials.items()}
+    assert running == {"tuner0": t0, "tuner2": t2} and again._retry_queue == []
+    assert again.create_trial("tuner2").trial_id == t2  # restarted: runs it again
+    new = again.create_trial("tuner1")  # done with its trial: a new member
+    assert new.trial_id not in (t0, t1, t2) and started(new) == 1
+    end(again, t0, w0, {"a": np.full(2, 2.0, "float32"), "iterations": np.int64(1)})
+    assert again.merged == {t1: 1, t0: 2}
+    # Version 2 = version 1 + tuner0's update (made on version 0).
+    np.testing.assert_array_equal(versions.read(2)["a"], [3.0, 3.0])
+    assert int(versions.read(2)["iterations"]) == 2
+    # Kept: the current version, the one before, and where t2 and `new`
+    # start (0 and 1).
+    assert versions.versions() == [0, 1, 2]
 
 
 def free_port() -> int:
