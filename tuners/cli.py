@@ -4,11 +4,46 @@ import argparse
 
 from spzoo.tuners.budget import BUDGETS
 
+# Share of the steps a child that inherits its parent's weights trains.
+DEFAULT_INHERIT_FRACTION = 0.3
+
+
+def inherit_fraction(args) -> float | None:
+    """`--inherit-weights` / `--inherit-fraction` as `GrowthOracle`'s setting."""
+    if args.inherit_fraction is not None and not args.inherit_weights:
+        raise ValueError("`--inherit-fraction` needs `--inherit-weights`.")
+    if not args.inherit_weights:
+        return None
+    if args.inherit_fraction is None:
+        return DEFAULT_INHERIT_FRACTION
+    if not 0 < args.inherit_fraction <= 1:
+        raise ValueError(
+            "`--inherit-fraction` must be in (0, 1] (the share of the steps a "
+            f"child that inherits trains); received {args.inherit_fraction}."
+        )
+    return args.inherit_fraction
+
+
+def inheritance_line(history: list) -> str:
+    """How the children of a growth search started, in one line."""
+    records = [h["inheritance"] for h in history if h.get("parent") is not None]
+    records = [r for r in records if r is not None]
+    modes = [r["mode"] for r in records]
+    steps = sorted({r["train_steps"] for r in records if r["mode"] != "scratch"})
+    return (
+        f"weight inheritance: {len(records)} children, {modes.count('exact')} "
+        f"function-preserving, {modes.count('partial')} not (new paths "
+        f"identity-like or the None op added), {modes.count('scratch')} from "
+        "scratch (no parent weights); training steps per inheriting child: "
+        + ("/".join(map(str, steps)) if steps else "none")
+    )
+
 
 def growth_command(args) -> int:
     """Runs or resumes a growth NAS; prints the best architecture."""
     from spzoo.tuners.growth_tuner import run_growth_search
 
+    fraction = inherit_fraction(args)
     summary = run_growth_search(
         args.dataset,
         args.directory,
@@ -26,12 +61,15 @@ def growth_command(args) -> int:
         overwrite=args.overwrite,
         verbose=args.verbose,
         width_rule=args.width_rule,
+        inherit_fraction=fraction,
     )
     if summary is None:
         print("worker finished: the chief holds the search results")
         return 0
     history = summary["history"]
     print(f"{len(history)} architectures evaluated; k = {summary['k']}")
+    if fraction is not None:
+        print(inheritance_line(history))
     if summary["stop_reason"]:
         print(f"stopped: {summary['stop_reason']}")
     if summary["best_trial"] is not None:
@@ -168,6 +206,19 @@ def add_parser(subparsers) -> None:
     p.add_argument("--initial-growth", type=int, default=10, help="N_G_init (10)")
     p.add_argument("--search-blocks", type=int, default=1, help="N_B_search (1)")
     p.add_argument("--search-growth", type=int, default=1, help="N_G_search (1)")
+    p.add_argument(
+        "--inherit-weights",
+        action="store_true",
+        help="a child starts from its parent's trained weights (function-"
+        "preserving where the growth step allows) and trains a shorter schedule",
+    )
+    p.add_argument(
+        "--inherit-fraction",
+        type=float,
+        default=None,
+        help="with --inherit-weights: share of the steps a child trains "
+        f"(default {DEFAULT_INHERIT_FRACTION})",
+    )
     p.set_defaults(func=growth_command)
 
     p = kinds.add_parser("pruning", help="L2-importance pruning NAS of a ResNet")

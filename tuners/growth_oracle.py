@@ -32,6 +32,13 @@ Each trial's architecture is the hyperparameter value `"architecture"`, a
 JSON growth spec. Trials report `val_accuracy` and `params`; the oracle
 scores them with epsilon (after k is fitted; the initial population is
 rescored then).
+
+With weight inheritance (`inherit_fraction`), each trial also carries its
+parent's id as the hyperparameter value `"parent"` (`""` for a random
+initial model): a tuner (a worker included, which has no oracle state)
+starts the child from that trial's weights (`spzoo.tuners.growth_inherit`)
+and trains `inherit_fraction` of the steps. The fraction is one of the
+settings a resumed search must keep.
 """
 
 import json
@@ -55,7 +62,24 @@ from spzoo.tuners.base import (
 )
 from spzoo.tuners.growth_space import GrowthSpace, spec_ops
 
-__all__ = ["ACCURACY", "ARCHITECTURE", "PARAMS", "GrowthOracle", "epsilon"]
+__all__ = [
+    "ACCURACY",
+    "ARCHITECTURE",
+    "INHERITED",
+    "PARAMS",
+    "PARENT",
+    "PRESERVING",
+    "TRAIN_STEPS",
+    "GrowthOracle",
+    "epsilon",
+]
+
+# The hyperparameter naming a child's parent trial, with weight inheritance,
+# and what a trial reports about how it started (1.0 or 0.0; steps trained).
+PARENT = "parent"
+INHERITED = "inherited"
+PRESERVING = "function_preserving"
+TRAIN_STEPS = "train_steps"
 
 
 def fit_tradeoff(accuracies, params) -> tuple:
@@ -107,6 +131,7 @@ class GrowthDisplay(oracle_module.Display):
                 "random (initial population)"
                 if parent is None
                 else f"Grow(trial {parent})"
+                + (", inherits its weights" if self.oracle.inherit_fraction else "")
             )
         )
 
@@ -124,6 +149,9 @@ class GrowthDisplay(oracle_module.Display):
                 f"val_accuracy: {accuracy:.4f}, params: {params:,.0f}, "
                 f"epsilon: {trial.score:.4f} (k {k})"
             )
+            inherited = self.oracle.inheritance_of(trial.trial_id)
+            if inherited is not None:
+                print(f"weights: {inherited}")
         best = self.oracle.best_trial_ids(1)
         if best:
             print(
@@ -150,6 +178,9 @@ class GrowthOracle(SearchOracle):
         search_blocks: N_B_search, blocks grown per child, default 1.
         search_growth: N_G_search, procedures per grown block, default 1.
         k: Fix the trade-off exponent instead of fitting it (None: fit).
+        inherit_fraction: Weight inheritance: a child starts from its
+            parent's trained weights and trains this share of the steps, in
+            (0, 1]; None (default) trains every child from scratch.
         max_trials: KerasTuner's trial limit (default `num_iterations`;
             the smaller of the two applies).
         seed: Random seed; each trial's random choices are drawn from
@@ -171,6 +202,7 @@ class GrowthOracle(SearchOracle):
         search_blocks: int = 1,
         search_growth: int = 1,
         k: float | None = None,
+        inherit_fraction: float | None = None,
         max_trials: int | None = None,
         seed: int | None = None,
         **kwargs,
@@ -212,8 +244,20 @@ class GrowthOracle(SearchOracle):
                 f"`max_ops` n_op_max={max_ops} is below the initial network's "
                 f"{spec_ops(space.initial_spec())} ops."
             )
+        if inherit_fraction is not None and not (
+            isinstance(inherit_fraction, (int, float))
+            and not isinstance(inherit_fraction, bool)
+            and 0 < inherit_fraction <= 1
+        ):
+            raise ValueError(
+                "`inherit_fraction` must be a number in (0, 1] (the share of the "
+                f"steps a child that inherits trains); received {inherit_fraction!r}."
+            )
+        values = {ARCHITECTURE: space.to_json(space.initial_spec())}
+        if inherit_fraction is not None:
+            values[PARENT] = ""
         super().__init__(
-            {ARCHITECTURE: space.to_json(space.initial_spec())},
+            values,
             max_trials=min(max_trials or num_iterations, num_iterations),
             seed=seed,
             **kwargs,
@@ -228,6 +272,9 @@ class GrowthOracle(SearchOracle):
         self.search_blocks = search_blocks
         self.search_growth = search_growth
         self.fixed_k = k
+        self.inherit_fraction = (
+            None if inherit_fraction is None else float(inherit_fraction)
+        )
         # Oracle state (get_state / set_state).
         self.k = None if k is None else float(k)
         self.alpha_init = None
@@ -313,10 +360,13 @@ class GrowthOracle(SearchOracle):
             )
             return stopped()
         self.origins[trial_id] = {"parent": parent, "sample": sample}
-        return self._running(child)
+        return self._running(child, parent)
 
-    def _running(self, spec):
-        return running({ARCHITECTURE: self.space.to_json(spec)})
+    def _running(self, spec, parent=None):
+        values = {ARCHITECTURE: self.space.to_json(spec)}
+        if self.inherit_fraction is not None:
+            values[PARENT] = parent or ""
+        return running(values)
 
     def score_trial(self, trial):
         super().score_trial(trial)
@@ -326,8 +376,45 @@ class GrowthOracle(SearchOracle):
     def trial_ended(self, trial):
         self._maybe_fit()
 
+    # States written before weight inheritance existed trained from scratch.
+    legacy_settings = {"inheritance": None}
+
     def settings(self) -> dict:
-        return {"space": self.space.get_config()}
+        inheritance = (
+            None
+            if self.inherit_fraction is None
+            else {"fraction": self.inherit_fraction}
+        )
+        return {"space": self.space.get_config(), "inheritance": inheritance}
+
+    def inheritance_of(self, trial_id) -> str | None:
+        """How a completed trial started (its reported `INHERITED` metric).
+
+        Returns:
+            None without weight inheritance, else one line: `"from scratch"`,
+            `"inherited from trial 3, function-preserving"` or `"inherited
+            from trial 3, not function-preserving (...)"`, with the steps
+            trained.
+        """
+        if self.inherit_fraction is None:
+            return None
+        metrics = self.trials[trial_id].metrics
+        if not metrics.exists(INHERITED):
+            return None
+        trained = (
+            f", {metrics.get_last_value(TRAIN_STEPS):.0f} training steps"
+            if metrics.exists(TRAIN_STEPS)
+            else ""
+        )
+        if not metrics.get_last_value(INHERITED):
+            return "from scratch" + trained
+        parent = self.origins.get(trial_id, {}).get("parent")
+        preserving = (
+            "function-preserving"
+            if metrics.get_last_value(PRESERVING)
+            else "not function-preserving (see inheritance.json)"
+        )
+        return f"inherited from trial {parent}, {preserving}{trained}"
 
     def get_state(self):
         state = super().get_state()
