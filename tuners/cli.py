@@ -131,7 +131,7 @@ def nhn_command(args) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
         verbose=args.verbose,
-        macro_supernet=args.macro_supernet,
+        macro_search=macro_search(args),
         final_recipe=args.final_recipe,
         direction_rule=args.direction_rule,
     )
@@ -141,6 +141,19 @@ def nhn_command(args) -> int:
     print(format_summary(summary))
     print(f"NHN model written to {summary['model_path']}")
     return 0
+
+
+def macro_search(args) -> str:
+    """`--macro`, with the deprecated `--macro-supernet` as `--macro supernet`."""
+    if not args.macro_supernet:
+        return args.macro
+    if args.macro not in ("random", "supernet"):
+        raise ValueError(
+            f"`--macro-supernet` (deprecated: `--macro supernet`) conflicts with "
+            f"`--macro {args.macro}`."
+        )
+    print("note: --macro-supernet is deprecated; use --macro supernet")
+    return "supernet"
 
 
 def analyze_command(args) -> int:
@@ -256,9 +269,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="start afresh")
     p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress")
     p.add_argument(
+        "--macro",
+        choices=["random", "supernet", "enas"],
+        default="random",
+        help="layer-hierarchy search: random candidates each trained (default), "
+        "the same ranked on a weight-shared supernet, or ENAS (an LSTM "
+        "controller trained with REINFORCE on the shared weights)",
+    )
+    p.add_argument(
         "--macro-supernet",
         action="store_true",
-        help="rank macro candidates on a weight-shared supernet",
+        help="deprecated: --macro supernet",
     )
     p.add_argument(
         "--final-recipe",

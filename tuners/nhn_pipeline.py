@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 FINAL_RECIPES = ("paper", "base")
+MACRO_SEARCHES = ("random", "supernet", "enas")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,12 +81,21 @@ class NHNBudget:
     prune_fraction: float = 0.85
     sparsity: float = 0.1
     dropout: float = 0.2
+    enas_controller_steps: int = 10  # ENAS: controller updates per epoch
+    enas_aggregate: int = 5  # ENAS: samples per update
+    enas_derive: int = 10  # ENAS: candidates derived at the end
 
 
 NHN_BUDGETS = {
     "small": NHNBudget("small", 6, 16, 4, 1.0, 6.0, 20, 3, 1, 4),
     "short": NHNBudget("short", 6, 16, 4, 0.25, 2.0, 20, 3, 1, 30),
-    "tiny": NHNBudget("tiny", 6, 4, 2, 0.05, 0.1, 10, 1, 1, 1),
+    "tiny": NHNBudget(
+        "tiny",
+        *(6, 4, 2, 0.05, 0.1, 10, 1, 1, 1),
+        enas_controller_steps=2,
+        enas_aggregate=2,
+        enas_derive=2,
+    ),
 }
 
 
@@ -99,6 +109,7 @@ def run_nhn_pipeline(
     macro_supernet: bool = False,
     final_recipe: str = "paper",
     direction_rule: str = "sampled",
+    macro_search: str = "random",
 ) -> dict:
     """Runs (or resumes) the NHN pipeline on a dataset.
 
@@ -109,9 +120,7 @@ def run_nhn_pipeline(
         seed: Seed of searches and weights.
         overwrite: Start afresh instead of resuming.
         verbose: 0 silent, 1 progress per stage.
-        macro_supernet: Rank the macro candidates on a weight-shared
-            `MacroSupernet` (trained `macro_trials x macro_epochs` epochs
-            once) instead of training each candidate `macro_epochs`.
+        macro_supernet: Deprecated alias of `macro_search="supernet"`.
         final_recipe: `"paper"`: the final training adds cutout (with
             pad-and-crop and flips) and dropout, as the paper does; `"base"`:
             the recipe of the base and pruned trainings, no augmentation or
@@ -122,6 +131,12 @@ def run_nhn_pipeline(
             drawn in proportion to their kernels' standard deviation) or
             `"threshold"` (the highest standard deviations, as the paper
             writes); see `spzoo.tuners.location_direction`.
+        macro_search: The layer-hierarchy search: `"random"` (each of
+            `macro_trials` random candidates trained `macro_epochs`),
+            `"supernet"` (the same candidates ranked on a weight-shared
+            `MacroSupernet` trained `macro_trials x macro_epochs` epochs) or
+            `"enas"` (Pham et al.'s controller: `macro_trials` ENAS epochs of
+            `macro_epochs` on the shared weights, see `EnasOracle`).
 
     Returns:
         The summary written to `<directory>/nhn/summary.json`: accuracy,
@@ -143,6 +158,12 @@ def run_nhn_pipeline(
             f"`final_recipe` must be 'paper' or 'base'; received {final_recipe!r}."
         )
     lds_operators.check_direction_rule(direction_rule)
+    macro_search = "supernet" if macro_supernet else macro_search
+    if macro_search not in MACRO_SEARCHES:
+        raise ValueError(
+            f"`macro_search` must be one of {MACRO_SEARCHES}; received "
+            f"{macro_search!r}."
+        )
     b = NHN_BUDGETS[budget]
     info = spdata.get(dataset)
     if info.modality != "image":
@@ -157,7 +178,7 @@ def run_nhn_pipeline(
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "settings.json", {"dataset": dataset, **dataclasses.asdict(b)})
     with single_process():  # workers join the LDS search only
-        macro, base_spec = macro_stage(run, macro_supernet)
+        macro, base_spec = macro_stage(run, macro_search)
     base = base_stage(run, base_spec)
     pruned, pruned_spec = pruning_stage(run, base_spec)
     lds, nhn_spec = lds_stage(run, pruned_spec, direction_rule)

@@ -22,6 +22,7 @@ from spzoo.nhn.macro_space import MacroSpace
 from spzoo.nhn.recipe import BATCH_SIZE, evaluate, steps_for, train_spec
 from spzoo.training import save_model_atomic
 from spzoo.tuners.base import is_chief, oracle_address
+from spzoo.tuners.enas_tuner import run_enas_search
 from spzoo.tuners.lds_oracle import LocationDirectionOracle
 from spzoo.tuners.lds_tuner import LDSTuner
 from spzoo.tuners.macro_search import MacroSearchOracle, MacroTuner
@@ -92,10 +93,14 @@ def _run_stage(
     return result, _read_json(stage / "spec.json")
 
 
-def macro_stage(run: Run, macro_supernet: bool) -> tuple[dict, dict]:
-    """1. Layer-hierarchy search: the best of random macro candidates."""
+def macro_stage(run: Run, macro: str) -> tuple[dict, dict]:
+    """1. Layer-hierarchy search: ENAS (`macro="enas"`), or the best of random
+    macro candidates, each trained (`"random"`) or ranked on a supernet."""
+    macro_supernet = macro == "supernet"
 
     def work():
+        if macro == "enas":
+            return _enas_macro(run)
         b, info = run.budget, run.info
         space = MacroSpace(b.num_layers, SEGMENTS, b.filters)
         oracle = MacroSearchOracle(space, max_trials=b.macro_trials, seed=run.seed)
@@ -122,10 +127,41 @@ def macro_stage(run: Run, macro_supernet: bool) -> tuple[dict, dict]:
             "best_trial": best.trial_id,
             "search_accuracy": best.score,
             "trials": len(oracle.trials),
+            "macro": macro,
         }
         return None, spec, result
 
-    return _run_stage(run.root / "macro", work)
+    def keep(result):
+        if result.get("macro", macro) != macro:
+            raise ValueError(
+                f"The macro stage in {run.root / 'macro'} ran with --macro "
+                f"{result['macro']}, not {macro}; use the same, or another directory."
+            )
+        return True
+
+    return _run_stage(run.root / "macro", work, keep)
+
+
+def _enas_macro(run: Run) -> tuple:
+    """ENAS: `macro_trials` epochs of `macro_epochs` on the shared weights."""
+    b, info = run.budget, run.info
+    run.say(f"[1/5] layer-hierarchy search: ENAS, {b.macro_trials} epochs")
+    found = run_enas_search(
+        MacroSpace(b.num_layers, SEGMENTS, b.filters),
+        (*load_arrays(run.dataset, "train"), *load_arrays(run.dataset, "eval")),
+        str(run.root),
+        epochs=b.macro_trials,
+        shared_steps=steps_for(info.sizes["train"], BATCH_SIZE, b.macro_epochs),
+        controller_steps=b.enas_controller_steps,
+        controller_aggregate=b.enas_aggregate,
+        derive_samples=b.enas_derive,
+        batch_size=BATCH_SIZE,
+        seed=run.seed,
+        progress=bool(run.verbose),
+    )
+    spec = dict(found["spec"], name="nhn_base")
+    found.pop("spec")
+    return None, spec, {**found, "macro": "enas"}
 
 
 def base_stage(run: Run, base_spec: dict) -> dict:

@@ -5,7 +5,8 @@ pooling); each layer is one of {3x3 conv, 5x5 conv, 3x3 separable, 5x5
 separable, 3x3 max pool, 3x3 avg pool} and takes skip connections from
 earlier layers (of its segment here, so that every skip has the layer's
 data dimensions). `random_spec` samples the space uniformly (op per layer
-uniform, each skip present with `skip_prob`).
+uniform, each skip present with `skip_prob`); `decode` turns decisions made
+one at a time (the ENAS controller's) into the same spec.
 """
 
 import dataclasses
@@ -66,6 +67,35 @@ class MacroSpace:
         for i in range(self.num_layers):
             skips = [s for s in self.skip_sources(i) if rng.random() < self.skip_prob]
             layers.append({"op": rng.choice(OPS), "skips": skips})
+        return self.spec(layers, name)
+
+    def decode(self, ops: list, skips: list, name: str = "nhn_macro") -> dict:
+        """The spec of decisions made one at a time (an ENAS controller's).
+
+        Args:
+            ops: Per layer, the index of its op in `spzoo.nhn.spec.OPS`.
+            skips: Per layer, one 0/1 per source of `skip_sources(layer)`.
+            name: The spec's name.
+        """
+        if len(ops) != self.num_layers or len(skips) != self.num_layers:
+            raise ValueError(
+                f"`ops` and `skips` must have {self.num_layers} entries (one per "
+                f"layer); received {len(ops)} and {len(skips)}."
+            )
+        layers = []
+        for i, (op, bits) in enumerate(zip(ops, skips, strict=True)):
+            sources = self.skip_sources(i)
+            if len(bits) != len(sources):
+                raise ValueError(
+                    f"Layer {i} has {len(sources)} skip sources; received "
+                    f"{len(bits)} skip decisions."
+                )
+            chosen = [s for s, bit in zip(sources, bits, strict=True) if bit]
+            layers.append({"op": OPS[int(op)], "skips": chosen})
+        return self.spec(layers, name)
+
+    def spec(self, layers: list, name: str = "nhn_macro") -> dict:
+        """The NHN spec of `layers` (`{"op", "skips"}` each) in this space."""
         spec = {
             "family": "nhn",
             "name": name,

@@ -1,10 +1,12 @@
 """`MacroSupernet`: the NHN macro space with weights shared by all candidates."""
 
+import os
 import random
 
 import keras
 from keras import layers
 
+from spzoo.io import atomic_path
 from spzoo.nhn.choice import Choice
 from spzoo.nhn.macro_space import MacroSpace
 from spzoo.nhn.recipe import nhn_optimizer
@@ -103,10 +105,34 @@ class MacroSupernet:
     def train(self, batches, rng: random.Random) -> None:
         """One step per batch, each with a uniformly random candidate."""
         for x, y in batches:
-            self.assign(self.space.random_spec(rng))
-            self.model.train_on_batch(x, y)
+            self.train_batch(self.space.random_spec(rng), x, y)
+
+    def train_batch(self, spec: dict, x, y) -> float:
+        """One step of the shared weights on one batch as candidate `spec`;
+        returns the batch's accuracy (before the step)."""
+        self.assign(spec)
+        return float(self.model.train_on_batch(x, y)[1])
 
     def evaluate(self, spec: dict, eval_data) -> float:
         """Accuracy of candidate `spec` with the shared weights as they are."""
         self.assign(spec)
         return float(self.model.evaluate(eval_data, verbose=0)[1])
+
+    def evaluate_batch(self, spec: dict, x, y) -> float:
+        """Accuracy of candidate `spec` on one batch (inference mode)."""
+        self.assign(spec)
+        return float(self.model.test_on_batch(x, y)[1])
+
+    def save(self, path) -> None:
+        """Writes the shared weights and the optimizer's state (its step
+        drives the cosine schedule) atomically: a temporary file, a rename.
+
+        Args:
+            path: A `.weights.h5` file.
+        """
+        with atomic_path(path) as tmp:
+            self.model.save_weights(tmp)
+
+    def load(self, path) -> None:
+        """Restores the shared weights and optimizer state written by `save`."""
+        self.model.load_weights(os.fspath(path))
