@@ -156,13 +156,21 @@ SOURCES = [
 
 
 def run_recipe(run_path: Path) -> dict:
-    """The manifest recipe of a `spzoo train` run, from its metrics JSON."""
+    """The manifest recipe of a `spzoo train` run, from its metrics JSON.
+
+    A run that was interrupted and resumed records only its last part's
+    `train_seconds`; its JSON may then carry the whole run's
+    `train_seconds_total` and a `train_seconds_note` saying how it was
+    counted, which the recipe takes instead.
+    """
     run = json.loads(run_path.read_text())
     recipe = dict(run["recipe"])
     recipe["command"] = f"{recipe['command']} --output-dir runs/zoo"
     recipe["optimizer"] = recipe.pop("description")
     recipe["budget"] = f"{recipe['epochs']} epochs (CPU)"
-    recipe["train_seconds"] = run["train_seconds"]
+    recipe["train_seconds"] = run.get("train_seconds_total", run["train_seconds"])
+    if run.get("train_seconds_note"):
+        recipe["train_seconds_note"] = run["train_seconds_note"]
     recipe["trained_on"] = "2-core CPU, no GPU"
     return recipe
 
