@@ -15,8 +15,10 @@ from spzoo.cli_types import positive_float, shape  # noqa: E402
 from spzoo.data import cli as data_cli  # noqa: E402
 from spzoo.zoo import cli as zoo_cli  # noqa: E402
 
-# The names of spzoo.training.RECIPES, here without importing Keras.
+# The names of spzoo.training.RECIPES and spzoo.training.distribute.STRATEGIES,
+# here without importing Keras.
 RECIPE_NAMES = ("fast", "nhn", "paper")
+STRATEGY_NAMES = ("default", "mirrored", "multi-worker")
 
 
 def models_command(args) -> int:
@@ -71,7 +73,16 @@ def train_command(args) -> int:
         initial_lr=args.lr,
         recipe=args.recipe,
         init_from=args.init_from,
+        strategy=args.strategy,
+        tensorboard=args.tensorboard,
+        restart=args.restart,
     )
+    if result["model_path"] is None:
+        print(
+            f"{result['worker']} finished {result['name']}: eval accuracy "
+            f"{result['eval_accuracy']:.4f}; the chief writes the model"
+        )
+        return 0
     print(
         f"{result['name']}: eval accuracy {result['eval_accuracy']:.4f} "
         f"(loss {result['eval_loss']:.4f}), params {result['params']:,}, "
@@ -79,6 +90,8 @@ def train_command(args) -> int:
     )
     print(f"model written to {result['model_path']}")
     print(f"metrics written to {os.path.splitext(result['model_path'])[0]}.json")
+    if result.get("tensorboard"):
+        print(f"TensorBoard logs in {result['tensorboard']}")
     return 0
 
 
@@ -195,6 +208,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ZOO_NAME",
         help="start from this zoo model's weights (all but the classifier head; "
         "the architecture must match, see `spzoo zoo list`)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGY_NAMES,
+        default="default",
+        help="tf.distribute strategy: default (one device), mirrored (every "
+        "local GPU), multi-worker (the cluster in TF_CONFIG; worker 0 writes "
+        "the files); --batch-size is the global batch",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write TensorBoard logs to OUTPUT_DIR/ARCH.DATASET.tensorboard "
+        "(default: on)",
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the backup of an interrupted run and start over",
     )
     p.set_defaults(func=train_command)
 

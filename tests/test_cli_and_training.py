@@ -53,6 +53,7 @@ def test_train_command_writes_model_and_metrics(tmp_path, capsys):
         "16",
         "--output-dir",
         str(tmp_path / "runs"),
+        "--no-tensorboard",
     ]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
@@ -63,7 +64,8 @@ def test_train_command_writes_model_and_metrics(tmp_path, capsys):
     assert metrics["recipe"]["momentum"] == 0.9
     model = keras.models.load_model(tmp_path / "runs" / "tiny_sp.mnist_5k.keras")
     assert model.output.shape == (None, 10)
-    # Nothing half-written and no backup left behind after a finished run.
+    # Nothing half-written, no backup left behind after a finished run, and
+    # no TensorBoard logs with --no-tensorboard.
     leftovers = [p.name for p in (tmp_path / "runs").iterdir()]
     assert sorted(leftovers) == ["tiny_sp.mnist_5k.json", "tiny_sp.mnist_5k.keras"]
 

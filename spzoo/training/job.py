@@ -17,9 +17,16 @@ import keras
 
 from spzoo import data as spdata
 from spzoo import metrics, zoo
-from spzoo.io import atomic_path, atomic_write_text
+from spzoo.io import atomic_path, atomic_write_json, atomic_write_text, read_json
 from spzoo.models import build, resolve_spec
 from spzoo.training.classifier import compile_classifier
+from spzoo.training.distribute import (
+    STRATEGIES,
+    ClusterBackupAndRestore,
+    is_chief,
+    make_strategy,
+    worker_name,
+)
 from spzoo.training.recipes import (
     PAPER,
     check_learning_rate,
@@ -104,6 +111,62 @@ def _reproduce_command(
     return shlex.join(words)
 
 
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_backup(backup: Path, settings: dict, restart: bool, chief: bool) -> str:
+    """Decides whether a run resumes its backup; records the run's settings.
+
+    The settings of the run that wrote `backup` (the folder of
+    `keras.callbacks.BackupAndRestore`) are kept next to it, in
+    `<backup>.json`. A backup of other settings is refused, since
+    `BackupAndRestore` would restore it into a different run.
+
+    Args:
+        backup: The backup folder.
+        settings: This run's settings (JSON values).
+        restart: Discard the backup instead of resuming it.
+        chief: Whether this process writes files (only the chief of a
+            multi-worker cluster does; the others only check).
+
+    Returns:
+        `"fresh"`, `"resume"` or `"legacy"` (a backup of a version that
+        recorded no settings: resumed as it is, its settings recorded now).
+
+    Raises:
+        ValueError: The backup belongs to a run of other settings.
+    """
+    record = Path(f"{backup}.json")
+    settings = json.loads(json.dumps(settings))
+    if restart and chief:
+        shutil.rmtree(backup, ignore_errors=True)
+    has_backup = backup.is_dir() and any(backup.iterdir())
+    if not has_backup or restart:
+        if chief:
+            atomic_write_json(record, {"settings": settings}, indent=1)
+        return "fresh"
+    if not record.is_file():
+        if chief:
+            atomic_write_json(record, {"settings": settings}, indent=1)
+        return "legacy"
+    saved = read_json(record, "training backup settings").get("settings", {})
+    keys = sorted(set(saved) | set(settings))
+    changed = [key for key in keys if saved.get(key) != settings.get(key)]
+    if changed:
+        values = ", ".join(
+            f"{key}={_short(saved.get(key))} (this run: {_short(settings.get(key))})"
+            for key in changed
+        )
+        raise ValueError(
+            f"{backup} holds an interrupted run of other settings: {values}. Run "
+            "with the same settings to resume it, or add --restart "
+            "(`restart=True`) to discard it and start over."
+        )
+    return "resume"
+
+
 def init_from_zoo(model: keras.Model, name: str) -> dict:
     """Sets every weight of `model` but its head from zoo model `name`.
 
@@ -135,21 +198,28 @@ def train(
     verbose: int | str = "auto",
     recipe: str = "paper",
     init_from: str | None = None,
+    strategy: str = "default",
+    tensorboard: bool = True,
+    restart: bool = False,
 ) -> dict:
     """Trains `arch` on `dataset` with a recipe and saves it.
 
     Writes `<output_dir>/<name>.keras` and `<output_dir>/<name>.json` (the
     metrics: eval accuracy and loss, parameters, MACs, the recipe and the
-    command that reproduces the run), where `name` is `<arch>.<dataset>`.
-    Training resumes from `<output_dir>/<name>.backup/` if an earlier run
-    was interrupted (`keras.callbacks.BackupAndRestore`). A run whose loss
-    becomes NaN or infinite stops with an error and writes nothing.
+    command that reproduces the run), where `name` is `<arch>.<dataset>`,
+    and TensorBoard logs in `<output_dir>/<name>.tensorboard/`. Training
+    resumes from `<output_dir>/<name>.backup/` if an earlier run with the
+    same settings was interrupted (`keras.callbacks.BackupAndRestore`; the
+    settings are kept in `<name>.backup.json`). A run whose loss becomes
+    NaN or infinite stops with an error and writes nothing.
 
     Args:
         arch: Architecture name, JSON spec path or spec dict.
         dataset: A name from `spzoo.data.list_datasets()`.
         epochs: Training epochs (>= 1).
-        batch_size: Examples per step (the paper: 128).
+        batch_size: Examples per step (the paper: 128); under a
+            multi-replica strategy the global batch, split evenly between
+            the replicas.
         output_dir: Where the model and metrics go.
         seed: Seed of weights and shuffling.
         steps_per_epoch: Limit of steps per epoch (None: the whole split).
@@ -159,9 +229,16 @@ def train(
         init_from: A zoo model (`spzoo.zoo.list_models()`) of the same
             architecture to start from: every weight but the classifier
             head (`spzoo.zoo.finetune`); None starts from scratch.
+        strategy: `"default"`, `"mirrored"` or `"multi-worker"`
+            (`spzoo.training.distribute`; multi-worker reads `TF_CONFIG`,
+            and only its chief writes files).
+        tensorboard: Write TensorBoard logs (`keras.callbacks.TensorBoard`,
+            the metrics of every epoch).
+        restart: Discard an interrupted run's backup instead of resuming.
 
     Returns:
-        The metrics dict that is also written as JSON.
+        The metrics dict that is also written as JSON (on a multi-worker
+        worker that is not the chief: the same, with `model_path` None).
     """
     recipe = get_recipe(recipe)
     if int(epochs) < 1:
@@ -171,6 +248,10 @@ def train(
     if steps_per_epoch is not None and int(steps_per_epoch) < 1:
         raise ValueError(
             f"`steps_per_epoch` must be >= 1; received {steps_per_epoch!r}."
+        )
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"`strategy` must be one of {list(STRATEGIES)}; received {strategy!r}."
         )
     lr = check_learning_rate(
         recipe.initial_lr if initial_lr is None else initial_lr, "initial_lr"
@@ -182,16 +263,33 @@ def train(
             f"Recipe {recipe.name!r} augments images; dataset {dataset!r} is "
             f"{info.modality}. Use `recipe='paper'`."
         )
+    # Before any TensorFlow op: a multi-worker strategy configures them.
+    distribution = make_strategy(strategy)
+    chief = is_chief(distribution)
+    replicas = int(distribution.num_replicas_in_sync)
+    if batch_size % replicas:
+        raise ValueError(
+            f"`batch_size` {batch_size} must be a multiple of the {replicas} "
+            f"replicas of strategy {strategy!r} (the global batch is split "
+            "evenly between them)."
+        )
     keras.utils.set_random_seed(seed)
-    train_ds = spdata.load(
-        dataset,
-        "train",
-        batch_size=batch_size,
-        seed=seed,
-        augment=recipe.augment is not None,
-        augment_options=recipe.augment,
+    train_ds = distribution_input(
+        spdata.load(
+            dataset,
+            "train",
+            batch_size=None,
+            seed=seed,
+            augment=recipe.augment is not None,
+            augment_options=recipe.augment,
+        ),
+        batch_size,
+        # A partial last batch would leave some replicas an empty batch.
+        drop_remainder=replicas > 1,
     )
-    eval_ds = spdata.load(dataset, "eval", batch_size=batch_size)
+    eval_ds = distribution_input(
+        spdata.load(dataset, "eval", batch_size=None), batch_size
+    )
     batches = int(train_ds.cardinality())
     if batches < 1:
         batches = sum(1 for _ in train_ds)
@@ -210,41 +308,69 @@ def train(
     arch_name = spec.get("name", arch if isinstance(arch, str) else "model")
     name = f"{Path(str(arch_name)).stem}.{dataset}"
     model_name = name.replace(".", "_")
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(recipe.precision)
-    try:
-        model = build(spec, info.input_shape, info.num_classes, name=model_name)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-    initial = init_from_zoo(model, init_from) if init_from else None
-    compile_classifier(
-        model,
-        make_optimizer(recipe, steps * epochs, steps, lr),
-        recipe.label_smoothing,
-    )
     output_dir = Path(output_dir)
     backup = output_dir / f"{name}.backup"
+    settings = {
+        "spec": spec,
+        "dataset": dataset,
+        "recipe": recipe.to_dict(),
+        "initial_lr": lr,
+        "batch_size": int(batch_size),
+        "epochs": int(epochs),
+        "steps_per_epoch": steps,
+        "seed": int(seed),
+        "init_from": init_from,
+        "strategy": strategy,
+    }
+    state = check_backup(backup, settings, restart, chief)
+    if state == "legacy":
+        print(
+            f"resuming {backup}, written before runs recorded their settings; "
+            "its settings are taken to be this run's",
+            flush=True,
+        )
+    with distribution.scope():
+        previous_policy = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(recipe.precision)
+        try:
+            model = build(spec, info.input_shape, info.num_classes, name=model_name)
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+    initial = init_from_zoo(model, init_from) if init_from else None
+    with distribution.scope():
+        compile_classifier(
+            model,
+            make_optimizer(recipe, steps * epochs, steps, lr),
+            recipe.label_smoothing,
+        )
+    callbacks = [
+        # Kept after fit (deleted once the model is saved); a second copy
+        # survives a kill in the middle of writing the first.
+        ClusterBackupAndRestore(
+            str(backup), chief=chief, double_checkpoint=True, delete_checkpoint=False
+        ),
+        keras.callbacks.TerminateOnNaN(),
+        EpochProgress(epochs),
+    ]
+    logs = output_dir / f"{name}.tensorboard"
+    if tensorboard and chief:  # TensorFlow's rule: the chief writes summaries
+        if state == "fresh":
+            shutil.rmtree(logs, ignore_errors=True)  # an earlier run's logs
+        callbacks.append(keras.callbacks.TensorBoard(str(logs), write_graph=False))
     start = time.time()
     history = model.fit(
         train_ds,
         epochs=epochs,
         steps_per_epoch=steps if steps_per_epoch else None,
         validation_data=eval_ds,
-        callbacks=[
-            # Kept after fit (deleted once the model is saved); a second copy
-            # survives a kill in the middle of writing the first.
-            keras.callbacks.BackupAndRestore(
-                str(backup), double_checkpoint=True, delete_checkpoint=False
-            ),
-            keras.callbacks.TerminateOnNaN(),
-            EpochProgress(epochs),
-        ],
+        callbacks=callbacks,
         verbose=verbose,
     )
     train_seconds = time.time() - start
     losses = history.history.get("loss", [])
     if losses and not all(math.isfinite(v) for v in losses) or model.stop_training:
-        shutil.rmtree(backup, ignore_errors=True)
+        if chief:
+            _remove_backup(backup, logs)
         last = losses[-1] if losses else float("nan")
         raise ValueError(
             f"Training {name} diverged: the loss became {last} "
@@ -255,13 +381,15 @@ def train(
         # The trained variables are float32 under every mixed policy: the
         # shipped model is a float32 copy, so exports and parity checks run
         # in float32.
-        shipped = build(spec, info.input_shape, info.num_classes, name=model_name)
-        shipped.set_weights(model.get_weights())
-        compile_classifier(shipped, label_smoothing=recipe.label_smoothing)
+        with distribution.scope():
+            shipped = build(spec, info.input_shape, info.num_classes, name=model_name)
+            shipped.set_weights(model.get_weights())
+            compile_classifier(shipped, label_smoothing=recipe.label_smoothing)
         model = shipped
     loss_value, accuracy = model.evaluate(eval_ds, verbose=0)
     if not math.isfinite(loss_value):
-        shutil.rmtree(backup, ignore_errors=True)
+        if chief:
+            _remove_backup(backup, logs)
         raise ValueError(
             f"Training {name} diverged: the eval loss is {loss_value}; nothing "
             "was written. Lower `--lr`."
@@ -300,9 +428,52 @@ def train(
         "seconds_per_epoch": round(train_seconds / max(1, len(losses)), 1),
         "keras_version": keras.__version__,
     }
+    if strategy != "default":
+        result["strategy"] = {"name": strategy, "replicas": replicas}
+    if not chief:
+        result["model_path"] = None
+        result["worker"] = worker_name(distribution)
+        return result
     model_path = output_dir / f"{name}.keras"
     save_model_atomic(model, model_path)
     result["model_path"] = str(model_path)
+    if tensorboard:
+        result["tensorboard"] = str(logs)
     atomic_write_text(output_dir / f"{name}.json", json.dumps(result, indent=2) + "\n")
-    shutil.rmtree(backup, ignore_errors=True)  # a kill before this resumes here
+    _remove_backup(backup)  # a kill before this resumes here
     return result
+
+
+def _shard_by_data(dataset):
+    """Multi-worker sharding by batch (`AutoShardPolicy.DATA`): the splits
+    are in memory, not files; every worker reads the same shuffled order
+    (same seed) and keeps its share of each global batch."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return dataset.with_options(options)
+
+
+def distribution_input(dataset, batch_size: int, drop_remainder: bool = False):
+    """Batches an unbatched split for `Model.fit` under any strategy.
+
+    The batch is the global one: `fit` splits each batch between the
+    replicas (`experimental_distribute_dataset`), sharded by batch between
+    workers (`_shard_by_data`).
+    """
+    import tensorflow as tf
+
+    batched = dataset.batch(int(batch_size), drop_remainder=drop_remainder)
+    return _shard_by_data(batched.prefetch(tf.data.AUTOTUNE))
+
+
+def _remove_backup(backup: Path, logs: Path | None = None) -> None:
+    """Deletes a backup folder, then the settings kept next to it (and the
+    TensorBoard `logs` of a run that is abandoned)."""
+    shutil.rmtree(backup, ignore_errors=True)
+    Path(f"{backup}.json").unlink(missing_ok=True)
+    if logs is not None:
+        shutil.rmtree(logs, ignore_errors=True)
