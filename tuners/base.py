@@ -42,6 +42,7 @@ PARAMS = "params"
 GAIN = "val_gain"
 ARCHITECTURE = "architecture"
 SUMMARY_FILE = "search.json"
+TENSORBOARD_DIR = "tensorboard"  # in a search's project folder
 ORACLE_IP = "KERASTUNER_ORACLE_IP"  # KerasTuner's chief/worker variable
 
 
@@ -189,6 +190,18 @@ class SearchTuner(ResumableTuner):
         """Writes the trial's weights atomically where `load_model` reads them."""
         save_weights_atomic(model, self._get_checkpoint_fname(trial_id))
 
+    # KerasTuner's own (`keras_tuner.Tuner`), also for tuners built on `BaseTuner`.
+    _get_tensorboard_dir = keras_tuner.Tuner._get_tensorboard_dir
+
+    def trial_callbacks(self, trial, callbacks=None) -> list:
+        """The search's `callbacks` for one trial, as `keras_tuner.Tuner`
+        makes them: deep copies, a `keras.callbacks.TensorBoard` logging into
+        `<log_dir>/<trial_id>/execution0` with the trial's hyperparameters
+        for the HParams dashboard (`Tuner._configure_tensorboard_dir`)."""
+        callbacks = keras_tuner.Tuner._deepcopy_callbacks(self, list(callbacks or []))
+        keras_tuner.Tuner._configure_tensorboard_dir(self, callbacks, trial)
+        return callbacks
+
     @staticmethod
     def train_classifier(
         model: keras.Model,
@@ -198,10 +211,12 @@ class SearchTuner(ResumableTuner):
         epochs: int = 1,
         verbose="auto",
         jit_compile="auto",
+        callbacks=None,
     ) -> None:
         """Trains a logits classifier `steps` steps of the repeated data.
 
-        The steps are spread over `epochs` epochs of `ceil(steps / epochs)`.
+        The steps are spread over `epochs` epochs of `ceil(steps / epochs)`;
+        `callbacks` go to `fit` (a trial's: `trial_callbacks`).
         """
         compile_classifier(model, optimizer, jit_compile=jit_compile)
         model.fit(
@@ -209,6 +224,7 @@ class SearchTuner(ResumableTuner):
             epochs=epochs,
             steps_per_epoch=-(-steps // epochs),
             verbose=verbose,
+            callbacks=callbacks,
         )
 
 
@@ -243,7 +259,26 @@ def oracle_address() -> str:
     return f"{os.environ[ORACLE_IP]}:{os.environ['KERASTUNER_ORACLE_PORT']}"
 
 
-def run_search(tuner, dataset: str, settings, seed: int, verbose: int, preamble: str):
+def tensorboard_callbacks(tuner, tensorboard: bool = True) -> list:
+    """`[keras.callbacks.TensorBoard]` logging into `<project>/tensorboard`
+    (`[]` when `tensorboard` is off), for `tuner.search(callbacks=...)`:
+    each trial logs into `<project>/tensorboard/<trial_id>/execution0`,
+    with its hyperparameters for the HParams dashboard."""
+    if not tensorboard:
+        return []
+    logs = os.path.join(tuner.project_dir, TENSORBOARD_DIR)
+    return [keras.callbacks.TensorBoard(logs, write_graph=False)]
+
+
+def run_search(
+    tuner,
+    dataset: str,
+    settings,
+    seed: int,
+    verbose: int,
+    preamble: str,
+    tensorboard: bool = True,
+):
     """Runs (or resumes) a search on a dataset's train and eval splits.
 
     Args:
@@ -253,6 +288,7 @@ def run_search(tuner, dataset: str, settings, seed: int, verbose: int, preamble:
         seed: Seed of the training data's shuffling.
         verbose: KerasTuner / Keras verbosity; the preamble is printed if > 0.
         preamble: One line saying what the search does.
+        tensorboard: Log every trial for TensorBoard (`tensorboard_callbacks`).
 
     Returns:
         False on a worker (the chief holds the results), else True.
@@ -261,7 +297,8 @@ def run_search(tuner, dataset: str, settings, seed: int, verbose: int, preamble:
         print(preamble)
     train = spdata.load(dataset, "train", batch_size=settings.batch_size, seed=seed)
     evaluation = spdata.load(dataset, "eval", batch_size=settings.batch_size)
-    tuner.search(train, evaluation, verbose=verbose)
+    callbacks = tensorboard_callbacks(tuner, tensorboard)
+    tuner.search(train, evaluation, verbose=verbose, callbacks=callbacks)
     return not is_worker()
 
 

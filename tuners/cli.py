@@ -62,6 +62,7 @@ def growth_command(args) -> int:
         verbose=args.verbose,
         width_rule=args.width_rule,
         inherit_fraction=fraction,
+        tensorboard=args.tensorboard,
     )
     if summary is None:
         print("worker finished: the chief holds the search results")
@@ -102,6 +103,7 @@ def pruning_command(args) -> int:
         importance=args.importance,
         width_rule=args.width_rule,
         scope=args.scope,
+        tensorboard=args.tensorboard,
     )
     if summary is None:
         print("worker finished: the chief holds the search results")
@@ -193,6 +195,13 @@ def _common(p) -> None:
         default="formula",
         help="N_F by the Table I formula (default) or as Table I prints it "
         "(audio without the channel factor, about 3x wider)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log every trial for TensorBoard (scalars per epoch, HParams) in "
+        "DIRECTORY/<search>/tensorboard (default: on)",
     )
 
 

@@ -149,7 +149,7 @@ class GrowthTuner(SearchTuner, keras_tuner.Tuner):
         )
         return {"parent": parent, **record}
 
-    def run_trial(self, trial, train_data, eval_data, verbose="auto"):
+    def run_trial(self, trial, train_data, eval_data, verbose="auto", callbacks=None):
         """Trains one architecture; returns `{"val_accuracy", "params"}`.
 
         Args:
@@ -157,7 +157,9 @@ class GrowthTuner(SearchTuner, keras_tuner.Tuner):
             train_data: Batched `tf.data.Dataset` of `(x, y)` (repeated here).
             eval_data: Batched evaluation dataset.
             verbose: Keras verbosity of `fit`.
+            callbacks: The search's callbacks (`SearchTuner.trial_callbacks`).
         """
+        callbacks = self.trial_callbacks(trial, callbacks)
         keras.utils.set_random_seed(self.seed + int(trial.trial_id))
         model = self.hypermodel.build(trial.hyperparameters)
         steps, epochs, record = self.steps, self.epochs, None
@@ -181,8 +183,9 @@ class GrowthTuner(SearchTuner, keras_tuner.Tuner):
             epochs=epochs,
             verbose=verbose,
             jit_compile=False,
+            callbacks=callbacks,
         )
-        _, accuracy = model.evaluate(eval_data, verbose=0)
+        _, accuracy = model.evaluate(eval_data, verbose=0, callbacks=callbacks)
         self.save_model(trial.trial_id, model)
         results = {
             ACCURACY: float(accuracy),
@@ -290,6 +293,7 @@ def run_growth_search(
     verbose: int = 1,
     width_rule: str = "formula",
     inherit_fraction: float | None = None,
+    tensorboard: bool = True,
 ) -> dict | None:
     """Runs (or resumes) a growth NAS on a dataset with KerasTuner.
 
@@ -315,6 +319,8 @@ def run_growth_search(
             prints it (`"table1"`; see `spzoo.tuners.budget.search_settings`).
         inherit_fraction: Weight inheritance (None: off): a child starts
             from its parent's weights and trains this share of the steps.
+        tensorboard: Log every trial for TensorBoard in
+            `<directory>/growth/tensorboard/` (`run_search`).
 
     Returns:
         The summary written to `<directory>/growth/search.json` (None on a
@@ -338,7 +344,7 @@ def run_growth_search(
         width_rule=width_rule,
         inherit_fraction=inherit_fraction,
     )
-    if not run_search(tuner, dataset, settings, seed, verbose, preamble):
+    if not run_search(tuner, dataset, settings, seed, verbose, preamble, tensorboard):
         return None
     return write_growth_summary(tuner, dataset, settings)
 

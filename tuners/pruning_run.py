@@ -29,6 +29,7 @@ def run_pruning_search(
     importance: str = "l2",
     width_rule: str = "formula",
     scope: str = "inner",
+    tensorboard: bool = True,
 ) -> dict | None:
     """Runs (or resumes) the pruning NAS on a dataset.
 
@@ -53,6 +54,8 @@ def run_pruning_search(
         width_rule: N_F by the Table I formula or as Table I prints it (see
             `spzoo.tuners.budget.search_settings`).
         scope: `"inner"` or `"all"` (see `PruningOracle`).
+        tensorboard: Log every iteration for TensorBoard in
+            `<directory>/pruning/tensorboard/` (`run_search`).
 
     Returns:
         The summary (None on a worker).
@@ -89,7 +92,7 @@ def run_pruning_search(
         f"N_R={num_remove}, n_iter={num_iterations}, "
         f"delta_alpha_max={max_drop}"
     )
-    if not run_search(tuner, dataset, settings, seed, verbose, preamble):
+    if not run_search(tuner, dataset, settings, seed, verbose, preamble, tensorboard):
         return None
     project = os.path.join(directory, "pruning")
     iterations = []

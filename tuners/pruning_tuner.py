@@ -57,13 +57,21 @@ class PruningTuner(SearchTuner, BaseTuner):
         self.finetune_steps = finetune_steps
         self.seed = int(seed)
 
-    def _fit(self, model, optimizer, train_data, steps, verbose):
+    def _fit(self, model, optimizer, train_data, steps, verbose, callbacks=None):
         self.train_classifier(
-            model, optimizer, train_data, steps, verbose=verbose, jit_compile=False
+            model,
+            optimizer,
+            train_data,
+            steps,
+            verbose=verbose,
+            jit_compile=False,
+            callbacks=callbacks,
         )
 
-    def run_trial(self, trial, train_data, eval_data, verbose="auto"):
-        """One iteration: train (iteration 0) or prune + fine-tune."""
+    def run_trial(self, trial, train_data, eval_data, verbose="auto", callbacks=None):
+        """One iteration: train (iteration 0) or prune + fine-tune; the
+        search's `callbacks` see it (`SearchTuner.trial_callbacks`)."""
+        callbacks = self.trial_callbacks(trial, callbacks)
         values = trial.hyperparameters.values
         scope = values.get("scope", "inner")
         keras.utils.set_random_seed(self.seed + int(values["iteration"]))
@@ -77,6 +85,7 @@ class PruningTuner(SearchTuner, BaseTuner):
                 train_data,
                 self.base_steps,
                 verbose,
+                callbacks,
             )
             record["removed"] = {}
         else:
@@ -94,12 +103,19 @@ class PruningTuner(SearchTuner, BaseTuner):
                 scope,
             )
             phase = self.finetune_steps or int(train_data.cardinality())
-            self._fit(model, finetune_optimizer(phase), train_data, 2 * phase, verbose)
+            self._fit(
+                model,
+                finetune_optimizer(phase),
+                train_data,
+                2 * phase,
+                verbose,
+                callbacks,
+            )
             record["removed"] = {
                 prefix: [scores[prefix][1][c] for c in channels]
                 for prefix, channels in remove.items()
             }
-        _, accuracy = model.evaluate(eval_data, verbose=0)
+        _, accuracy = model.evaluate(eval_data, verbose=0, callbacks=callbacks)
         scores = importance(model, spec, scope=scope)
         gone = masked_channels(model, spec) if scope == "all" else {}
         record.update(
