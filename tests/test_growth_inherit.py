@@ -367,3 +367,56 @@ def test_inheriting_search_records_and_resumes_after_sigkill(tmp_path):
             metrics = after[h["trial_id"]]["metrics"]["metrics"]
             assert metrics["inherited"]["observations"][0]["value"] == [1.0]
     assert "weight inheritance: 2 children" in output
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_workers_inherit_from_the_parents_file(tmp_path):
+    """A worker asks the chief for the parent's spec and reads its weights file."""
+    directory = str(tmp_path / "run")
+    env = {
+        "KERASTUNER_ORACLE_IP": "127.0.0.1",
+        "KERASTUNER_ORACLE_PORT": str(free_port()),
+    }
+    args = [*GROWTH, "--directory", directory]
+
+    def start(tuner_id):
+        return subprocess.Popen(
+            [sys.executable, "-m", "spzoo.cli", *args],
+            env={
+                **os.environ,
+                "TF_CPP_MIN_LOG_LEVEL": "3",
+                **env,
+                "KERASTUNER_TUNER_ID": tuner_id,
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    chief = start("chief")
+    time.sleep(2)
+    workers = [start(f"tuner{i}") for i in range(2)]
+    try:
+        outputs = [finish(w, 900)[1] for w in workers]
+        returncode, output = finish(chief, 120)
+    finally:
+        for p in [chief, *workers]:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    assert returncode == 0, output[-3000:]
+    assert all("worker finished" in out for out in outputs)
+    summary = json.loads(open(os.path.join(directory, "growth", "search.json")).read())
+    children = [h for h in summary["history"] if h["parent"] is not None]
+    assert children and len(summary["history"]) == 4
+    for h in children:
+        assert h["inheritance"]["parent"] == h["parent"]
+        assert h["inheritance"]["mode"] in (EXACT, PARTIAL)
+    assert "weight inheritance: 2 children" in output
