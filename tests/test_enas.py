@@ -25,6 +25,7 @@ def controller(**kwargs):
     return EnasController(SPACE, **{"units": 16, **kwargs})
 
 
+@pytest.mark.slow
 def test_controller_samples_valid_architectures():
     ctl = controller(seed=3)
     seen = set()
@@ -141,6 +142,7 @@ def make_oracle(directory, **kwargs):
     return oracle
 
 
+@pytest.mark.slow
 def test_enas_oracle_alternates_and_resumes_exactly(tmp_path, drive_oracle):
     from keras_tuner.engine.trial import TrialStatus
 
@@ -305,3 +307,118 @@ def test_spzoo_search_nhn_macro_enas_resumes_after_sigkill(tmp_path):
 
     assert main([*NHN_ENAS[:6], "--macro", "random", "--directory", directory]) == 2
     assert main([*NHN_ENAS, "--macro-supernet", "--directory", directory]) == 2
+
+
+def tiny_data():
+    rng = np.random.default_rng(0)
+    return (
+        rng.random((48, 8, 8, 1)).astype("float32"),
+        rng.integers(0, 3, 48),
+        rng.random((24, 8, 8, 1)).astype("float32"),
+        rng.integers(0, 3, 24),
+    )
+
+
+def distributed_search(kind: str, directory: str) -> None:
+    """One process of a chief/worker macro search (`kind`: enas or random);
+    every tuner appends the trials it runs to `<directory>/ran.<tuner id>`."""
+    import tensorflow as tf
+
+    from spzoo.tuners.enas_oracle import EnasOracle
+    from spzoo.tuners.enas_tuner import EnasTuner
+    from spzoo.tuners.macro_search import MacroSearchOracle, MacroTuner
+
+    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
+
+    class Recording:
+        def run_trial(self, trial, *args, **kwargs):
+            with open(os.path.join(directory, f"ran.{tuner_id}"), "a") as f:
+                f.write(trial.trial_id + "\n")
+            return super().run_trial(trial, *args, **kwargs)
+
+    space = MacroSpace(num_layers=3, num_segments=1, filters=4)
+    data = tiny_data()
+    if kind == "enas":
+        oracle = EnasOracle(
+            space,
+            epochs=2,
+            shared_steps=2,
+            controller_steps=1,
+            controller_aggregate=2,
+            derive_samples=2,
+            units=16,
+        )
+        tuner = type("T", (Recording, EnasTuner), {})(
+            oracle,
+            data,
+            batch_size=8,
+            eval_batch_size=8,
+            directory=directory,
+            project_name="enas",
+        )
+        tuner.search(verbose=0)
+    else:
+        oracle = MacroSearchOracle(space, max_trials=4, seed=1)
+        tuner = type("T", (Recording, MacroTuner), {})(
+            oracle, (8, 8, 1), 3, steps=2, directory=directory, project_name="random"
+        )
+        train = tf.data.Dataset.from_tensor_slices(data[:2]).batch(8)
+        val = tf.data.Dataset.from_tensor_slices(data[2:]).batch(8)
+        tuner.search(train, val, verbose=0)
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, total", [("random", 4), ("enas", 6)])
+def test_macro_search_chief_and_two_workers(tmp_path, kind, total):
+    directory = str(tmp_path)
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "KERASTUNER_ORACLE_IP": "127.0.0.1",
+        "KERASTUNER_ORACLE_PORT": str(free_port()),
+    }
+
+    def start(tuner_id):
+        return subprocess.Popen(
+            [sys.executable, __file__, kind, directory],
+            env={**env, "KERASTUNER_TUNER_ID": tuner_id},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    chief = start("chief")
+    time.sleep(2)
+    workers = [start(f"tuner{i}") for i in range(2)]
+    try:
+        for p in [*workers, chief]:
+            try:
+                output, _ = p.communicate(timeout=900)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{kind}: a process timed out")
+            assert p.returncode == 0, output.decode()[-3000:]
+    finally:
+        for p in [chief, *workers]:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    ran = []
+    for name in glob.glob(os.path.join(directory, "ran.*")):
+        with open(name) as f:
+            ran += f.read().split()
+    assert sorted(ran) == [str(i) for i in range(total)]  # none lost, none twice
+    assert not os.path.exists(os.path.join(directory, "ran.chief"))
+    trials = enas_trials(os.path.join(directory, kind))
+    assert sorted(trials) == sorted(ran)
+    assert all(status == "COMPLETED" for status, _, _ in trials.values())
+
+
+if __name__ == "__main__":  # a process of the chief/worker test
+    distributed_search(sys.argv[1], sys.argv[2])
