@@ -78,3 +78,30 @@ def test_pruning_search_logs_every_iteration(tmp_path):
     off = tmp_path / "off"
     assert cli.main([*args, "--directory", str(off), "--no-tensorboard"]) == 0
     assert not (off / "pruning" / "tensorboard").exists()
+
+
+def test_random_macro_search_logs_every_trained_candidate(tmp_path):
+    import numpy as np
+
+    from spzoo.nhn.macro_space import MacroSpace
+    from spzoo.tuners.base import tensorboard_callbacks
+    from spzoo.tuners.macro_search import MacroSearchOracle, MacroTuner
+
+    space = MacroSpace(num_layers=3, num_segments=1, filters=4)
+    oracle = MacroSearchOracle(space, max_trials=2, seed=1)
+    tuner = MacroTuner(
+        oracle, (8, 8, 1), 3, steps=2, directory=str(tmp_path), project_name="macro"
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, 16).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    tuner.search(data, data, verbose=0, callbacks=tensorboard_callbacks(tuner))
+    logs = tmp_path / "macro" / "tensorboard"
+    trials = sorted(p.name for p in logs.iterdir())
+    assert len(trials) == 2
+    for trial in trials:
+        run = logs / trial / "execution0"
+        assert scalars(run / "train")["epoch_loss"]
+        accuracy = scalars(run / "validation")["evaluation_accuracy_vs_iterations"]
+        assert accuracy[-1] == pytest.approx(oracle.trials[trial].score)

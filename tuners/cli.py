@@ -136,6 +136,7 @@ def nhn_command(args) -> int:
         macro_search=macro_search(args),
         final_recipe=args.final_recipe,
         direction_rule=args.direction_rule,
+        tensorboard=args.tensorboard,
     )
     if summary is None:
         print("worker finished: the chief holds the search results")
@@ -304,6 +305,14 @@ def add_parser(subparsers) -> None:
         help="LDS directions: drawn in proportion to their kernels' standard "
         "deviation (default) or the highest standard deviations (the paper's "
         "thresholds)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log the random macro search's trials for TensorBoard (scalars "
+        "per epoch, HParams) in DIRECTORY/nhn/macro_search/tensorboard "
+        "(default: on)",
     )
     p.set_defaults(func=nhn_command)
 

@@ -155,16 +155,23 @@ class MacroTuner(SearchTuner, keras_tuner.Tuner):
         params = effective_params(build(spec, self.input_shape, self.num_classes))
         return {ACCURACY: accuracy, PARAMS: float(params)}
 
-    def run_trial(self, trial, train_data, eval_data, verbose="auto"):
+    def run_trial(self, trial, train_data, eval_data, verbose="auto", callbacks=None):
         """Trains (or, with the supernet, only evaluates) one candidate;
-        returns `{"val_accuracy", "params"}`."""
+        returns `{"val_accuracy", "params"}`. A trained candidate's `fit`
+        and `evaluate` get the search's `callbacks` (`trial_callbacks`)."""
         if self.supernet is not None:
             return self._shared_trial(trial, train_data, eval_data)
+        callbacks = self.trial_callbacks(trial, callbacks)
         keras.utils.set_random_seed(self.seed + int(trial.trial_id))
         model = self.hypermodel.build(trial.hyperparameters)
         self.train_classifier(
-            model, nhn_optimizer(self.steps), train_data, self.steps, verbose=verbose
+            model,
+            nhn_optimizer(self.steps),
+            train_data,
+            self.steps,
+            verbose=verbose,
+            callbacks=callbacks,
         )
-        _, accuracy = model.evaluate(eval_data, verbose=0)
+        _, accuracy = model.evaluate(eval_data, verbose=0, callbacks=callbacks)
         self.save_model(trial.trial_id, model)
         return {ACCURACY: float(accuracy), PARAMS: float(effective_params(model))}

@@ -110,6 +110,7 @@ def run_nhn_pipeline(
     final_recipe: str = "paper",
     direction_rule: str = "sampled",
     macro_search: str = "random",
+    tensorboard: bool = True,
 ) -> dict:
     """Runs (or resumes) the NHN pipeline on a dataset.
 
@@ -137,6 +138,10 @@ def run_nhn_pipeline(
             `MacroSupernet` trained `macro_trials x macro_epochs` epochs) or
             `"enas"` (Pham et al.'s controller: `macro_trials` ENAS epochs of
             `macro_epochs` on the shared weights, see `EnasOracle`).
+        tensorboard: The random macro search's trained candidates log for
+            TensorBoard in `<directory>/nhn/macro_search/tensorboard/`
+            (the supernet-ranked, ENAS and LDS searches train in loops of
+            their own and do not log).
 
     Returns:
         The summary written to `<directory>/nhn/summary.json`: accuracy,
@@ -169,7 +174,7 @@ def run_nhn_pipeline(
     if info.modality != "image":
         raise ValueError(f"`dataset` must be an image dataset; {dataset!r} is not.")
     root = Path(directory) / "nhn"
-    run = Run(dataset, info, b, root, seed, verbose)
+    run = Run(dataset, info, b, root, seed, verbose, tensorboard)
     if is_worker():
         join_lds_stage(run, direction_rule)
         return None

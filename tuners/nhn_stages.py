@@ -21,7 +21,7 @@ from spzoo.nhn.addons import addon_specs, gene_addons
 from spzoo.nhn.macro_space import MacroSpace
 from spzoo.nhn.recipe import BATCH_SIZE, evaluate, steps_for, train_spec
 from spzoo.training import save_model_atomic
-from spzoo.tuners.base import is_chief, oracle_address
+from spzoo.tuners.base import is_chief, oracle_address, tensorboard_callbacks
 from spzoo.tuners.enas_tuner import run_enas_search
 from spzoo.tuners.lds_oracle import LocationDirectionOracle
 from spzoo.tuners.lds_tuner import LDSTuner
@@ -49,6 +49,7 @@ class Run:
     root: Path
     seed: int
     verbose: int
+    tensorboard: bool = True  # the macro search's trained candidates log
 
     def say(self, message: str) -> None:
         """Prints a progress line when verbose."""
@@ -120,6 +121,7 @@ def macro_stage(run: Run, macro: str) -> tuple[dict, dict]:
             spdata.load(run.dataset, "train", BATCH_SIZE, seed=run.seed),
             spdata.load(run.dataset, "eval", 256, shuffle=False),
             verbose=0,
+            callbacks=tensorboard_callbacks(tuner, run.tensorboard),
         )
         best = oracle.get_best_trials(1)[0]
         spec = dict(oracle.architecture(best.trial_id), name="nhn_base")
