@@ -397,3 +397,29 @@ def test_bad_input_errors():
         layer.prune([6])
     with pytest.raises(ValueError, match="kernel"):
         layer.l2_importance(np.zeros((3, 5)))
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4, 6])
+def test_trainable_gain_gradients_for_any_batch_size(batch):
+    """The gain products are folded over parts of the batch before their
+    channel sums; a batch the parts do not divide is padded with zeros."""
+    rng = np.random.default_rng(batch)
+    x = tf.constant(rng.normal(size=(batch, 5, 5, 3)).astype("float32"))
+    upstream = rng.normal(size=x.shape).astype("float32")
+    gains = [
+        tf.Variable(rng.uniform(0.2, 1.0, size=3).astype("float32")) for _ in "abc"
+    ]
+    grads = []
+    for fn in (neuron_response_fn(True), reference_response):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(fn(x, *gains) * upstream)
+        grads.append(tape.gradient(loss, [x, *gains]))
+    for ours, ref in zip(*grads, strict=True):
+        np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def neuron_response_fn(trainable_gains):
+    from spzoo.layers.neuron_response import neuron_response
+
+    return lambda x, *gains: neuron_response(x, *gains, trainable_gains=trainable_gains)

@@ -93,40 +93,50 @@ def _input_gradient(upstream, x, t, linear, max_gain, coincidence):
     return upstream * slope + unshift(d_g) * d_tanh
 
 
-def _pair_sum(p):
-    """Adds the two halves of the batch: `(N, ...) -> (ceil(N / 2), ...)`.
+# Parts of the batch a gain product is folded into before its channel sums.
+FOLD = 4
 
-    Written as a reduction over a leading axis of size 2, which XLA's CPU
-    emitter unrolls and vectorises along the channels; a reduction over all
-    positions at once is emitted as strided scalar loads and runs several
-    times slower. An odd batch is padded with one zero example.
+
+def _fold_sum(p, parts=FOLD):
+    """Adds `parts` slices of the batch: `(N, ...) -> (ceil(N / parts), ...)`.
+
+    Written as a reduction over a leading axis of size `parts`, which XLA's
+    CPU emitter unrolls and vectorises along the channels; a reduction over
+    all positions at once is emitted as strided scalar loads and runs
+    several times slower. A batch that `parts` does not divide is padded
+    with zero examples. Four parts write and re-read half of what two do:
+    timed alone (process CPU time, the three products and their sums, on a
+    machine busy with a training) they took 10-40% less than two at each
+    ResNet 3-16 layer shape (128x32x32x16, 128x16x16x32, 128x8x8x64); eight
+    took more. The whole-step effect is `bench/neuron_overhead.py`'s to say.
     """
     n = p.shape[0]
     if n is None:
         n = ops.shape(p)[0]
-    if not isinstance(n, int) or n % 2:
-        p = ops.pad(p, [[0, n % 2]] + [[0, 0]] * (len(p.shape) - 1))
-    return ops.sum(ops.reshape(p, (2, -1, *p.shape[1:])), axis=0)
+    pad = (-n) % parts
+    if not isinstance(n, int) or pad:
+        p = ops.pad(p, [[0, pad]] + [[0, 0]] * (len(p.shape) - 1))
+    return ops.sum(ops.reshape(p, (parts, -1, *p.shape[1:])), axis=0)
 
 
 def _gain_product(index):
-    """Returns the kernel of one gain's per-element products, half-summed.
+    """Returns the kernel of one gain's per-element products, folded.
 
     The three gains' gradients are the per-channel sums of `upstream *
     ReLU(x1)` (linear), `upstream * ReLU(-x1) * g` (max) and `upstream *
-    ReLU(x1) * g` (coincidence). One kernel per product: XLA's CPU backend
-    compiles sibling outputs as separate loops anyway, and a stacked output
-    runs slower than three.
+    ReLU(x1) * g` (coincidence), folded by `_fold_sum`. One kernel per
+    product: XLA's CPU backend compiles sibling outputs as separate loops
+    anyway, and a stacked output runs slower than three.
     """
 
     def product(upstream, x, t):
         g = _neighbour_gate(t)
         linear = upstream * ops.relu(x)
         if index == 0:
-            return _pair_sum(linear)
+            return _fold_sum(linear)
         if index == 1:
-            return _pair_sum(-(upstream * ops.minimum(x, 0.0)) * g)
-        return _pair_sum(linear * g)
+            return _fold_sum(-(upstream * ops.minimum(x, 0.0)) * g)
+        return _fold_sum(linear * g)
 
     return product
 
