@@ -161,7 +161,10 @@ def _fuse(fn):
         return fn
     import tensorflow as tf
 
-    return tf.function(fn, jit_compile=True)
+    # No AutoGraph: the kernels hold no tensor-dependent Python control
+    # flow, so there is nothing to convert (AutoGraph would re-read their
+    # source from disk at trace time).
+    return tf.function(fn, jit_compile=True, autograph=False)
 
 
 _fused_response = _fuse(_response)
