@@ -258,8 +258,11 @@ def export_format(
                 f"  tflite float16 weights: {half.stat().st_size:,} bytes, accuracy "
                 f"{100 * half_accuracy:.2f}% ({points:+.2f} points vs Keras)"
             )
-            # Gated models: also at each threshold of the manifest's curve.
+            # Gated models: also at each threshold of the manifest's curve,
+            # until one is off by more than FLOAT16_POINTS.
             for t in curve[1:] if find_gates(model) else []:
+                if abs(points) > FLOAT16_POINTS:
+                    break
                 at = 100 * (
                     accuracy_of(half, format, x, y, t)
                     - spzoo.metrics.measure_at(model, (x, y), t)["accuracy"]
