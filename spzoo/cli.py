@@ -76,6 +76,7 @@ def train_command(args) -> int:
         strategy=args.strategy,
         tensorboard=args.tensorboard,
         restart=args.restart,
+        mac_budget=args.mac_budget,
     )
     if result["model_path"] is None:
         print(
@@ -206,8 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from",
         default=None,
         metavar="ZOO_NAME",
-        help="start from this zoo model's weights (all but the classifier head; "
-        "the architecture must match, see `spzoo zoo list`)",
+        help="start from this zoo model's weights (the classifier head too if "
+        "the number of classes matches; the architecture must match, see "
+        "`spzoo zoo list`)",
+    )
+    p.add_argument(
+        "--mac-budget",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="with --init-from a gated model: first close the gates below the "
+        "lowest threshold whose MACs are at most FRACTION of the ungated MACs, "
+        "then fine-tune (see README, gated models)",
     )
     p.add_argument(
         "--strategy",

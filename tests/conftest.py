@@ -10,6 +10,7 @@
   metrics from a function instead of training.
 - `tiny_nhn`: a 6-layer NHN spec on 8x8x1 inputs and its model with random
   batch-norm statistics.
+- `one_model_zoo`: a manifest of one untrained model, set as the zoo's.
 
 Tests marked `slow` (see pyproject.toml) train, search, export or run a
 CLI end to end; `pytest -m "not slow"` leaves them out, CI runs them all.
@@ -247,3 +248,42 @@ def tiny_nhn() -> SimpleNamespace:
         num_classes=3,
         trained_like=lambda other=None: _trained_like(other or spec),
     )
+
+
+@pytest.fixture
+def one_model_zoo(tmp_path, monkeypatch) -> Callable:
+    """`one_model_zoo(model, name, spec, dataset)`: saves `model` and sets a
+    manifest with it as the only zoo model (`SPZOO_ZOO_MANIFEST`, with
+    `SPZOO_HOME` under `tmp_path`); returns the manifest's path."""
+    import json
+
+    from spzoo.zoo import manifest as manifest_lib
+
+    def make(model, name: str, spec: dict, dataset: str) -> Path:
+        path = tmp_path / f"{name}.keras"
+        model.save(path)
+        shape = list(model.inputs[0].shape[1:])
+        entry = {
+            "name": name,
+            "family": spec["family"],
+            "arch": spec["name"],
+            "spec": spec,
+            "dataset": dataset,
+            "eval_split": "eval",
+            "accuracy": 0.1,
+            "params": model.count_params(),
+            "macs": 1,
+            "input": {"shape": shape, "dtype": "float32", "preprocessing": "-"},
+            "classes": [str(i) for i in range(int(model.outputs[0].shape[-1]))],
+            "recipe": {"command": "untrained (test)", "seed": 0},
+            "license": "Apache-2.0",
+            "files": {"keras": manifest_lib.file_record(path)},
+        }
+        document = {"format": manifest_lib.FORMAT, "base_url": None, "models": [entry]}
+        manifest = tmp_path / "manifest.json"
+        manifest.write_text(json.dumps(manifest_lib.validate(document)))
+        monkeypatch.setenv("SPZOO_ZOO_MANIFEST", str(manifest))
+        monkeypatch.setenv("SPZOO_HOME", str(tmp_path / "home"))
+        return manifest
+
+    return make

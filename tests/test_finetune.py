@@ -10,7 +10,6 @@ import pytest
 from spzoo import models, zoo
 from spzoo.cli import main
 from spzoo.training.job import init_from_zoo
-from spzoo.zoo import manifest as manifest_lib
 from spzoo.zoo.finetune import head_layer, transfer_weights
 
 NAME = "tiny.sklearn_digits"
@@ -25,33 +24,11 @@ SHAPE = (8, 8, 1)
 
 
 @pytest.fixture
-def tiny_zoo(tmp_path, monkeypatch):
-    """A manifest with one model, `tiny.sklearn_digits` (untrained, 10
-    classes), set as the zoo's (`SPZOO_ZOO_MANIFEST`); returns the model."""
+def tiny_zoo(one_model_zoo):
+    """`tiny.sklearn_digits` (untrained, 10 classes) as the only zoo model;
+    returns the model."""
     model = models.build(SPEC, SHAPE, 10, name="tiny")
-    path = tmp_path / f"{NAME}.keras"
-    model.save(path)
-    entry = {
-        "name": NAME,
-        "family": "gated_cnn",
-        "arch": "tiny",
-        "spec": SPEC,
-        "dataset": "sklearn_digits",
-        "eval_split": "eval",
-        "accuracy": 0.1,
-        "params": model.count_params(),
-        "macs": 1,
-        "input": {"shape": list(SHAPE), "dtype": "float32", "preprocessing": "-"},
-        "classes": [str(i) for i in range(10)],
-        "recipe": {"command": "untrained (test)", "seed": 0},
-        "license": "Apache-2.0",
-        "files": {"keras": manifest_lib.file_record(path)},
-    }
-    document = {"format": manifest_lib.FORMAT, "base_url": None, "models": [entry]}
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps(manifest_lib.validate(document)))
-    monkeypatch.setenv("SPZOO_ZOO_MANIFEST", str(manifest))
-    monkeypatch.setenv("SPZOO_HOME", str(tmp_path / "home"))
+    one_model_zoo(model, NAME, SPEC, "sklearn_digits")
     return model
 
 
@@ -97,6 +74,7 @@ def test_init_from_copies_all_but_the_head(tiny_zoo):
     assert record == {
         "name": NAME,
         "sha256": zoo.info(NAME)["files"]["keras"]["sha256"],
+        "head": False,
     }
     for a, b in zip(body_weights(model), body_weights(tiny_zoo), strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -27,7 +27,8 @@ import glob
 import os
 
 import keras_tuner
-from keras_tuner.src.engine import metrics_tracking
+from keras_tuner.engine import metrics_tracking
+from keras_tuner.engine.trial import TrialStatus
 
 from spzoo.io import CorruptFileError, atomic_write_json, read_json
 
@@ -95,6 +96,21 @@ class ResumableOracle:
         finally:
             self._defer_saves = False
         self.save()
+
+    def get_best_trials(self, num_trials=1):
+        """KerasTuner's ranking, equal scores in start order.
+
+        KerasTuner sorts `self.trials` stably, so equal scores keep the
+        dict's order, which a reload changes; the start order is recorded.
+        """
+        position = {trial_id: i for i, trial_id in enumerate(self.start_order)}
+        sign = -1 if self.objective.direction == "max" else 1
+        done = sorted(
+            (t for t in self.trials.values() if t.status == TrialStatus.COMPLETED),
+            key=lambda t: (sign * t.score, position.get(t.trial_id, len(position))),
+        )
+        rest = [t for t in self.trials.values() if t.status != TrialStatus.COMPLETED]
+        return (done + rest)[:num_trials]
 
     def reload(self):
         """Reloads the search; repairs what a kill between two writes leaves."""

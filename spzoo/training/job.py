@@ -19,6 +19,7 @@ from spzoo import data as spdata
 from spzoo import metrics, zoo
 from spzoo.io import atomic_path, atomic_write_json, atomic_write_text, read_json
 from spzoo.models import build, resolve_spec
+from spzoo.training.budget import check_mac_budget, close_to_budget
 from spzoo.training.classifier import compile_classifier
 from spzoo.training.distribute import (
     STRATEGIES,
@@ -34,7 +35,7 @@ from spzoo.training.recipes import (
     make_optimizer,
     make_schedule,
 )
-from spzoo.zoo.finetune import transfer_weights
+from spzoo.zoo.finetune import head_layer, transfer_weights
 
 
 def paper_schedule(total_steps: int, initial_lr: float = 0.01, decay: float = 0.2):
@@ -97,7 +98,15 @@ class EpochProgress(keras.callbacks.Callback):
 
 
 def _reproduce_command(
-    arch_name, dataset, recipe, epochs, batch_size, seed, lr, init_from=None
+    arch_name,
+    dataset,
+    recipe,
+    epochs,
+    batch_size,
+    seed,
+    lr,
+    init_from=None,
+    mac_budget=None,
 ):
     words = ["spzoo", "train", str(arch_name), "--dataset", dataset]
     words += ["--recipe", recipe.name, "--epochs", str(epochs)]
@@ -107,6 +116,8 @@ def _reproduce_command(
         words += ["--lr", repr(lr)]
     if init_from:
         words += ["--init-from", init_from]
+    if mac_budget is not None:
+        words += ["--mac-budget", repr(mac_budget)]
     words += ["--seed", str(seed)]
     return shlex.join(words)
 
@@ -168,11 +179,13 @@ def check_backup(backup: Path, settings: dict, restart: bool, chief: bool) -> st
 
 
 def init_from_zoo(model: keras.Model, name: str) -> dict:
-    """Sets every weight of `model` but its head from zoo model `name`.
+    """Sets every weight of `model` from zoo model `name`; the classifier
+    head too when its shape matches (same number of classes), else it
+    stays fresh.
 
     Returns:
-        The record kept in the run's recipe: the zoo model's name and the
-        sha256 of its `.keras` file.
+        The record kept in the run's recipe: the zoo model's name, the
+        sha256 of its `.keras` file and whether the head came along.
 
     Raises:
         ValueError: naming `--init-from` when the architectures differ.
@@ -182,8 +195,12 @@ def init_from_zoo(model: keras.Model, name: str) -> dict:
         transfer_weights(source, model, source_name=name)
     except ValueError as error:
         raise ValueError(f"`--init-from {name}`: {error}") from None
+    theirs, ours = head_layer(source), head_layer(model)
+    head = [w.shape for w in theirs.weights] == [w.shape for w in ours.weights]
+    if head:
+        ours.set_weights(theirs.get_weights())
     record = zoo.info(name)["files"]["keras"]
-    return {"name": name, "sha256": record["sha256"]}
+    return {"name": name, "sha256": record["sha256"], "head": head}
 
 
 def train(
@@ -201,6 +218,7 @@ def train(
     strategy: str = "default",
     tensorboard: bool = True,
     restart: bool = False,
+    mac_budget: float | None = None,
 ) -> dict:
     """Trains `arch` on `dataset` with a recipe and saves it.
 
@@ -227,14 +245,20 @@ def train(
         verbose: Keras verbosity (progress bar by default).
         recipe: A name from `spzoo.training.RECIPES` ("paper", "fast").
         init_from: A zoo model (`spzoo.zoo.list_models()`) of the same
-            architecture to start from: every weight but the classifier
-            head (`spzoo.zoo.finetune`); None starts from scratch.
+            architecture to start from: every weight, the classifier head
+            only if the number of classes matches (`spzoo.zoo.finetune`);
+            None starts from scratch.
         strategy: `"default"`, `"mirrored"` or `"multi-worker"`
             (`spzoo.training.distribute`; multi-worker reads `TF_CONFIG`,
             and only its chief writes files).
         tensorboard: Write TensorBoard logs (`keras.callbacks.TensorBoard`,
             the metrics of every epoch).
         restart: Discard an interrupted run's backup instead of resuming.
+        mac_budget: With `init_from` a gated model (input-independent
+            block gates): before training, close every gate below the
+            lowest threshold whose MACs are at most this share of the
+            ungated MACs (`spzoo.training.budget.close_to_budget`), so the
+            run fine-tunes the model to that cost.
 
     Returns:
         The metrics dict that is also written as JSON (on a multi-worker
@@ -256,6 +280,13 @@ def train(
     lr = check_learning_rate(
         recipe.initial_lr if initial_lr is None else initial_lr, "initial_lr"
     )
+    if mac_budget is not None:
+        mac_budget = check_mac_budget(mac_budget)
+        if not init_from:
+            raise ValueError(
+                "`mac_budget` closes the gates of a trained model: it needs "
+                "`init_from` (`--init-from ZOO_NAME`)."
+            )
     spec = resolve_spec(arch)
     info = spdata.get(dataset)
     if recipe.augment is not None and info.modality != "image":
@@ -322,6 +353,8 @@ def train(
         "init_from": init_from,
         "strategy": strategy,
     }
+    if mac_budget is not None:
+        settings["mac_budget"] = mac_budget
     state = check_backup(backup, settings, restart, chief)
     if state == "legacy":
         print(
@@ -337,6 +370,15 @@ def train(
         finally:
             keras.config.set_dtype_policy(previous_policy)
     initial = init_from_zoo(model, init_from) if init_from else None
+    budget = close_to_budget(model, mac_budget) if mac_budget is not None else None
+    if budget and chief:
+        print(
+            f"--mac-budget {mac_budget}: closed {budget['closed']} of "
+            f"{budget['gates']} gates (log-alpha below {budget['threshold']:.3f}); "
+            f"MACs {budget['macs']:,.0f}, {budget['macs_fraction']:.1%} of "
+            f"{budget['ungated_macs']:,.0f}",
+            flush=True,
+        )
     with distribution.scope():
         compile_classifier(
             model,
@@ -403,12 +445,22 @@ def train(
             "steps_per_epoch": steps,
             "seed": seed,
             "command": _reproduce_command(
-                arch_name, dataset, recipe, epochs, batch_size, seed, lr, init_from
+                arch_name,
+                dataset,
+                recipe,
+                epochs,
+                batch_size,
+                seed,
+                lr,
+                init_from,
+                mac_budget,
             ),
         }
     )
     if initial:
         recipe_record["init_from"] = initial
+    if budget:
+        recipe_record["mac_budget"] = budget
     result = {
         "name": name,
         "arch": arch_name,
