@@ -206,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init-from",
         default=None,
-        metavar="ZOO_NAME",
-        help="start from this zoo model's weights (the classifier head too if "
+        metavar="ZOO_NAME|FILE.keras",
+        help="start from this zoo model's (or .keras file's) weights (the "
+        "classifier head too if "
         "the number of classes matches; the architecture must match, see "
         "`spzoo zoo list`)",
     )

@@ -179,18 +179,30 @@ def check_backup(backup: Path, settings: dict, restart: bool, chief: bool) -> st
 
 
 def init_from_zoo(model: keras.Model, name: str) -> dict:
-    """Sets every weight of `model` from zoo model `name`; the classifier
-    head too when its shape matches (same number of classes), else it
-    stays fresh.
+    """Sets every weight of `model` from zoo model `name` (or a `.keras`
+    file); the classifier head too when its shape matches (same number of
+    classes), else it stays fresh.
 
     Returns:
-        The record kept in the run's recipe: the zoo model's name, the
-        sha256 of its `.keras` file and whether the head came along.
+        The record kept in the run's recipe: the zoo model's name (or the
+        file's path), the sha256 of its `.keras` file and whether the head
+        came along.
 
     Raises:
-        ValueError: naming `--init-from` when the architectures differ.
+        ValueError: naming `--init-from` when the architectures differ or
+            `name` is neither a zoo model nor a `.keras` file.
     """
-    source = zoo.load(name)
+    if str(name).endswith(".keras"):
+        path = Path(name)
+        if not path.is_file():
+            raise ValueError(f"`--init-from {name}`: no such .keras file.")
+        import spzoo.layers  # noqa: F401  (registers the custom layers)
+
+        source = keras.saving.load_model(path, compile=False)
+        record = {"path": str(name), "sha256": zoo.sha256_file(path)}
+    else:
+        source = zoo.load(name)
+        record = {"name": name, "sha256": zoo.info(name)["files"]["keras"]["sha256"]}
     try:
         transfer_weights(source, model, source_name=name)
     except ValueError as error:
@@ -199,8 +211,7 @@ def init_from_zoo(model: keras.Model, name: str) -> dict:
     head = [w.shape for w in theirs.weights] == [w.shape for w in ours.weights]
     if head:
         ours.set_weights(theirs.get_weights())
-    record = zoo.info(name)["files"]["keras"]
-    return {"name": name, "sha256": record["sha256"], "head": head}
+    return {**record, "head": head}
 
 
 def train(
@@ -244,10 +255,10 @@ def train(
         initial_lr: Initial (or peak) learning rate; None takes the recipe's.
         verbose: Keras verbosity (progress bar by default).
         recipe: A name from `spzoo.training.RECIPES` ("paper", "fast").
-        init_from: A zoo model (`spzoo.zoo.list_models()`) of the same
-            architecture to start from: every weight, the classifier head
-            only if the number of classes matches (`spzoo.zoo.finetune`);
-            None starts from scratch.
+        init_from: A zoo model (`spzoo.zoo.list_models()`) or a `.keras`
+            file of the same architecture to start from: every weight, the
+            classifier head only if the number of classes matches
+            (`spzoo.zoo.finetune`); None starts from scratch.
         strategy: `"default"`, `"mirrored"` or `"multi-worker"`
             (`spzoo.training.distribute`; multi-worker reads `TF_CONFIG`,
             and only its chief writes files).
