@@ -102,3 +102,17 @@ def test_train_init_from_records_it_and_refuses_other_architectures(
     assert err.startswith(f"spzoo: error: `--init-from {NAME}`: The architectures")
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "runs" / "gated_cnn.sklearn_digits.keras").exists()
+
+
+def test_init_from_a_keras_file_keeps_the_head_of_the_same_classes(tiny_zoo, tmp_path):
+    from spzoo.zoo import sha256_file
+
+    path = tmp_path / "trained.keras"
+    tiny_zoo.save(path)
+    model = models.build(SPEC, SHAPE, 10, name="target")
+    record = init_from_zoo(model, str(path))
+    assert record == {"path": str(path), "sha256": sha256_file(path), "head": True}
+    for a, b in zip(model.weights, tiny_zoo.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match=r"^`--init-from /no/such.keras`: no such"):
+        init_from_zoo(model, "/no/such.keras")
