@@ -26,6 +26,9 @@ time per step, images/s and ratio to its model's baseline, and writes
 `bench/results/train_throughput.{json,md}`.
 
     python bench/train_throughput.py [--rounds 2] [--steps 5] [--models ...]
+
+Tests check the script with `--width-divisor 16 --blocks 1 --quick`: small
+models, three levers.
 """
 
 import argparse
@@ -76,13 +79,18 @@ LEVERS = {
 QUICK_LEVERS = ("baseline (fast recipe)", "float32", "batch 64")
 
 
-def model_spec(model: str, kernels: str, divisor: int) -> dict:
-    """The spec a configuration trains: a zoo design, maybe transformed."""
+def model_spec(
+    model: str, kernels: str, divisor: int, blocks: int | None = None
+) -> dict:
+    """The spec a configuration trains: a zoo design, maybe transformed
+    (`blocks`: that many blocks in every stack, None: the design's)."""
     from table2 import scaled_spec
 
     design = "resnet_3_48" if model == "resnet_3_48_prunable" else model
     spec = scaled_spec(design, divisor)
     for stack in spec["stacks"]:
+        if blocks is not None:
+            stack["blocks"] = blocks
         if model == "resnet_3_48_prunable":
             stack["neuron"] = "prunable"
         if kernels != "split" and "kernels" in stack:
@@ -108,7 +116,9 @@ def worker(config: dict) -> dict:
 
     keras.utils.set_random_seed(0)
     keras.config.set_dtype_policy(config["precision"])
-    spec = model_spec(config["model"], config["kernels"], config["divisor"])
+    spec = model_spec(
+        config["model"], config["kernels"], config["divisor"], config.get("blocks")
+    )
     model = build(spec, (28, 28, 1), 10)
     keras.config.set_dtype_policy("float32")
     model.compile(
@@ -203,6 +213,12 @@ def main(argv=None) -> int:
         help="divide every filter count (tests use 16)",
     )
     parser.add_argument(
+        "--blocks",
+        type=int,
+        default=None,
+        help="blocks per stack (default: the design's; tests use 1)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="only the levers " + ", ".join(QUICK_LEVERS),
@@ -216,6 +232,8 @@ def main(argv=None) -> int:
         parser.error("`--rounds` and `--steps` must be >= 1")
     if args.width_divisor < 1:
         parser.error("`--width-divisor` must be >= 1")
+    if args.blocks is not None and args.blocks < 1:
+        parser.error("`--blocks` must be >= 1")
 
     from _common import RESULTS, machine
 
@@ -231,6 +249,8 @@ def main(argv=None) -> int:
                 steps=args.steps,
                 divisor=args.width_divisor,
             )
+            if args.blocks is not None:
+                config["blocks"] = args.blocks
             configs.append((model, lever, config))
     total = len(configs) * args.rounds
     print(
@@ -273,6 +293,7 @@ def main(argv=None) -> int:
         f"`python bench/train_throughput.py --rounds {args.rounds} --steps "
         f"{args.steps}"
         + (f" --width-divisor {args.width_divisor}" if args.width_divisor != 1 else "")
+        + (f" --blocks {args.blocks}" if args.blocks is not None else "")
         + (" --quick" if args.quick else "")
         + "`. "
         f"Machine: {machine()}. Batch 128 unless said, 28x28x1 inputs; "

@@ -30,6 +30,10 @@ def test_model_specs_change_one_thing(bench):
     ]
     three = bench.model_spec("sp_resnet", "3", 1)
     assert all(s["kernels"] == {"3": 1.0} for s in three["stacks"])
+    assert [s["blocks"] for s in split["stacks"]] == [3, 4, 2]  # the design's
+    one = bench.model_spec("sp_resnet", "split", 16, blocks=1)
+    assert [s["blocks"] for s in one["stacks"]] == [1, 1, 1]
+    assert [s["filters"] for s in one["stacks"]] == [3, 6, 9]
 
 
 def test_every_model_lists_its_baseline_first(bench):
@@ -48,6 +52,8 @@ def test_tiny_run_writes_ratios_to_each_models_baseline(bench, tmp_path, capsys)
             "sp_resnet",
             "--width-divisor",
             "16",
+            "--blocks",
+            "1",
             "--rounds",
             "1",
             "--steps",
@@ -71,12 +77,17 @@ def test_tiny_run_writes_ratios_to_each_models_baseline(bench, tmp_path, capsys)
     assert (
         rows[2]["config"]["batch"] == 64 and rows[1]["config"]["precision"] == "float32"
     )
+    assert all(row["config"]["blocks"] == 1 for row in rows)
     table = (tmp_path / "train_throughput.md").read_text()
     assert "| sp_resnet | float32 |" in table and "Machine:" in table
+    assert "--width-divisor 16 --blocks 1 --quick" in table
     assert "baseline resnet_3_48:" in capsys.readouterr().out
 
 
 def test_bad_rounds_is_a_usage_error(bench):
     with pytest.raises(SystemExit) as error:
         bench.main(["--rounds", "0"])
+    assert error.value.code == 2
+    with pytest.raises(SystemExit) as error:
+        bench.main(["--blocks", "0"])
     assert error.value.code == 2
