@@ -235,20 +235,22 @@ def test_a_killed_worker_restarts_its_trial(tmp_path):
     port = free_port()
     chief = start(tmp_path, "chief", port)
     first = start(tmp_path, "tuner0", port)
-    processes = [chief, first]
+    # tuner1 trains alongside, before and after the kill: the trial tuner0
+    # was killed in waits for tuner0, whatever tuner1 asks for meanwhile.
+    other = start(tmp_path, "tuner1", port)
+    processes = [chief, first, other]
     deadline = time.time() + 600
     try:
         # SIGKILL tuner0 while it trains its third trial, then restart it.
         while len(ran(tmp_path, "tuner0")) < 2 and time.time() < deadline:
             assert first.poll() is None, first.stdout.read().decode()[-3000:]
-            time.sleep(0.2)
+            time.sleep(0.1)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
         killed_after = ran(tmp_path, "tuner0")
         assert killed_after, "tuner0 finished no trial before the deadline"
         again = start(tmp_path, "tuner0", port)
-        other = start(tmp_path, "tuner1", port)
-        processes += [again, other]
+        processes.append(again)
         outputs = [finish(p, deadline) for p in (again, other)]
         finish(chief, deadline + 60)
     finally:
