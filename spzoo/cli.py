@@ -77,6 +77,7 @@ def train_command(args) -> int:
         tensorboard=args.tensorboard,
         restart=args.restart,
         mac_budget=args.mac_budget,
+        threshold_training=args.threshold_training,
     )
     if result["model_path"] is None:
         print(
@@ -220,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --init-from a gated model: first close the gates below the "
         "lowest threshold whose MACs are at most FRACTION of the ungated MACs, "
         "then fine-tune (see README, gated models)",
+    )
+    p.add_argument(
+        "--threshold-training",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="with --init-from a gated model: fine-tune it for every threshold "
+        "down to FRACTION of the ungated MACs (a random threshold each step, "
+        "batch norm frozen; see README, gated models)",
     )
     p.add_argument(
         "--strategy",

@@ -4,7 +4,10 @@ The threshold on log-alpha is a run-time value: a non-trainable scalar
 variable per gate (set for a whole model with `set_threshold`), which a
 `threshold=` call argument or a `threshold_scope` overrides. Changing the
 variable changes the outputs of an already traced (compiled) model without
-retracing or rebuilding it.
+retracing or rebuilding it. A threshold in force closes gates in training
+too (the noisy sample is zeroed below it), so a model can be trained at a
+threshold (`spzoo.training.threshold_sampling`); with none, training is
+Louizos et al.'s.
 """
 
 import contextlib
@@ -296,9 +299,7 @@ class HardConcreteGate(layers.Layer):
         z = ops.clip(
             ops.sigmoid(log_alpha) * (self.zeta - self.gamma) + self.gamma, 0.0, 1.0
         )
-        threshold = self.resolve_threshold(threshold)
-        keep = ops.greater_equal(log_alpha, ops.cast(threshold, log_alpha.dtype))
-        return ops.where(keep, z, ops.zeros_like(z))
+        return self.threshold_mask(z, log_alpha, threshold)
 
     def resolve_threshold(self, threshold=None):
         """The threshold in force: argument, then scope, then the variable."""
@@ -315,8 +316,14 @@ class HardConcreteGate(layers.Layer):
             penalty = ops.mean(self.l0_penalty(ops.cast(log_alpha, "float32")))
             self.add_loss(self.sparsity_weight * penalty)
         if training:
-            return self.sample(log_alpha)
+            return self.threshold_mask(self.sample(log_alpha), log_alpha, threshold)
         return self.deterministic(log_alpha, threshold)
+
+    def threshold_mask(self, z, log_alpha, threshold=None):
+        """`z` zeroed where log-alpha is below the threshold in force."""
+        threshold = self.resolve_threshold(threshold)
+        keep = ops.greater_equal(log_alpha, ops.cast(threshold, log_alpha.dtype))
+        return ops.where(keep, z, ops.zeros_like(z))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -37,7 +37,9 @@ def check_mac_budget(value, argument: str = "mac_budget") -> float:
     return fraction
 
 
-def _static_gates(model: keras.Model) -> list:
+def static_block_gates(model: keras.Model) -> list:
+    """The `PresynapticGate`s of a model's gated blocks; refuses a model
+    without them or with input-dependent ones."""
     gates = [block.gate for block in gate_blocks(model)]
     if not gates:
         raise ValueError(
@@ -51,6 +53,40 @@ def _static_gates(model: keras.Model) -> list:
             "a MAC budget needs gates that are the same for every input."
         )
     return gates
+
+
+def budget_threshold(model: keras.Model, fraction: float) -> float:
+    """The lowest threshold on log-alpha at which the model's expected MACs
+    are at most `fraction` of its ungated MACs.
+
+    Raises:
+        ValueError: The model has no input-independent block gates, or
+            closing every gate still costs more than the budget.
+    """
+    fraction = check_mac_budget(fraction)
+    gates = static_block_gates(model)
+    ungated = float(static_macs(model))
+    values = np.unique(np.concatenate([gate.static_log_alpha() for gate in gates]))
+
+    def cost(threshold: float) -> float:
+        return expected_macs(model, threshold=threshold) / ungated
+
+    # The cost falls as the threshold rises through the log-alpha values:
+    # bisect for the lowest that fits (+inf closes every gate).
+    candidates = np.append(values, np.inf)
+    if cost(float(candidates[-1])) > fraction:
+        raise ValueError(
+            f"`mac_budget` {fraction} is below what model {model.name!r} costs "
+            f"with every gate closed ({cost(np.inf):.3f} of its MACs)."
+        )
+    low, high = 0, len(candidates) - 1
+    while low < high:
+        middle = (low + high) // 2
+        if cost(float(candidates[middle])) <= fraction:
+            high = middle
+        else:
+            low = middle + 1
+    return float(candidates[low])
 
 
 def close_to_budget(model: keras.Model, fraction: float) -> dict:
@@ -71,39 +107,18 @@ def close_to_budget(model: keras.Model, fraction: float) -> dict:
             still costs more than the budget.
     """
     fraction = check_mac_budget(fraction)
-    gates = _static_gates(model)
-    ungated = float(static_macs(model))
-    values = np.unique(np.concatenate([gate.static_log_alpha() for gate in gates]))
-
-    def cost(threshold: float) -> float:
-        return expected_macs(model, threshold=threshold) / ungated
-
-    # Thresholds between consecutive log-alpha values, cheapest last;
-    # the cost falls as the threshold rises: bisect for the lowest fit.
-    candidates = np.append(values, np.inf)
-    if cost(float(candidates[-1])) > fraction:
-        raise ValueError(
-            f"`mac_budget` {fraction} is below what model {model.name!r} costs "
-            f"with every gate closed ({cost(np.inf):.3f} of its MACs)."
-        )
-    low, high = 0, len(candidates) - 1
-    while low < high:
-        middle = (low + high) // 2
-        if cost(float(candidates[middle])) <= fraction:
-            high = middle
-        else:
-            low = middle + 1
-    threshold = float(candidates[low])
+    threshold = budget_threshold(model, fraction)
     closed = 0
+    gates = static_block_gates(model)
     for gate in gates:
-        log_alpha = gate.static_log_alpha()
-        shut = log_alpha < threshold
+        shut = gate.static_log_alpha() < threshold
         closed += int(shut.sum())
         bias = keras.ops.convert_to_numpy(gate.presynaptic_bias)
         closed_bias = CLOSED_LOG_ALPHA / gate.log_alpha_scale
         gate.presynaptic_bias.assign(
             np.where(shut, closed_bias, bias).astype("float32")
         )
+    ungated = float(static_macs(model))
     after = expected_macs(model)
     return {
         "mac_budget": fraction,

@@ -35,6 +35,7 @@ from spzoo.training.recipes import (
     make_optimizer,
     make_schedule,
 )
+from spzoo.training.threshold_sampling import ThresholdSampling, freeze_batch_norm
 from spzoo.zoo.finetune import head_layer, transfer_weights
 
 
@@ -107,6 +108,7 @@ def _reproduce_command(
     lr,
     init_from=None,
     mac_budget=None,
+    threshold_training=None,
 ):
     words = ["spzoo", "train", str(arch_name), "--dataset", dataset]
     words += ["--recipe", recipe.name, "--epochs", str(epochs)]
@@ -118,6 +120,8 @@ def _reproduce_command(
         words += ["--init-from", init_from]
     if mac_budget is not None:
         words += ["--mac-budget", repr(mac_budget)]
+    if threshold_training is not None:
+        words += ["--threshold-training", repr(threshold_training)]
     words += ["--seed", str(seed)]
     return shlex.join(words)
 
@@ -230,6 +234,7 @@ def train(
     tensorboard: bool = True,
     restart: bool = False,
     mac_budget: float | None = None,
+    threshold_training: float | None = None,
 ) -> dict:
     """Trains `arch` on `dataset` with a recipe and saves it.
 
@@ -270,6 +275,10 @@ def train(
             lowest threshold whose MACs are at most this share of the
             ungated MACs (`spzoo.training.budget.close_to_budget`), so the
             run fine-tunes the model to that cost.
+        threshold_training: With `init_from` a gated model: fine-tune it
+            for every threshold down to this share of the ungated MACs
+            (`spzoo.training.threshold_sampling`: a random threshold each
+            step, batch norm frozen).
 
     Returns:
         The metrics dict that is also written as JSON (on a multi-worker
@@ -296,6 +305,13 @@ def train(
         if not init_from:
             raise ValueError(
                 "`mac_budget` closes the gates of a trained model: it needs "
+                "`init_from` (`--init-from ZOO_NAME`)."
+            )
+    if threshold_training is not None:
+        threshold_training = check_mac_budget(threshold_training, "threshold_training")
+        if not init_from:
+            raise ValueError(
+                "`threshold_training` fine-tunes a trained gated model: it needs "
                 "`init_from` (`--init-from ZOO_NAME`)."
             )
     spec = resolve_spec(arch)
@@ -366,6 +382,8 @@ def train(
     }
     if mac_budget is not None:
         settings["mac_budget"] = mac_budget
+    if threshold_training is not None:
+        settings["threshold_training"] = threshold_training
     state = check_backup(backup, settings, restart, chief)
     if state == "legacy":
         print(
@@ -390,6 +408,18 @@ def train(
             f"{budget['ungated_macs']:,.0f}",
             flush=True,
         )
+    sampling = None
+    if threshold_training is not None:
+        sampling = ThresholdSampling(threshold_training, seed=seed)
+        low, high = sampling.threshold_range_of(model)
+        frozen = freeze_batch_norm(model)
+        if chief:
+            print(
+                f"--threshold-training {threshold_training}: thresholds none, "
+                f"{high:.3f} and uniform in [{low:.3f}, {high:.3f}]; {frozen} "
+                "batch-norm layers frozen",
+                flush=True,
+            )
     with distribution.scope():
         compile_classifier(
             model,
@@ -405,6 +435,8 @@ def train(
         keras.callbacks.TerminateOnNaN(),
         EpochProgress(epochs),
     ]
+    if sampling is not None:
+        callbacks.insert(1, sampling)
     logs = output_dir / f"{name}.tensorboard"
     if tensorboard and chief:  # TensorFlow's rule: the chief writes summaries
         if state == "fresh":
@@ -465,6 +497,7 @@ def train(
                 lr,
                 init_from,
                 mac_budget,
+                threshold_training,
             ),
         }
     )
@@ -472,6 +505,14 @@ def train(
         recipe_record["init_from"] = initial
     if budget:
         recipe_record["mac_budget"] = budget
+    if sampling is not None:
+        recipe_record["threshold_training"] = {
+            "min_fraction": threshold_training,
+            "draws": "a third of the steps no threshold, a third the cheapest "
+            "point's threshold, a third uniform between the lowest open "
+            "log-alpha and it (range measured at each epoch's start)",
+            "batch_norm": "frozen",
+        }
     result = {
         "name": name,
         "arch": arch_name,

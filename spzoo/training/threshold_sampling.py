@@ -1,0 +1,107 @@
+"""Training a gated model for every threshold of its curve at once.
+
+A gated model trained only with its hard-concrete gates learns to work at
+one operating point: every channel its gates leave open is used, and at a
+threshold that closes half of them the accuracy collapses. Batch norm makes
+it worse: its running statistics were gathered with every channel open.
+
+`ThresholdSampling` fine-tunes a trained gated model for the whole curve,
+as slimmable networks train every width (Yu et al., "Slimmable Neural
+Networks", ICLR 2019, and the "sandwich rule" of "Universally Slimmable
+Networks", ICCV 2019): before each training step it sets every gate's
+threshold to one draw of
+
+- no threshold (the widest network), a third of the steps;
+- the threshold of the cheapest point, where the expected MACs are
+  `min_fraction` of the ungated MACs (`spzoo.training.budget`), a third;
+- a threshold uniform between the lowest open log-alpha and that one.
+
+The gates close the channels below the threshold during training too
+(`HardConcreteGate`), so the rest of the network learns to do without
+them in the order the gates rank them. `spzoo train --threshold-training
+F` runs it with batch norm frozen (its statistics are those of the trained
+model, used at every threshold in training as at inference), and the
+model is validated and saved with no threshold.
+"""
+
+import keras
+import numpy as np
+
+from spzoo.layers.hard_concrete_gate import set_threshold
+from spzoo.training.budget import budget_threshold, check_mac_budget, static_block_gates
+
+
+def threshold_range(model: keras.Model, min_fraction: float) -> tuple[float, float]:
+    """`(low, high)`: the lowest log-alpha of an open gate, and the lowest
+    threshold at which the expected MACs are at most `min_fraction` of the
+    ungated MACs."""
+    gates = static_block_gates(model)
+    open_values = [
+        gate.static_log_alpha()[gate.static_gate(-np.inf) > 0] for gate in gates
+    ]
+    values = np.concatenate(open_values)
+    high = budget_threshold(model, min_fraction)
+    low = float(values.min()) if values.size else high
+    return min(low, high), high
+
+
+class ThresholdSampling(keras.callbacks.Callback):
+    """Sets a random threshold on every gate before each training step.
+
+    Args:
+        min_fraction: The cheapest point trained, a share in (0, 1) of the
+            model's ungated MACs.
+        seed: Seed of the draws; the draws of an epoch depend only on the
+            seed and the epoch, so a run resumed at an epoch repeats them.
+
+    The range is measured again at the start of each epoch (the gates
+    train). Validation and the saved model run with no threshold.
+    """
+
+    def __init__(self, min_fraction: float, seed: int = 0):
+        super().__init__()
+        self.min_fraction = check_mac_budget(min_fraction, "min_fraction")
+        self.seed = int(seed)
+        self.low = self.high = None
+        self._rng = None
+
+    def threshold_range_of(self, model: keras.Model) -> tuple[float, float]:
+        """`threshold_range(model, self.min_fraction)`."""
+        return threshold_range(model, self.min_fraction)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        set_threshold(self.model, None)
+        self.low, self.high = threshold_range(self.model, self.min_fraction)
+        self._rng = np.random.default_rng([self.seed, int(epoch)])
+
+    def draw(self) -> float | None:
+        """One threshold: None, the cheapest point, or uniform between."""
+        u = self._rng.random()
+        if u < 1 / 3:
+            return None
+        if u < 2 / 3:
+            return self.high
+        return float(self._rng.uniform(self.low, self.high))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        set_threshold(self.model, self.draw())
+
+    def on_test_begin(self, logs=None):
+        set_threshold(self.model, None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        set_threshold(self.model, None)
+
+    def on_train_end(self, logs=None):
+        set_threshold(self.model, None)
+
+
+def freeze_batch_norm(model: keras.Model) -> int:
+    """Runs every batch-norm layer in inference mode (`trainable = False`,
+    Keras's rule), keeping its statistics; returns how many."""
+    count = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+            count += 1
+    return count
