@@ -302,17 +302,6 @@ def spzoo(args):
     )
 
 
-def finish(process, timeout):
-    """`(returncode, output)`; the process group is killed on a timeout."""
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"timed out:\n{output.decode()[-3000:]}")
-    return process.returncode, output.decode()
-
-
 def completed(project):
     done = {}
     for name in sorted(os.listdir(project)) if os.path.isdir(project) else []:
@@ -326,7 +315,7 @@ def completed(project):
 
 
 @pytest.mark.slow
-def test_inheriting_search_records_and_resumes_after_sigkill(tmp_path):
+def test_inheriting_search_records_and_resumes_after_sigkill(tmp_path, capsys):
     directory = str(tmp_path / "run")
     project = os.path.join(directory, "growth")
     process = spzoo([*GROWTH, "--directory", directory])
@@ -341,15 +330,20 @@ def test_inheriting_search_records_and_resumes_after_sigkill(tmp_path):
     before = completed(project)
     assert len(before) >= 3, "no child completed before the kill"
 
-    # Another fraction in the same directory is refused, in one line.
-    refused = spzoo([*GROWTH, "--inherit-fraction", "0.5", "--directory", directory])
-    returncode, output = finish(refused, 300)
-    assert returncode == 2
-    assert "used the inheritance of another run" in output
+    # The same commands in this process (`main` is what the `spzoo` script
+    # runs; no second and third start of Python and TensorFlow). Another
+    # fraction in the same directory is refused, in one line.
+    capsys.readouterr()
+    refused = [*GROWTH, "--inherit-fraction", "0.5", "--directory", directory]
+    assert main(refused) == 2
+    err = capsys.readouterr().err.strip()
+    assert "used the inheritance of another run" in err
+    assert len(err.splitlines()) == 1
 
-    resumed = spzoo([*GROWTH, "--directory", directory])
-    returncode, output = finish(resumed, 900)
-    assert returncode == 0, output[-3000:]
+    code = main([*GROWTH, "--directory", directory])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    output = captured.out
     after = completed(project)
     assert sorted(after) == ["0", "1", "2", "3"]
     for trial_id, trial in before.items():
@@ -369,54 +363,6 @@ def test_inheriting_search_records_and_resumes_after_sigkill(tmp_path):
     assert "weight inheritance: 2 children" in output
 
 
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_workers_inherit_from_the_parents_file(tmp_path):
-    """A worker asks the chief for the parent's spec and reads its weights file."""
-    directory = str(tmp_path / "run")
-    env = {
-        "KERASTUNER_ORACLE_IP": "127.0.0.1",
-        "KERASTUNER_ORACLE_PORT": str(free_port()),
-    }
-    args = [*GROWTH, "--directory", directory]
-
-    def start(tuner_id):
-        return subprocess.Popen(
-            [sys.executable, "-m", "spzoo.cli", *args],
-            env={
-                **os.environ,
-                "TF_CPP_MIN_LOG_LEVEL": "3",
-                **env,
-                "KERASTUNER_TUNER_ID": tuner_id,
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    chief = start("chief")
-    time.sleep(2)
-    workers = [start(f"tuner{i}") for i in range(2)]
-    try:
-        outputs = [finish(w, 900)[1] for w in workers]
-        returncode, output = finish(chief, 120)
-    finally:
-        for p in [chief, *workers]:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-    assert returncode == 0, output[-3000:]
-    assert all("worker finished" in out for out in outputs)
-    summary = json.loads(open(os.path.join(directory, "growth", "search.json")).read())
-    children = [h for h in summary["history"] if h["parent"] is not None]
-    assert children and len(summary["history"]) == 4
-    for h in children:
-        assert h["inheritance"]["parent"] == h["parent"]
-        assert h["inheritance"]["mode"] in (EXACT, PARTIAL)
-    assert "weight inheritance: 2 children" in output
+# Workers inheriting from the parents' files (a worker asks the chief for the
+# parent's spec and reads its weights file): the chief and two workers of
+# tests/test_tuners_cli.py search with `--inherit-weights`.

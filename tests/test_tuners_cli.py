@@ -12,6 +12,7 @@ import time
 import pytest
 
 from spzoo.cli import main
+from spzoo.tuners.growth_inherit import EXACT, PARTIAL
 
 # Each test runs a search that trains networks (subprocesses included).
 pytestmark = pytest.mark.slow
@@ -72,7 +73,7 @@ def finish(process, timeout):
     return output.decode()
 
 
-def test_growth_search_resumes_after_sigkill(tmp_path):
+def test_growth_search_resumes_after_sigkill(tmp_path, capsys):
     directory = str(tmp_path / "run")
     project = os.path.join(directory, "growth")
     process = spzoo([*GROWTH, "--directory", directory])
@@ -86,7 +87,13 @@ def test_growth_search_resumes_after_sigkill(tmp_path):
     before = completed(project)
     assert before, "no trial completed before the kill"
 
-    output = finish(spzoo([*GROWTH, "--directory", directory]), 300)
+    # The same command resumes it, here in this process (no second start of
+    # Python and TensorFlow: `main` is what the `spzoo` script runs).
+    capsys.readouterr()
+    code = main([*GROWTH, "--directory", directory])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    output = captured.out
     after = completed(project)
     assert len(after) == 4 and sorted(after) == ["0", "1", "2", "3"]
     for trial_id, (architecture, accuracy) in before.items():
@@ -120,29 +127,39 @@ def free_port():
 
 
 def test_chief_and_two_workers_share_one_search(tmp_path):
+    """Two workers train the chief's trials; with `--inherit-weights` a worker
+    asks the chief for the parent's spec and reads its weights file (one
+    cluster checks both, a start of three processes costs tens of seconds)."""
     directory = str(tmp_path / "run")
     port = str(free_port())
     env = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
-    # n_iter = 3: two random networks (one per worker) and one child.
-    args = [*GROWTH, "--iterations", "3", "--directory", directory]
+    # n_iter = 4: two random networks (one per worker) and two children.
+    args = [*GROWTH, "--inherit-weights", "--directory", directory]
     chief = spzoo(args, {**env, "KERASTUNER_TUNER_ID": "chief"})
     time.sleep(2)
     workers = [
         spzoo(args, {**env, "KERASTUNER_TUNER_ID": f"tuner{i}"}) for i in range(2)
     ]
     try:
-        outputs = [finish(w, 400) for w in workers]
-        finish(chief, 60)
+        outputs = [finish(w, 900) for w in workers]
+        chief_output = finish(chief, 120)
     finally:
         for p in [chief, *workers]:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
     assert all("worker finished" in out for out in outputs)
     project = os.path.join(directory, "growth")
-    assert sorted(completed(project)) == ["0", "1", "2"]
+    assert sorted(completed(project)) == ["0", "1", "2", "3"]
     assert os.path.isfile(os.path.join(project, "search.json"))  # the chief's
     assert os.path.isfile(os.path.join(project, "tuner0.json"))
     assert os.path.isfile(os.path.join(project, "tuner1.json"))
+    summary = json.loads(open(os.path.join(project, "search.json")).read())
+    children = [h for h in summary["history"] if h["parent"] is not None]
+    assert children and len(summary["history"]) == 4
+    for h in children:
+        assert h["inheritance"]["parent"] == h["parent"]
+        assert h["inheritance"]["mode"] in (EXACT, PARTIAL)
+    assert "weight inheritance: 2 children" in chief_output
 
 
 def test_pruning_search_cli(tmp_path, capsys):
