@@ -158,6 +158,8 @@ SOURCES = [
 def run_recipe(run_path: Path) -> dict:
     """The manifest recipe of a `spzoo train` run, from its metrics JSON.
 
+    A run that fine-tunes an earlier one lists it in `recipe["stages"]`
+    (its command comes first in `command`; the budget counts both).
     A run that was interrupted and resumed records only its last part's
     `train_seconds`; its JSON may then carry the whole run's
     `train_seconds_total` and a `train_seconds_note` saying how it was
@@ -167,7 +169,9 @@ def run_recipe(run_path: Path) -> dict:
     recipe = dict(run["recipe"])
     recipe["command"] = f"{recipe['command']} --output-dir runs/zoo"
     recipe["optimizer"] = recipe.pop("description")
-    recipe["budget"] = f"{recipe['epochs']} epochs (CPU)"
+    epochs = [stage["epochs"] for stage in recipe.get("stages", [])]
+    epochs = " + ".join(str(n) for n in [*epochs, recipe["epochs"]])
+    recipe["budget"] = f"{epochs} epochs (CPU)"
     recipe["train_seconds"] = run.get("train_seconds_total", run["train_seconds"])
     if run.get("train_seconds_note"):
         recipe["train_seconds_note"] = run["train_seconds_note"]

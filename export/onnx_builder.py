@@ -885,9 +885,10 @@ def static_macs(model, threshold: float) -> float:
 
 
 def default_levels(model, fractions=(0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)):
-    """Threshold levels: for each fraction of the MACs at threshold -inf, the
-    smallest log-alpha value at which the model's static MACs fall to that
-    fraction or below (duplicates dropped)."""
+    """Threshold levels: for each fraction of the model's ungated MACs (every
+    channel computed), the smallest log-alpha value at which its static MACs
+    fall to that fraction or below, when that is cheaper than no threshold
+    (duplicates dropped)."""
     blocks = static_gates(model)
     if not blocks:
         return []
@@ -898,11 +899,11 @@ def default_levels(model, fractions=(0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)):
     if not len(values):
         return []
     count = StaticMacs(model)
-    full = count(-np.inf)
-    macs = np.array([count(float(v)) for v in values]) / full
+    none = count(-np.inf)
+    macs = np.array([count(float(v)) for v in values])
     levels = []
     for fraction in fractions:
-        hits = np.flatnonzero(macs <= fraction)
+        hits = np.flatnonzero((macs <= fraction * count.total) & (macs < none))
         if len(hits):
             level = float(np.float32(values[hits[0]]))
             if level not in levels:

@@ -27,7 +27,6 @@ import glob
 import os
 
 import keras_tuner
-from keras_tuner.engine import metrics_tracking
 from keras_tuner.engine.trial import TrialStatus
 
 from spzoo.io import CorruptFileError, atomic_write_json, read_json
@@ -125,7 +124,9 @@ class ResumableOracle:
         retry = set(self._retry_queue)
         self.end_order = [t for t in self.end_order if t not in retry]
         for trial_id in self._retry_queue:
-            self.trials[trial_id].metrics = metrics_tracking.MetricsTracker()
+            # A fresh tracker of the trial's metrics (KerasTuner's
+            # `MetricsTracker`, not among its public names).
+            self.trials[trial_id].metrics = type(self.trials[trial_id].metrics)()
 
 
 class ResumableTuner:
