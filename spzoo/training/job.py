@@ -35,7 +35,11 @@ from spzoo.training.recipes import (
     make_optimizer,
     make_schedule,
 )
-from spzoo.training.threshold_sampling import ThresholdSampling, freeze_batch_norm
+from spzoo.training.threshold_sampling import (
+    ThresholdSampling,
+    freeze_batch_norm,
+    threshold_range,
+)
 from spzoo.zoo.finetune import head_layer, transfer_weights
 
 
@@ -411,7 +415,7 @@ def train(
     sampling = None
     if threshold_training is not None:
         sampling = ThresholdSampling(threshold_training, seed=seed)
-        low, high = sampling.threshold_range_of(model)
+        low, high = threshold_range(model, threshold_training)
         frozen = freeze_batch_norm(model)
         if chief:
             print(

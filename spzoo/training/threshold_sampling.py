@@ -65,10 +65,6 @@ class ThresholdSampling(keras.callbacks.Callback):
         self.low = self.high = None
         self._rng = None
 
-    def threshold_range_of(self, model: keras.Model) -> tuple[float, float]:
-        """`threshold_range(model, self.min_fraction)`."""
-        return threshold_range(model, self.min_fraction)
-
     def on_epoch_begin(self, epoch, logs=None):
         set_threshold(self.model, None)
         self.low, self.high = threshold_range(self.model, self.min_fraction)
