@@ -13,9 +13,9 @@ a search's oracle subclasses `SearchOracle` and keeps only its algorithm,
 - atomic state writes and crash repair (`spzoo.tuners.persistence`).
 
 The base tuner owns the back-off when the oracle answers IDLE, atomic
-weight saves, training a classifier for a number of steps, and
-`run_search`: the preamble, the data, the search and the chief/worker
-split every `spzoo search` command shares.
+weight saves, training a classifier for a number of steps, the chief's
+server (`serve_oracle`), and `run_search`: the preamble, the data, the
+search and the chief/worker split every `spzoo search` command shares.
 """
 
 import contextlib
@@ -44,6 +44,8 @@ ARCHITECTURE = "architecture"
 SUMMARY_FILE = "search.json"
 TENSORBOARD_DIR = "tensorboard"  # in a search's project folder
 ORACLE_IP = "KERASTUNER_ORACLE_IP"  # KerasTuner's chief/worker variable
+# Seconds between two looks of a chief at whether its search is over.
+CHIEF_POLL = 0.5
 
 
 def _short(value) -> str:
@@ -186,6 +188,20 @@ class SearchTuner(ResumableTuner):
         self._asked = False
         super().on_trial_begin(trial)
 
+    def search(self, *fit_args, **fit_kwargs):
+        """KerasTuner's `search`; on a chief, the oracle served by `serve_oracle`.
+
+        What `BaseTuner.search` does on a chief (the oracle's verbosity, the
+        tuner's state saved, then serving until the search is over), with
+        a chief that stops within `CHIEF_POLL` of its last worker's end.
+        """
+        if not is_chief():
+            return super().search(*fit_args, **fit_kwargs)
+        if "verbose" in fit_kwargs:
+            self.oracle.verbose = fit_kwargs["verbose"]
+        self.save()
+        serve_oracle(self.oracle)
+
     def save_model(self, trial_id, model, step=0):
         """Writes the trial's weights atomically where `load_model` reads them."""
         save_weights_atomic(model, self._get_checkpoint_fname(trial_id))
@@ -257,6 +273,40 @@ def single_process():
 def oracle_address() -> str:
     """`ip:port` of the chief's oracle (`KERASTUNER_ORACLE_IP` / `_PORT`)."""
     return f"{os.environ[ORACLE_IP]}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+
+
+def serve_oracle(oracle, poll: float = CHIEF_POLL) -> None:
+    """Serves `oracle` to the workers at `oracle_address()` until the search ends.
+
+    KerasTuner's chief (`keras_tuner/src/distribute/oracle_chief.py`,
+    `start_server`): its gRPC `OracleServicer` on a server of one thread,
+    and the same end, once a worker was told STOPPED, no trial is running
+    and every worker that asked for a trial was told STOPPED (its
+    `exit_chief`). KerasTuner looks at that end every 20 s once a worker
+    has stopped; this looks every `poll` seconds, then stops the server
+    after its last answers are sent.
+
+    Args:
+        oracle: The chief's oracle.
+        poll: Seconds between two looks at whether the search is over.
+    """
+    # Imported here, as KerasTuner does: its protos import gRPC's protobuf.
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    server.add_insecure_port(oracle_address())
+    server.start()
+    try:
+        while not (servicer.stop_triggered and exit_chief(oracle)):
+            time.sleep(poll)
+    finally:
+        server.stop(grace=5.0).wait()
 
 
 def tensorboard_callbacks(tuner, tensorboard: bool = True) -> list:

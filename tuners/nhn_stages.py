@@ -301,7 +301,7 @@ def lds_stage(run: Run, pruned_spec: dict, direction_rule: str) -> tuple[dict, d
     return _run_stage(stage, work, keep)
 
 
-def join_lds_stage(run: Run, direction_rule: str, poll: float = 5.0) -> None:
+def join_lds_stage(run: Run, direction_rule: str, poll: float = 0.5) -> None:
     """A worker's part of the pipeline: trains LDS members for the chief.
 
     The chief runs stages 1-3; the worker waits for its pruned model, then
