@@ -162,6 +162,56 @@ def test_chief_and_two_workers_share_one_search(tmp_path):
     assert "weight inheritance: 2 children" in chief_output
 
 
+def test_the_chief_serves_until_every_worker_was_stopped(tmp_path, monkeypatch):
+    """`serve_oracle` (the chief of every search) ends as KerasTuner's chief
+    does: not while a worker holds a trial after another was told STOPPED,
+    then once the last worker was told STOPPED."""
+    import threading
+
+    import keras_tuner
+    from keras_tuner.engine.trial import TrialStatus
+    from keras_tuner.src.distribute.oracle_client import OracleClient
+
+    from spzoo.tuners.base import serve_oracle
+
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(free_port()))
+    space = keras_tuner.HyperParameters()
+    space.Choice("x", [1, 2, 3])
+    oracle = keras_tuner.oracles.RandomSearchOracle(
+        objective=keras_tuner.Objective("score", "max"),
+        max_trials=2,
+        hyperparameters=space,
+        seed=0,
+    )
+    oracle._set_project_dir(str(tmp_path), "search")  # as a tuner does
+    served = threading.Thread(target=serve_oracle, args=(oracle, 0.05), daemon=True)
+    served.start()
+    workers = {}
+    for name in ("tuner0", "tuner1"):
+        monkeypatch.setenv("KERASTUNER_TUNER_ID", name)
+        workers[name] = OracleClient(oracle)
+
+    def end(name, trial):
+        workers[name].update_trial(trial.trial_id, {"score": 1.0})
+        trial.status = TrialStatus.COMPLETED
+        workers[name].end_trial(trial)
+
+    first = workers["tuner0"].create_trial("tuner0")
+    second = workers["tuner1"].create_trial("tuner1")
+    end("tuner0", first)
+    assert workers["tuner0"].create_trial("tuner0").status == TrialStatus.STOPPED
+    served.join(timeout=1.0)  # 20 looks: tuner1 still trains
+    assert served.is_alive()
+    end("tuner1", second)
+    assert workers["tuner1"].create_trial("tuner1").status == TrialStatus.STOPPED
+    served.join(timeout=60)
+    assert not served.is_alive()
+    assert sorted(oracle.trials) == sorted([first.trial_id, second.trial_id])
+    assert all(t.status == TrialStatus.COMPLETED for t in oracle.trials.values())
+    assert oracle.ongoing_trials == {} and oracle.tuner_ids == set()
+
+
 def test_pruning_search_cli(tmp_path, capsys):
     directory = str(tmp_path / "run")
     args = [
