@@ -28,7 +28,7 @@ time per step, images/s and ratio to its model's baseline, and writes
     python bench/train_throughput.py [--rounds 2] [--steps 5] [--models ...]
 
 Tests check the script with `--width-divisor 16 --blocks 1 --quick`: small
-models, three levers.
+models, the baseline and one lever.
 """
 
 import argparse
@@ -76,7 +76,8 @@ LEVERS = {
     ],
     "gated_sp_resnet": STEP_LEVERS[:2],
 }
-QUICK_LEVERS = ("baseline (fast recipe)", "float32", "batch 64")
+# `--quick` (the tests' run): the baseline and one lever that changes the batch.
+QUICK_LEVERS = ("baseline (fast recipe)", "batch 64")
 
 
 def model_spec(
@@ -97,6 +98,25 @@ def model_spec(
             size = max(int(k) for k in stack["kernels"]) if kernels == "largest" else 3
             stack["kernels"] = {str(size): 1.0}
     return spec
+
+
+def configurations(
+    models, steps: int, divisor: int, blocks: int | None = None, quick: bool = False
+) -> list[tuple[str, str, dict]]:
+    """`(model, lever, config)` of every configuration a run times, each
+    model's baseline first (`quick`: only the `QUICK_LEVERS`)."""
+    configs = []
+    for model in models:
+        for lever, changes in LEVERS[model]:
+            if quick and lever not in QUICK_LEVERS:
+                continue
+            config = dict(
+                BASELINE, **changes, model=model, steps=steps, divisor=divisor
+            )
+            if blocks is not None:
+                config["blocks"] = blocks
+            configs.append((model, lever, config))
+    return configs
 
 
 def worker(config: dict) -> dict:
@@ -237,21 +257,9 @@ def main(argv=None) -> int:
 
     from _common import RESULTS, machine
 
-    configs = []
-    for model in args.models:
-        for lever, changes in LEVERS[model]:
-            if args.quick and lever not in QUICK_LEVERS:
-                continue
-            config = dict(
-                BASELINE,
-                **changes,
-                model=model,
-                steps=args.steps,
-                divisor=args.width_divisor,
-            )
-            if args.blocks is not None:
-                config["blocks"] = args.blocks
-            configs.append((model, lever, config))
+    configs = configurations(
+        args.models, args.steps, args.width_divisor, args.blocks, args.quick
+    )
     total = len(configs) * args.rounds
     print(
         f"{len(configs)} configurations x {args.rounds} rounds, "

@@ -42,6 +42,27 @@ def test_every_model_lists_its_baseline_first(bench):
         assert changes == {} and label.startswith("baseline")
 
 
+def test_configurations_change_one_lever_each(bench):
+    models = ["resnet_3_48", "sp_resnet"]
+    configs = bench.configurations(models, steps=1, divisor=16, blocks=1)
+    assert [(m, lever) for m, lever, _ in configs] == [
+        (m, lever) for m in models for lever, _ in bench.LEVERS[m]
+    ]
+    for model, lever, config in configs:
+        changes = dict(bench.LEVERS[model])[lever]
+        assert config == dict(
+            bench.BASELINE, **changes, model=model, steps=1, divisor=16, blocks=1
+        )
+    by_lever = {(m, lever): config for m, lever, config in configs}
+    assert by_lever["sp_resnet", "float32"]["precision"] == "float32"
+    assert by_lever["resnet_3_48", "oneDNN off"]["onednn"] is False
+    quick = bench.configurations(models, steps=1, divisor=16, quick=True)
+    assert [(m, lever) for m, lever, _ in quick] == [
+        (m, lever) for m in models for lever in bench.QUICK_LEVERS
+    ]
+    assert all("blocks" not in config for _, _, config in quick)  # the design's
+
+
 @pytest.mark.slow
 def test_tiny_run_writes_ratios_to_each_models_baseline(bench, tmp_path, capsys):
     code = bench.main(
@@ -74,12 +95,14 @@ def test_tiny_run_writes_ratios_to_each_models_baseline(bench, tmp_path, capsys)
             row["config"]["batch"] / row["best"]
         )
     assert [r["ratio"] for r in rows if r["lever"].startswith("baseline")] == [1.0, 1.0]
-    assert (
-        rows[2]["config"]["batch"] == 64 and rows[1]["config"]["precision"] == "float32"
-    )
+    for baseline, lever in (rows[0:2], rows[2:4]):  # each to its model's baseline
+        assert lever["ratio"] == pytest.approx(
+            lever["images_per_second"] / baseline["images_per_second"]
+        )
+    assert rows[1]["config"]["batch"] == 64 and rows[0]["config"]["batch"] == 128
     assert all(row["config"]["blocks"] == 1 for row in rows)
     table = (tmp_path / "train_throughput.md").read_text()
-    assert "| sp_resnet | float32 |" in table and "Machine:" in table
+    assert "| sp_resnet | batch 64 |" in table and "Machine:" in table
     assert "--width-divisor 16 --blocks 1 --quick" in table
     assert "baseline resnet_3_48:" in capsys.readouterr().out
 
