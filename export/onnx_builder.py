@@ -24,14 +24,16 @@ gates) in NCHW directly, with only nodes that ONNX Runtime keeps blocked:
   `g = ReLU(tanh(shift(x)))`, is computed as
 
   ```
-  p = Relu(x)                     s = shift(x): depthwise 2x2 conv, end pads
-  g = Tanh(Relu(s))               u = Co' * p - M * x   (Co' = M + Co)
+  p = Relu(x)                     s = shift(p): depthwise 2x2 conv, end pads
+  g = Tanh(s)                     u = Co' * p - M * x   (Co' = M + Co)
   y = L * p + g * u
   ```
 
-  with the per-channel factors as depthwise 1x1 convolutions (ONNX Runtime
-  fuses the additions into them), equal to the Keras graph up to float
-  rounding.
+  The shift moves values without arithmetic, so `ReLU(shift(x)) =
+  shift(ReLU(x))` and `g = Tanh(shift(p))` exactly: ONNX Runtime fuses the
+  Tanh into the shift convolution. The per-channel factors are depthwise
+  1x1 convolutions (ONNX Runtime fuses the additions into them); the
+  result equals the Keras graph up to float rounding.
 
 Gated models (`PresynapticGate` blocks) take the scalar input `threshold`,
 a true graph input (no initializer: every runtime must be given it;
@@ -534,20 +536,17 @@ class _Writer:
             return _Value(y, x.channels)
         shift_kernel = np.zeros((channels, 1, 2, 2), np.float32)
         shift_kernel[:, 0, 1, 1] = 1.0
+        # ReLU commutes with a translation, so the shift reads `p` and the
+        # Tanh follows it directly (ONNX Runtime fuses it into the shift).
         s = graph.op(
             "Conv",
-            [
-                x.name,
-                graph.const(shift_kernel, f"{hint}_shift", key=("shift", channels)),
-            ],
+            [p, graph.const(shift_kernel, f"{hint}_shift", key=("shift", channels))],
             hint=f"{hint}_shift",
             group=channels,
             kernel_shape=[2, 2],
             pads=[0, 0, 1, 1],
         )
-        g = graph.op(
-            "Tanh", [graph.op("Relu", [s], hint=f"{hint}_s")], hint=f"{hint}_g"
-        )
+        g = graph.op("Tanh", [s], hint=f"{hint}_g")
         both = max_gain + coincidence
         pv = _Value(p, x.channels)
         u = (
@@ -1061,5 +1060,9 @@ def build_onnx(
             onnx.StringStringEntryProto(key=METADATA_KEY, value=dumps(metadata))
         )
     proto.doc_string = f"spzoo export of {model.name} (ONNX builder)"
+    # The shapes of every value, inside the level sub-graphs too: ONNX
+    # Runtime keeps a sub-graph's element-wise nodes in its blocked layout
+    # only when it knows their shapes (it does not infer them through `If`).
+    proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     onnx.checker.check_model(proto, full_check=True)
     return proto, info
