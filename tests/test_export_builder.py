@@ -182,6 +182,42 @@ def test_each_level_computes_fewer_channels(gated):
     assert work[-1] < 0.7 * work[0]
 
 
+def test_level_graphs_carry_shapes_and_fusable_neurons(gated):
+    """ONNX Runtime keeps a sub-graph's element-wise nodes in its blocked
+    layout only when their shapes are known, and fuses a Tanh into the
+    convolution before it: every value of a level has a shape in the file,
+    and each neuron's Tanh reads the shift convolution of its ReLU."""
+    _, path, _ = gated
+    proto = onnx.load(str(path))
+    levels = []
+
+    def visit(graph):
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    if attribute.g.name.startswith("level"):
+                        levels.append(attribute.g)
+                    visit(attribute.g)
+
+    visit(proto.graph)
+    assert len(levels) >= 2
+    for level in levels:
+        shaped = {
+            v.name
+            for v in [*level.value_info, *level.output]
+            if v.type.tensor_type.HasField("shape")
+        }
+        outputs = {o for node in level.node for o in node.output}
+        assert outputs <= shaped
+        producer = {o: node for node in level.node for o in node.output}
+        tanhs = [node for node in level.node if node.op_type == "Tanh"]
+        assert tanhs
+        for tanh in tanhs:
+            shift = producer[tanh.input[0]]
+            assert shift.op_type == "Conv"
+            assert producer[shift.input[0]].op_type == "Relu"
+
+
 def test_dynamic_gates_export_with_parity(tmp_path, x):
     model = _model({"input_dependent": True})
     report = export.export(
