@@ -44,3 +44,42 @@ def test_paired_difference_is_per_seed_with_its_spread(table2):
     assert pair["seed_spread"] == pytest.approx(1.0)
     assert not pair["outside_spread"]
     assert pair["ci_excludes_zero"]
+
+
+def test_remeasure_takes_the_accuracy_of_the_saved_model(table2, tmp_path, monkeypatch):
+    import json
+
+    import keras
+    import numpy as np
+
+    from spzoo.zoo.evaluate import eval_arrays
+
+    monkeypatch.setattr(table2, "RUN_DIR", tmp_path / "runs")
+    monkeypatch.setitem(table2.OUT, "dir", tmp_path / "results")
+    path = table2.model_path("resnet_3_48", 0, 5, "fast", 3)
+    path.parent.mkdir(parents=True)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    model.save(path)
+    x, y = eval_arrays("fashion_mnist")
+    expected = float(np.mean(model.predict(x, verbose=0).argmax(-1) == y))
+    record = {
+        "design": "resnet_3_48",
+        "seed": 0,
+        "epochs": 5,
+        "recipe": {"name": "fast"},
+        "width_divisor": 3,
+        "eval_accuracy": 0.5,
+    }
+    absent = dict(record, seed=1)
+    (updated,) = table2.remeasure([record, absent])
+    assert updated["eval_accuracy"] == expected
+    assert updated["eval_accuracy_in_training"] == 0.5
+    written = tmp_path / "results/table2/resnet_3_48.seed0.json"
+    written = json.loads(written.read_text())
+    assert written["accuracy_from"] == "saved float32 model"
+    assert written["eval_accuracy"] == expected
+    assert absent["eval_accuracy"] == 0.5 and "accuracy_from" not in absent
+    assert table2.remeasure([updated]) == []  # measured once
