@@ -161,7 +161,7 @@ def worker(config: dict) -> dict:
         ).repeat()
         ends = []
         timer = keras.callbacks.LambdaCallback(
-            on_train_batch_end=lambda *_: ends.append(time.perf_counter())
+            on_train_batch_end=lambda batch, logs=None: ends.append(time.perf_counter())
         )
         model.fit(
             dataset, epochs=1, steps_per_epoch=steps + 2, verbose=0, callbacks=[timer]

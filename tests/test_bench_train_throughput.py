@@ -114,3 +114,15 @@ def test_bad_rounds_is_a_usage_error(bench):
     with pytest.raises(SystemExit) as error:
         bench.main(["--blocks", "0"])
     assert error.value.code == 2
+
+
+@pytest.mark.slow
+def test_input_pipeline_lever_times_each_step(bench):
+    """The `input pipeline` lever trains through `model.fit` on the fast
+    recipe's tf.data pipeline (a Keras callback times every step)."""
+    config = dict(
+        bench.BASELINE, input="pipeline", model="resnet_3_48", steps=2, divisor=16
+    )
+    config["blocks"] = 1
+    times = bench.run_config(config)
+    assert len(times) == 2 and all(t > 0 for t in times)
