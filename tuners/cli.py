@@ -273,7 +273,9 @@ def add_parser(subparsers) -> None:
 
     p = kinds.add_parser("nhn", help="NHN pipeline: macro search, DNP, LDS")
     p.add_argument("--dataset", required=True, help="image dataset")
-    p.add_argument("--budget", choices=["small", "short", "tiny"], default="small")
+    p.add_argument(
+        "--budget", choices=["medium", "small", "short", "tiny"], default="small"
+    )
     p.add_argument("--directory", default="searches", help="run directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="start afresh")
