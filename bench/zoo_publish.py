@@ -108,21 +108,20 @@ SOURCES = [
     {
         "name": "nhn.fashion_mnist",
         "arch": "nhn",
-        "spec": "runs/nhn_zoo_fashion_mnist/nhn/final/spec.json",
+        "spec": "runs/nhn_zoo_fashion_mnist_medium/nhn/final/spec.json",
         "dataset": "fashion_mnist",
-        "source": "runs/nhn_zoo_fashion_mnist/nhn/final/model.keras",
+        "source": "runs/nhn_zoo_fashion_mnist_medium/nhn/final/model.keras",
         "recipe": {
-            "command": "spzoo search nhn --dataset fashion_mnist --budget short "
-            "--final-recipe base --seed 0 --directory runs/nhn_zoo_fashion_mnist",
+            "command": "spzoo search nhn --dataset fashion_mnist --budget medium "
+            "--final-recipe base --seed 0 --directory "
+            "runs/nhn_zoo_fashion_mnist_medium",
             "seed": 0,
-            "optimizer": "the NHN pipeline, short budget (6 layers, 16 filters; 4 "
-            "macro candidates x 0.25 epoch; base, pruned and final trainings 2 "
+            "optimizer": "the NHN pipeline, medium budget (6 layers, 16 filters; "
+            "4 macro candidates x 1 epoch; base, pruned and final trainings 6 "
             "epochs each with Nesterov 0.9, l2 2e-4, clipping 5, cosine 0.05 -> "
             "0.001; LDS K=20, 3+1 cycles, M=30); final training without cutout "
-            "or dropout (--final-recipe base; stages 1-4 are those of "
-            "`python bench/nhn_pipeline.py --dataset fashion_mnist --budget short`, "
-            "the same command with the default recipe)",
-            "budget": "short",
+            "or dropout (--final-recipe base)",
+            "budget": "medium",
         },
     },
     {
