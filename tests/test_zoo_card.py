@@ -138,3 +138,27 @@ def test_publish_card_records_the_data_hashes_when_missing(tmp_path, monkeypatch
     assert entry["provenance"]["data_sha256"] == {"train": "t"}
     text = card.card_path(tmp_path, entry["name"]).read_text()
     assert "| training data sha256 | t |" in text
+
+
+def _git_repo(folder: Path) -> None:
+    def git(*args):
+        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+
+    (folder / "spzoo").mkdir()
+    (folder / "saved_models").mkdir()
+    (folder / "spzoo" / "code.py").write_text("x = 1\n")
+    (folder / "saved_models" / "manifest.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+
+
+def test_provenance_is_dirty_for_code_changes_only(tmp_path):
+    """A publish rewrites saved_models/ before the card is written: only
+    changed code marks the commit as having uncommitted changes."""
+    _git_repo(tmp_path)
+    assert card.provenance(tmp_path)["git_dirty"] is False
+    (tmp_path / "saved_models" / "manifest.json").write_text('{"models": []}\n')
+    assert card.provenance(tmp_path)["git_dirty"] is False
+    (tmp_path / "spzoo" / "code.py").write_text("x = 2\n")
+    assert card.provenance(tmp_path)["git_dirty"] is True

@@ -102,6 +102,11 @@ def _git(*args: str, cwd: Path) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+# The code a zoo file depends on; the publisher's own outputs (saved_models/,
+# bench/results/) changing under it do not make the commit "dirty".
+CODE_PATHS = ("spzoo", "export", "tuners", "bench/*.py", "pyproject.toml")
+
+
 def provenance(repository: str | Path | None = None) -> dict:
     """What the publisher records of the code that made a zoo entry.
 
@@ -110,11 +115,15 @@ def provenance(repository: str | Path | None = None) -> dict:
 
     Returns:
         `{"spzoo_version", "git_commit", "git_dirty"}`; the git fields are
-        None outside a git checkout.
+        None outside a git checkout. `git_dirty` says whether tracked code
+        (`CODE_PATHS`) differs from the commit: models, manifests and
+        results being written do not count.
     """
     folder = Path(repository or REPOSITORY)
     commit = _git("rev-parse", "HEAD", cwd=folder)
-    status = _git("status", "--porcelain", "--untracked-files=no", cwd=folder)
+    status = _git(
+        "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS, cwd=folder
+    )
     return {
         "spzoo_version": spzoo.version(),
         "git_commit": commit or None,
