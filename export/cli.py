@@ -266,25 +266,59 @@ def _score_dataset(runner, args, thresholds) -> None:
     rows = evaluate_thresholds(runner, x, y, thresholds, repeats=args.repeats)
     default = runner.metadata.get("threshold", {}).get("default")
     curve = _zoo_curve(args.artifact)
+    computed = bool((runner.metadata.get("onnx") or {}).get("levels"))
     print(
         f"{args.dataset} {args.split} split, {len(y)} examples; latency: median of "
         f"{args.repeats} calls on 1 example"
     )
     header = f"{'threshold':<22} {'accuracy':>9} {'latency (ms)':>13}"
-    print(header + ("   expected MACs (zoo curve)" if curve else ""))
+    # Right edges: ratio at +9, MACs computed +16, the curve's MACs +19 (+26
+    # beside MACs computed, whose label is wider).
+    width = 25 if computed else 18
+    if computed:
+        header += f" {'':8} {'MACs computed':>15}"
+    if curve:
+        label = "expected MACs (zoo curve)"
+        header += f" {label:>{width}}" if computed else f"   {label}"
+    print(header)
     base = rows[0]["latency_ms"]
     for row in rows:
         t = row["threshold"]
         macs = curve.get(t)
+        level = computed_macs(runner.metadata, t) if computed else 0.0
         if t is None:
             t = "none" if default is None else f"file default ({default:g})"
         ratio = "" if row is rows[0] else f"({row['latency_ms'] / base:.2f}x)"
         line = f"{t!s:<22} {100 * row['accuracy']:8.2f}% {row['latency_ms']:13.3f}"
+        line += f" {ratio:>8}"
+        if computed:
+            line += f" {level:15,.0f}"
         if curve:
-            line += f" {ratio:>8} {'-' if macs is None else f'{macs:,.0f}':>18}"
-        elif ratio:
-            line += f" {ratio:>8}"
-        print(line)
+            line += f" {'-' if macs is None else f'{macs:,.0f}':>{width}}"
+        print(line.rstrip())
+
+
+def computed_macs(metadata: dict, threshold: float | None) -> float:
+    """MACs per example that an ONNX file with threshold levels (the
+    builder's `metadata["onnx"]["levels"]`) computes at `threshold`: those of
+    the level in force, the last `t_j <= t` after the graph clamps `t` to the
+    trained range (None: the file's default threshold)."""
+    levels = metadata["onnx"]["levels"]
+    gate = metadata.get("threshold") or {}
+    if threshold is None:
+        threshold = gate.get("default")
+    if threshold is None:
+        return float(levels[0]["macs"])
+    t = np.float32(threshold)
+    if gate.get("range"):
+        lo, hi = gate["range"]
+        t = min(max(t, np.float32(lo)), np.float32(hi))
+    in_force = [
+        level
+        for level in levels
+        if level["threshold"] is None or np.float32(level["threshold"]) <= t
+    ]
+    return float(in_force[-1]["macs"])
 
 
 def _zoo_config(artifact: str) -> dict | None:

@@ -267,3 +267,46 @@ def test_infer_scores_a_zoo_model_on_its_dataset(capsys):
     curve = {r["threshold"]: r["macs"] for r in entry["threshold"]["curve"]}
     assert lines[3].split()[-1] == f"{curve[None]:,.0f}"
     assert lines[4].split()[-1] == f"{curve[5.0]:,.0f}"
+
+
+def test_computed_macs_follows_the_level_in_force():
+    from spzoo.export.cli import computed_macs
+
+    metadata = {
+        "onnx": {
+            "levels": [
+                {"threshold": None, "macs": 100.0},
+                {"threshold": 1.5, "macs": 60.0},
+                {"threshold": 3.0, "macs": 20.0},
+            ]
+        },
+        "threshold": {"default": None, "range": [-2.0, 4.0]},
+    }
+    assert computed_macs(metadata, None) == 100.0
+    assert computed_macs(metadata, -10.0) == 100.0
+    assert computed_macs(metadata, 1.4999) == 100.0  # below a level: the one before
+    assert computed_macs(metadata, 1.5) == 60.0
+    assert computed_macs(metadata, 2.9) == 60.0
+    assert computed_macs(metadata, 100.0) == 20.0  # clamped to the range
+    metadata["threshold"]["default"] = 2.0
+    assert computed_macs(metadata, None) == 60.0  # the file's default
+
+
+def test_infer_prints_the_work_a_leveled_onnx_file_does(capsys):
+    """A builder ONNX file with threshold levels: `infer --dataset` prints the
+    MACs of the level in force at each threshold (from the file's metadata)."""
+    from spzoo.cli import main
+    from spzoo.runtime import load
+
+    name = "gated_sp_resnet.fashion_mnist"
+    if name not in {e["name"] for e in zoo.read()["models"]}:
+        pytest.skip(f"{name} is not in the zoo")
+    levels = load(zoo.fetch(name, "onnx")).metadata["onnx"]["levels"]
+    cut = levels[len(levels) // 2]["threshold"]
+    argv = ["infer", name, "--dataset", "fashion_mnist", "--limit", "4"]
+    argv += ["--threshold", "none", "--threshold", str(cut), "--repeats", "1"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "MACs computed" in lines[2] and "expected MACs (zoo curve)" in lines[2]
+    assert lines[3].split()[-2] == f"{levels[0]['macs']:,.0f}"
+    assert lines[4].split()[-2] == f"{levels[len(levels) // 2]['macs']:,.0f}"
