@@ -335,3 +335,25 @@ def test_saved_model_stores_each_weight_once(tmp_path, x):
     assert stored == sum(int(np.prod(v.shape)) for v in model.variables)
     got = load(path)(x[:8], threshold=1.0)
     np.testing.assert_allclose(got, keras_logits(model, x[:8], 1.0), atol=1e-5)
+
+
+def test_latencies_are_timed_in_interleaved_rounds():
+    """Thresholds are timed round by round, so a machine that drifts shifts
+    them alike; each is warmed up first."""
+    from spzoo.export.evaluate import WARMUP_CALLS, latencies_ms
+
+    calls = []
+
+    def runner(x, threshold=None):
+        calls.append((threshold, len(x)))
+        return np.zeros((len(x), 3), np.float32)
+
+    x = np.zeros((5, 2, 2, 1), np.float32)
+    times = latencies_ms(runner, x, [None, 2.0], batch=2, repeats=4)
+    assert len(times) == 2 and all(t >= 0 for t in times)
+    warm = 2 * WARMUP_CALLS
+    assert [t for t, _ in calls[:warm]] == [None] * WARMUP_CALLS + [2.0] * WARMUP_CALLS
+    assert [t for t, _ in calls[warm:]] == [None, 2.0] * 4
+    assert {n for _, n in calls} == {2}
+    with pytest.raises(ValueError, match=r"`repeats` must be >= 1; received 0\."):
+        latencies_ms(runner, x, [None], repeats=0)
