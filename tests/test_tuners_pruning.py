@@ -221,3 +221,24 @@ def test_growth_statistics_of_the_paper_example():
     assert stats[0]["H"] == 2 and stats[0]["W"] == 3.0  # 3x3, 3x3, 5x5 at H = 1
     assert stats[0]["ops"]["3x3"] == 2 and stats[2]["ops"]["none"] == 1
     assert stats[2]["H"] == 1 and stats[2]["W"] == 1.0
+
+
+def test_search_data_order_depends_on_the_seed_alone():
+    """A trial sets TensorFlow's global seed, which `tf.data` combines with a
+    shuffle's seed: a second search in one process (as in bench/fidelity.py)
+    must still see the data order of a search started from the command line."""
+    import keras
+    import tensorflow as tf
+
+    from spzoo.tuners.base import search_train_data
+
+    def first_labels():
+        return next(iter(search_train_data("sklearn_digits", 64, seed=3)))[1].numpy()
+
+    tf.random.set_seed(None)
+    fresh = first_labels()
+    keras.utils.set_random_seed(11)  # what a trial does
+    assert (first_labels() == fresh).all()
+    assert not (
+        next(iter(search_train_data("sklearn_digits", 64, seed=4)))[1].numpy() == fresh
+    ).all()

@@ -320,6 +320,20 @@ def tensorboard_callbacks(tuner, tensorboard: bool = True) -> list:
     return [keras.callbacks.TensorBoard(logs, write_graph=False)]
 
 
+def search_train_data(dataset: str, batch_size: int, seed: int):
+    """A dataset's train split for a search: batched, shuffled by `seed` alone.
+
+    `tf.data` combines a shuffle's seed with TensorFlow's global seed, which
+    every trial sets; the global seed is cleared first, so a search sees the
+    same data order whether it is the first in its process (as from the
+    command line) or follows other searches or training in it.
+    """
+    import tensorflow as tf
+
+    tf.random.set_seed(None)
+    return spdata.load(dataset, "train", batch_size=batch_size, seed=seed)
+
+
 def run_search(
     tuner,
     dataset: str,
@@ -345,7 +359,7 @@ def run_search(
     """
     if verbose:
         print(preamble)
-    train = spdata.load(dataset, "train", batch_size=settings.batch_size, seed=seed)
+    train = search_train_data(dataset, settings.batch_size, seed)
     evaluation = spdata.load(dataset, "eval", batch_size=settings.batch_size)
     callbacks = tensorboard_callbacks(tuner, tensorboard)
     tuner.search(train, evaluation, verbose=verbose, callbacks=callbacks)

@@ -21,7 +21,12 @@ from spzoo.nhn.addons import addon_specs, gene_addons
 from spzoo.nhn.macro_space import MacroSpace
 from spzoo.nhn.recipe import BATCH_SIZE, evaluate, steps_for, train_spec
 from spzoo.training import save_model_atomic
-from spzoo.tuners.base import is_chief, oracle_address, tensorboard_callbacks
+from spzoo.tuners.base import (
+    is_chief,
+    oracle_address,
+    search_train_data,
+    tensorboard_callbacks,
+)
 from spzoo.tuners.enas_tuner import run_enas_search
 from spzoo.tuners.lds_oracle import LocationDirectionOracle
 from spzoo.tuners.lds_tuner import LDSTuner
@@ -118,7 +123,7 @@ def macro_stage(run: Run, macro: str) -> tuple[dict, dict]:
         )
         run.say(f"[1/5] layer-hierarchy search: {b.macro_trials} random candidates")
         tuner.search(
-            spdata.load(run.dataset, "train", BATCH_SIZE, seed=run.seed),
+            search_train_data(run.dataset, BATCH_SIZE, run.seed),
             spdata.load(run.dataset, "eval", 256, shuffle=False),
             verbose=0,
             callbacks=tensorboard_callbacks(tuner, run.tensorboard),
