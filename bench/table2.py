@@ -368,11 +368,19 @@ def _plot(rows) -> None:
             color=colour,
             capsize=3,
         )
+        # A label goes left of its point when a design just to the right
+        # would overlap it.
+        crowded = any(
+            0 < other["params"] - row["params"] < 30e3
+            and abs(other["accuracy_mean"] - row["accuracy_mean"]) < 0.05
+            for other in rows
+        )
         ax.annotate(
             row["label"],
             (row["params"] / 1e3, row["accuracy_mean"]),
             textcoords="offset points",
-            xytext=(5, 4),
+            xytext=(-5, 4) if crowded else (5, 4),
+            ha="right" if crowded else "left",
             fontsize=8,
         )
     ax.set_xlabel("parameters (thousands)")

@@ -129,6 +129,9 @@ def table_ii_section(folder: Path) -> list[str]:
             f"{base['params']:,} | {sp['params']:,} | "
             f"{sp['params'] / base['params']:.3f} |"
         )
+    grid = table2_grid()
+    if grid:
+        lines.append(grid["row"])
     for column, row in (paper.get("columns") or {}).items():
         if {"3-48", "ResNet-SP"} <= set(row):
             p = paper["params"]
@@ -170,6 +173,8 @@ def table_ii_section(folder: Path) -> list[str]:
             f"{min(diffs):+.2f} to {max(diffs):+.2f}) with {fewer:.0f}% fewer "
             "parameters.",
         ]
+        if grid:
+            lines[-1] += " " + grid["sentence"]
     lines += [
         "",
         "The paper's rows are parsed from its Table II text (quoted below). "
@@ -180,6 +185,44 @@ def table_ii_section(folder: Path) -> list[str]:
         "",
     ]
     return lines
+
+
+def table2_grid(path: Path | None = None) -> dict | None:
+    """The Table II grid at CPU scale (`bench/table2.py`), as a row of the
+    SP-ResNet table and a sentence: ResNet 3-16 against SP-ResNet at one
+    third of the width, mean over seeds, with the paired difference. None
+    until the grid has both designs paired over seeds."""
+    path = path or RESULTS / "table2_fashion_mnist.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    rows = {row["design"]: row for row in data.get("rows", [])}
+    paired = data.get("paired")
+    if not paired or not {"resnet_3_48", "sp_resnet"} <= set(rows):
+        return None
+    base, sp = rows["resnet_3_48"], rows["sp_resnet"]
+    budget = (
+        f"{'/'.join(base['recipes'])}, {'/'.join(map(str, base['epochs']))} "
+        f"epochs (CPU), mean of {len(paired['seeds'])} seeds"
+    )
+    low, high = paired["ci95"]
+    row = (
+        f"| fashion_mnist, 1/3 width: {base['label']} as 3-48 (ours, "
+        f"`bench/table2.py`) | {budget} | "
+        f"{base['accuracy_mean']:.2f} ± {base['accuracy_sd']:.2f} | "
+        f"{sp['accuracy_mean']:.2f} ± {sp['accuracy_sd']:.2f} | "
+        f"{paired['mean']:+.2f} (95% CI {low:+.2f} to {high:+.2f}) | "
+        f"{base['params']:,} | {sp['params']:,} | "
+        f"{sp['params'] / base['params']:.3f} |"
+    )
+    sentence = (
+        f"At one third of the width over {len(paired['seeds'])} seeds "
+        f"(`bench/results/table2_fashion_mnist.md`) it is {paired['mean']:+.2f} "
+        f"± {paired['sd']:.2f} points, paired by seed; the 95% interval "
+        + ("excludes" if paired["ci_excludes_zero"] else "includes")
+        + " zero."
+    )
+    return {"row": row, "sentence": sentence}
 
 
 def _budget(entry: dict) -> str:
