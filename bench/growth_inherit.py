@@ -34,6 +34,7 @@ from _common import RESULTS, machine  # noqa: E402
 
 from spzoo import data as spdata  # noqa: E402
 from spzoo.io import atomic_write_json, atomic_write_text, read_json  # noqa: E402
+from spzoo.tuners.base import search_train_data  # noqa: E402
 from spzoo.tuners.growth_inherit import inherited_schedule  # noqa: E402
 from spzoo.tuners.growth_oracle import epsilon  # noqa: E402
 from spzoo.tuners.growth_tuner import (  # noqa: E402
@@ -270,9 +271,13 @@ def main() -> None:
     searches = {arm: arm_search(args, arm) for arm in ARMS}
     tuners = {arm: tuner for arm, (tuner, _) in searches.items()}
     search_settings = searches["scratch"][1]
-    train = spdata.load(
-        args.dataset, "train", batch_size=search_settings.batch_size, seed=args.seed
-    )
+    # One training set per arm: each reshuffles per epoch, so trial n of
+    # either arm sees the same batches while both arms train alike (their
+    # initial populations), whichever arm ran last.
+    train = {
+        arm: search_train_data(args.dataset, search_settings.batch_size, args.seed)
+        for arm in ARMS
+    }
     evaluation = spdata.load(
         args.dataset, "eval", batch_size=search_settings.batch_size
     )
@@ -289,7 +294,7 @@ def main() -> None:
         arm = min(left, key=lambda a: state["arms"][a]["elapsed"])
         tuner = tuners[arm]
         start = time.time()
-        progressed = run_one_trial(tuner, train, evaluation)
+        progressed = run_one_trial(tuner, train[arm], evaluation)
         record = state["arms"][arm]
         record["elapsed"] += time.time() - start
         if not progressed:

@@ -242,3 +242,25 @@ def test_search_data_order_depends_on_the_seed_alone():
     assert not (
         next(iter(search_train_data("sklearn_digits", 64, seed=4)))[1].numpy() == fresh
     ).all()
+
+
+def test_two_search_train_sets_reshuffle_alike_when_interleaved():
+    """bench/growth_inherit.py gives each arm its own set: trial n of either
+    arm sees the same batches, whatever the other arm did in between."""
+    import keras
+
+    from spzoo.tuners.base import search_train_data
+
+    a = search_train_data("sklearn_digits", 64, seed=3)
+    b = search_train_data("sklearn_digits", 64, seed=3)
+
+    def epoch(data):
+        return [y.numpy() for _, y in data]
+
+    first_a = epoch(a)
+    keras.utils.set_random_seed(11)  # a trial of the other arm
+    second_a = epoch(a)
+    first_b, second_b = epoch(b), epoch(b)
+    assert all((u == v).all() for u, v in zip(first_a, first_b, strict=True))
+    assert all((u == v).all() for u, v in zip(second_a, second_b, strict=True))
+    assert not all((u == v).all() for u, v in zip(first_a, second_a, strict=True))
