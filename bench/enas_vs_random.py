@@ -25,8 +25,12 @@ with the paired difference).
 Resumable: each search is a KerasTuner project under `--directory`
 (`seed<s>/enas`, `seed<s>/random`), its search seconds are a ledger updated
 after every trial (a trial cut by a kill counts once, when it runs again),
-and each finished (search, seed) writes `seed<s>/<arm>.json`; run the same
-command again after an interruption.
+and each finished (search, seed) writes its small record to
+`--records` (`bench/results/enas_vs_random/seed<s>_<arm>.json`, committed
+as it lands, so a later session on another machine continues from it); run
+the same command again after an interruption. The two arms of a seed are
+run back to back: random search's budget is ENAS's wall seconds, so they
+should see the same machine.
 
 Usage: python bench/enas_vs_random.py [--seeds 0 1 2] [--dataset fashion_mnist]
 """
@@ -180,7 +184,7 @@ def run_arm(args, arm: str, seed: int, data, budget=None) -> dict:
     from spzoo.nhn.recipe import train_spec
 
     folder = Path(args.directory) / f"seed{seed}"
-    path = folder / f"{arm}.json"
+    path = Path(args.records) / f"seed{seed}_{arm}.json"
     if path.exists():
         return json.loads(path.read_text())
     print(f"--- seed {seed}: {arm} search", flush=True)
@@ -284,6 +288,11 @@ def main(argv=None) -> int:
     parser.add_argument("--retrain-epochs", type=float, default=2.0)
     parser.add_argument("--directory", default=str(ROOT / "runs" / "enas_vs_random"))
     parser.add_argument("--name", default="enas_vs_random", help="results file name")
+    parser.add_argument(
+        "--records",
+        default=str(ROOT / "bench" / "results" / "enas_vs_random"),
+        help="folder of the finished (seed, search) records",
+    )
     args = parser.parse_args(argv)
     print(f"Machine: {machine()}")
     print(
