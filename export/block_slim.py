@@ -9,7 +9,8 @@ the channels open at the run-time `threshold`:
 keep = (log_alpha >= threshold) & (estimator > 0)      (one vector per block)
 idx = where(keep)                                      (at least one channel)
 first conv branch k:  kernel[..., idx_k]               (its open outputs)
-batch norm, neuron:   their per-channel parameters at idx
+batch norm, neuron:   their per-channel parameters at idx (a switchable
+                      batch norm: its statistics of the level in force)
 gate product:         x * (estimator * keep)[idx]
 second conv:          kernel[:, :, idx, :]             (its open inputs)
 ```
@@ -31,6 +32,7 @@ from keras import ops
 from spzoo.export.rewrite import rewritten_serve, sliced_conv
 from spzoo.layers.base_neuron import NeuronLayer
 from spzoo.layers.neuron_response import _forward
+from spzoo.layers.switchable_batch_norm import SwitchableBatchNormalization
 from spzoo.metrics.gated import gate_blocks
 
 
@@ -55,7 +57,12 @@ def block_slim_function(model: keras.Model, threshold_range=None):
             role[conv.name] = ("first", block, (start, stop))
         for layer in block.path:
             if not (
-                isinstance(layer, keras.layers.Concatenate | NeuronLayer)
+                isinstance(
+                    layer,
+                    keras.layers.Concatenate
+                    | NeuronLayer
+                    | SwitchableBatchNormalization,
+                )
                 or type(layer) is keras.layers.BatchNormalization
             ):
                 raise ValueError(
@@ -117,10 +124,15 @@ def block_slim_function(model: keras.Model, threshold_range=None):
             return lambda x, **kwargs: _forward(x, *gains)[0]
 
         def batch_norm(x, **kwargs):
+            mean, variance = layer.moving_mean, layer.moving_variance
+            if isinstance(layer, SwitchableBatchNormalization):
+                # The statistics of the level in force (`threshold_scope`).
+                row = layer.level()
+                mean, variance = tf.gather(mean, row), tf.gather(variance, row)
             return ops.batch_normalization(
                 x,
-                tf.gather(layer.moving_mean, idx),
-                tf.gather(layer.moving_variance, idx),
+                tf.gather(mean, idx),
+                tf.gather(variance, idx),
                 axis=-1,
                 offset=tf.gather(layer.beta, idx) if layer.center else None,
                 scale=tf.gather(layer.gamma, idx) if layer.scale else None,

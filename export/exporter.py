@@ -59,6 +59,7 @@ from spzoo.layers.hard_concrete_gate import (
     set_threshold,
 )
 from spzoo.runtime import load
+from spzoo.training.bn_calibration import model_levels
 from spzoo.zoo import entry_of_file
 
 WRITERS = {"onnx": to_onnx, "savedmodel": to_saved_model, "tflite": to_tflite}
@@ -364,6 +365,10 @@ class _ParityPlan:
             thresholds += probe_thresholds(metadata)
             levels = (runner.metadata.get("onnx") or {}).get("levels") or []
             thresholds += [r["threshold"] for r in levels[1:]]
+            # Each level of switchable batch-norm statistics, in every format.
+            thresholds += [
+                t for t in model_levels(self.model) or [] if t not in thresholds
+            ]
             thresholds += [t for t in self.extra_thresholds if t not in thresholds]
         results = check_parity(
             self.model,

@@ -61,8 +61,10 @@ from keras import layers
 from spzoo.export.metadata import METADATA_KEY, dumps
 from spzoo.layers.base_neuron import NeuronLayer
 from spzoo.layers.presynaptic_gate import ChannelGate, PresynapticGate
+from spzoo.layers.switchable_batch_norm import SwitchableBatchNormalization
 from spzoo.metrics import counting
 from spzoo.metrics.gated import gate_blocks
+from spzoo.training.bn_calibration import model_levels
 
 OPSET = 13
 IR_VERSION = 8
@@ -205,7 +207,15 @@ def _find_groups(model) -> dict:
             layer, branches, source, first.strides, first.padding, bias, None
         )
         consumers = _consumers(layer)
-        if len(consumers) == 1 and isinstance(consumers[0], layers.BatchNormalization):
+        if len(consumers) == 1 and isinstance(
+            consumers[0], SwitchableBatchNormalization
+        ):
+            # Its statistics depend on the threshold level: folded per level
+            # when the weights are written (`_Writer._level_affine`).
+            group.folded_bn = consumers[0]
+        elif len(consumers) == 1 and isinstance(
+            consumers[0], layers.BatchNormalization
+        ):
             bn = consumers[0]
             scale, shift = _bn_affine(bn)
             start = 0
@@ -344,18 +354,23 @@ class _Writer:
         self.block_of_conv1 = {}
         self.block_of_product = {}
         for block in blocks:
-            anchor = block.path[-1] if block.path else block.outputs[0][0]
+            anchor = _anchor(block)
             self.block_of_conv1[anchor.name] = block
             self.block_of_product[block.product.name] = block
         self.folded = {g.folded_bn.name: g for g in groups.values() if g.folded_bn}
         self.store = store
         self.params = {}
+        # The row of the switchable batch norms' statistics in the level
+        # being written (`SwitchableBatchNormalization.row_for`).
+        self.row = 0
 
-    def _cached(self, layer, make):
-        """NumPy parameters of `layer` (read from the variables once)."""
-        if layer.name not in self.params:
-            self.params[layer.name] = make()
-        return self.params[layer.name]
+    def _cached(self, layer, make, row=0):
+        """NumPy parameters of `layer` (read from the variables once; per
+        statistics row for a switchable batch norm)."""
+        key = (layer.name, row)
+        if key not in self.params:
+            self.params[key] = make()
+        return self.params[key]
 
     # -- weights ------------------------------------------------------
     def _conv_weight(self, graph, group, slots, in_channels, kernel, in_graph):
@@ -443,19 +458,36 @@ class _Writer:
         for start, stop, kernel in _blocks_of(kernels):
             part = slots[start:stop]
             key = ("conv", group.anchor.name, tuple(part), tuple(source.channels))
+            switchable = isinstance(group.folded_bn, SwitchableBatchNormalization)
+            if switchable:
+                # Batch norm folded at the level's statistics (`self.row`).
+                key = (*key, self.row)
+                scale, shift = self._level_affine(group.folded_bn, part)
+                factor = scale.reshape(-1, 1, 1, 1).astype(np.float32)
             if in_graph:
                 weight = self._conv_weight(
                     graph, group, part, source.channels, kernel, True
                 )
+                if switchable:
+                    # A Mul of two initializers: ONNX Runtime folds it into a
+                    # constant when it loads the file.
+                    weight = graph.op(
+                        "Mul", [weight, graph.const(factor, f"{group.anchor.name}_bn")]
+                    )
             else:
-                weight = graph.cache.get(key) or graph.const(
-                    self._conv_weight(
+                weight = graph.cache.get(key)
+                if weight is None:
+                    w = self._conv_weight(
                         graph, group, part, source.channels, kernel, False
-                    ),
-                    f"{group.anchor.name}_w",
-                    key=key,
-                )
+                    )
+                    weight = graph.const(
+                        w * factor if switchable else w,
+                        f"{group.anchor.name}_w",
+                        key=key,
+                    )
             bias = np.where(part < 0, 0.0, group.bias[np.maximum(part, 0)])
+            if switchable:
+                bias = bias * scale + shift
             if group.padding == "same":
                 ph = _same_pads(height, kernel, group.strides[0])
                 pw = _same_pads(width, kernel, group.strides[1])
@@ -482,6 +514,14 @@ class _Writer:
         name = outputs[0] if len(outputs) == 1 else graph.op("Concat", outputs, axis=1)
         return _Value(name, np.asarray(slots, np.int64))
 
+    def _level_affine(self, bn, slots):
+        """`(scale, shift)` of a switchable batch norm at the current level,
+        for channel `slots` (-1: padding, 0 and 0)."""
+        scale, shift = self._cached(bn, lambda: bn.affine(self.row), self.row)
+        keep = slots >= 0
+        index = np.maximum(slots, 0)
+        return np.where(keep, scale[index], 0.0), np.where(keep, shift[index], 0.0)
+
     # -- element-wise layers ------------------------------------------
     def _depthwise(self, graph, x: _Value, scale, shift=None, hint="dw"):
         channels = len(x.channels)
@@ -501,7 +541,10 @@ class _Writer:
         return np.where(x.channels < 0, fill, values[np.maximum(x.channels, 0)])
 
     def _batch_norm(self, graph, layer, x: _Value) -> _Value:
-        scale, shift = self._cached(layer, lambda: _bn_affine(layer))
+        if isinstance(layer, SwitchableBatchNormalization):
+            scale, shift = self._cached(layer, lambda: layer.affine(self.row), self.row)
+        else:
+            scale, shift = self._cached(layer, lambda: _bn_affine(layer))
         scale = self._per_channel(scale, x)
         shift = self._per_channel(shift, x)
         return _Value(self._depthwise(graph, x, scale, shift, layer.name), x.channels)
@@ -638,7 +681,9 @@ class _Writer:
                     )
                 values[id(out)] = x  # still exactly zero
                 continue
-            if isinstance(layer, layers.BatchNormalization):
+            if isinstance(
+                layer, layers.BatchNormalization | SwitchableBatchNormalization
+            ):
                 values[id(out)] = self._batch_norm(graph, layer, x)
             elif isinstance(layer, NeuronLayer | layers.ReLU | layers.Activation):
                 values[id(out)] = self._neuron(graph, layer, x)
@@ -745,6 +790,7 @@ def check_supported(model: keras.Model) -> None:
         keras.layers.InputLayer,
         layers.Conv2D,
         layers.BatchNormalization,
+        SwitchableBatchNormalization,
         NeuronLayer,
         layers.ReLU,
         layers.Add,
@@ -782,6 +828,20 @@ def check_supported(model: keras.Model) -> None:
     gate_blocks(model)  # raises on gates wired otherwise
 
 
+def switchable_rows(model):
+    """`row(threshold)`: the statistics row of the model's switchable batch
+    norms at a threshold (0 without them)."""
+    layers_ = [
+        layer
+        for layer in model.operations
+        if isinstance(layer, SwitchableBatchNormalization)
+    ]
+    if not layers_:
+        return lambda threshold: 0
+    first = layers_[0]
+    return lambda threshold: first.row_for(None if threshold == -np.inf else threshold)
+
+
 def static_gates(model) -> list:
     """The input-independent `PresynapticGate` blocks of `model`."""
     return [b for b in gate_blocks(model) if b.gate.is_static]
@@ -794,12 +854,20 @@ def _closed_below(gate: PresynapticGate) -> float:
     return math.log(-hg.gamma / hg.zeta)
 
 
+def _anchor(block):
+    """The layer whose name keys a gate block's first convolution group: the
+    concatenation of its branches, or its one convolution."""
+    if block.path and isinstance(block.path[-1], layers.Concatenate):
+        return block.path[-1]
+    return block.outputs[0][0]
+
+
 def _gate_arrays(block, groups) -> tuple:
     """`(log_alpha, estimator, kernel size, costs)` of the channels of a static
     gate; `costs = (C_in * k^2 per kernel k, second-conv MACs per channel)`,
     per output position, for `_plan`."""
     gate = block.gate
-    anchor = block.path[-1] if block.path else block.outputs[0][0]
+    anchor = _anchor(block)
     group = groups[anchor.name]
     kernel = np.asarray(
         [group.branches[group.channel(c)[0]].size for c in range(gate.filters)]
@@ -937,11 +1005,18 @@ def build_onnx(
     check_supported(model)
     gated = bool(gate_blocks(model))
     static = static_gates(model)
+    bn_levels = [float(np.float32(t)) for t in model_levels(model) or []]
     if levels is None:
-        levels = default_levels(model) if static else []
+        levels = bn_levels or (default_levels(model) if static else [])
     levels = sorted(float(np.float32(t)) for t in levels)
     if levels and not static:
         raise ValueError("`levels` need input-independent gates.")
+    missing = sorted(set(bn_levels) - set(levels))
+    if missing:
+        raise ValueError(
+            f"`levels` must include the levels of the model's switchable batch "
+            f"norms, {bn_levels}; missing {missing}."
+        )
     if threshold_range is None and metadata is not None:
         threshold_range = (metadata.get("threshold") or {}).get("range")
     groups, member = _find_groups(model)
@@ -979,8 +1054,11 @@ def build_onnx(
         count = StaticMacs(model)
         arrays = {b.gate.name: _gate_arrays(b, groups) for b in static}
 
+        rows = switchable_rows(model)
+
         def body(j):
             graph = _Graph(store, f"L{j}/")
+            writer.row = rows(bounds[j])
             plans = {b.gate.name: _plan(arrays[b.gate.name], bounds[j]) for b in static}
             out = writer.write(graph, image, threshold, plans, in_graph=True)
             graph.nodes.append(helper.make_node("Identity", [out], [f"L{j}/logits"]))

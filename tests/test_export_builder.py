@@ -267,3 +267,53 @@ def test_bad_thresholds_are_clear_errors(gated, tmp_path, x):
         export.to_onnx(_model(), tmp_path / "x.onnx", engine="fast")
     with pytest.raises(ValueError, match="`levels` is an option of the builder"):
         export.to_onnx(_model(), tmp_path / "x.onnx", engine="tf2onnx", levels=[1.0])
+
+
+def test_switchable_batch_norm_levels_export_with_parity_in_every_format(tmp_path, x):
+    """A gated model with batch-norm statistics per threshold level: the
+    builder's levels are the batch norms' levels, each level folds its own
+    statistics, and every format matches Keras at every level."""
+    from spzoo.training.bn_calibration import (
+        calibrate_batch_norm,
+        switchable_batch_norm,
+        threshold_levels,
+    )
+
+    # Stack 2 has one kernel size: a gated block without a concatenation.
+    spec = {**SPEC, "gate": STATIC}
+    spec["stacks"] = [spec["stacks"][0], {**spec["stacks"][1], "kernels": {"3": 1}}]
+    keras.utils.set_random_seed(0)
+    base = spzoo.models.build(spec, SHAPE, 10)
+    rng = np.random.default_rng(0)
+    for layer in base.layers:
+        if isinstance(layer, PresynapticGate):
+            layer.presynaptic_bias.assign(
+                rng.normal(1.0, 2.0, layer.filters).astype("f4") / layer.log_alpha_scale
+            )
+    levels = threshold_levels(base)
+    model = switchable_batch_norm(base, levels)
+    calibrate_batch_norm(model, x, batch_size=32)
+    report = export.export(model, tmp_path / "m.onnx", dataset="sklearn_digits")
+    run = export.load(tmp_path / "m.onnx")
+    written = run.metadata["onnx"]["levels"][1:]
+    assert [lv["threshold"] for lv in written] == pytest.approx(levels)
+    probed = {r.threshold for r in report.parity if r.threshold is not None}
+    assert all(any(abs(p - t) < 1e-4 for p in probed) for t in levels)
+    assert all(r.passed for r in report.parity)
+    for threshold in [None, *levels]:
+        np.testing.assert_allclose(
+            run(x[:8], threshold=threshold),
+            keras_logits(model, x[:8], threshold=threshold),
+            atol=1e-4,
+        )
+    for fmt, name in [("savedmodel", "m.savedmodel"), ("tflite", "m.tflite")]:
+        other = export.export(
+            model, tmp_path / name, format=fmt, dataset="sklearn_digits"
+        )
+        probed = {r.threshold for r in other.parity if r.threshold is not None}
+        assert all(any(abs(p - t) < 1e-4 for p in probed) for t in levels), fmt
+        assert all(r.passed for r in other.parity), fmt
+    with pytest.raises(ValueError, match="must include the levels"):
+        from spzoo.export.onnx_builder import build_onnx
+
+        build_onnx(model, levels=levels[:-1])

@@ -21,6 +21,10 @@ from spzoo.layers.smooth_init import (
     gaussian_kernel,
     smooth_kernels,
 )
+from spzoo.layers.switchable_batch_norm import (
+    SwitchableBatchNormalization,
+    calibration_scope,
+)
 from spzoo.layers.trainable_neuron_layer import NEURON_TYPES, TrainableNeuronLayer
 
 __all__ = [
@@ -33,8 +37,10 @@ __all__ = [
     "PresynapticGate",
     "PrunableNeuronLayer",
     "SmoothInit",
+    "SwitchableBatchNormalization",
     "TrainableNeuronLayer",
     "WholeMapDepthwisePooling",
+    "calibration_scope",
     "closed_bound",
     "gaussian_kernel",
     "get_threshold",

@@ -79,6 +79,18 @@ def threshold_scope(threshold):
         _SCOPE_THRESHOLD.reset(token)
 
 
+def resolve_threshold(variable, threshold=None):
+    """The threshold in force for a layer whose own threshold is `variable`:
+    the `threshold` argument, then an enclosing `threshold_scope`, then the
+    variable."""
+    threshold = check_threshold(threshold)
+    if threshold is None:
+        threshold = _SCOPE_THRESHOLD.get()
+    if threshold is None:
+        threshold = variable
+    return threshold
+
+
 def closed_bound(gamma: float = -0.1, zeta: float = 1.1) -> float:
     """`log(-gamma / zeta)`: below this log-alpha the test-time estimator
     `clip(sigmoid(log_alpha) * (zeta - gamma) + gamma, 0, 1)` is already 0,
@@ -142,9 +154,10 @@ def find_gates(model_or_layer) -> list:
 
 
 def set_threshold(model_or_layer, threshold: float | None) -> int:
-    """Sets the run-time threshold of every gate in a model (or layer).
+    """Sets the run-time threshold of every gate in a model (or layer), and
+    of the layers that follow it (`SwitchableBatchNormalization`).
 
-    Assigns the gates' non-trainable `threshold` variables, so a compiled
+    Assigns the layers' non-trainable `threshold` variables, so a compiled
     `predict`/`evaluate` function sees the new value without retracing.
 
     Args:
@@ -157,8 +170,12 @@ def set_threshold(model_or_layer, threshold: float | None) -> int:
     threshold = check_threshold(threshold)
     value = -math.inf if threshold is None else float(threshold)
     gates = find_gates(model_or_layer)
-    for gate in gates:
-        gate.set_threshold(value)
+    for layer in model_or_layer._flatten_layers(include_self=True, recursive=True):
+        # Gates, and the layers that follow them (switchable batch norm).
+        if callable(getattr(layer, "set_threshold", None)) and not isinstance(
+            layer, keras.Model
+        ):
+            layer.set_threshold(value)
     return len(gates)
 
 
@@ -175,8 +192,42 @@ def get_threshold(model_or_layer) -> float | None:
     return values.pop()
 
 
+class RunTimeThreshold:
+    """Layer mixin: a threshold held in a non-trainable scalar variable
+    (`threshold`, created by `add_threshold_weight` in `build`), set by
+    `set_threshold` and read through `resolve_threshold`. The layer sets
+    `initial_threshold` (a float, `-inf` for none) in `__init__`."""
+
+    initial_threshold: float
+
+    def add_threshold_weight(self) -> None:
+        self.threshold = self.add_weight(
+            shape=(),
+            name="threshold",
+            initializer=keras.initializers.Constant(self.initial_threshold),
+            trainable=False,
+            dtype="float32",
+        )
+
+    def set_threshold(self, threshold: float | None) -> None:
+        """Assigns the threshold variable (`None` for no threshold)."""
+        threshold = check_threshold(threshold)
+        value = -math.inf if threshold is None else float(threshold)
+        if not self.built:
+            self.initial_threshold = value
+            return
+        self.threshold.assign(value)
+
+    def get_threshold(self) -> float | None:
+        """Returns the threshold variable's value (`None` for `-inf`)."""
+        value = self.initial_threshold
+        if self.built:
+            value = float(ops.convert_to_numpy(self.threshold))
+        return None if value == -math.inf else value
+
+
 @saving.register_keras_serializable(package="spzoo")
-class HardConcreteGate(layers.Layer):
+class HardConcreteGate(RunTimeThreshold, layers.Layer):
     """Hard-concrete stochastic gates with an L0 penalty (Louizos et al., 2018).
 
     The layer maps log-alpha (any shape, one value per gate) to gates `z` in
@@ -251,30 +302,8 @@ class HardConcreteGate(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):
-        self.threshold = self.add_weight(
-            shape=(),
-            name="threshold",
-            initializer=keras.initializers.Constant(self.initial_threshold),
-            trainable=False,
-            dtype="float32",
-        )
+        self.add_threshold_weight()
         self.built = True
-
-    def set_threshold(self, threshold: float | None) -> None:
-        """Assigns the threshold variable (`None` for no threshold)."""
-        threshold = check_threshold(threshold)
-        value = -math.inf if threshold is None else float(threshold)
-        if not self.built:
-            self.initial_threshold = value
-            return
-        self.threshold.assign(value)
-
-    def get_threshold(self) -> float | None:
-        """Returns the threshold variable's value (`None` for `-inf`)."""
-        value = self.initial_threshold
-        if self.built:
-            value = float(ops.convert_to_numpy(self.threshold))
-        return None if value == -math.inf else value
 
     def l0_penalty(self, log_alpha):
         """`P(z != 0)` for each gate: the expected L0 norm, same shape."""
@@ -303,12 +332,7 @@ class HardConcreteGate(layers.Layer):
 
     def resolve_threshold(self, threshold=None):
         """The threshold in force: argument, then scope, then the variable."""
-        threshold = check_threshold(threshold)
-        if threshold is None:
-            threshold = _SCOPE_THRESHOLD.get()
-        if threshold is None:
-            threshold = self.threshold
-        return threshold
+        return resolve_threshold(self.threshold, threshold)
 
     def call(self, log_alpha, training=None, threshold=None):
         log_alpha = ops.cast(log_alpha, self.compute_dtype)

@@ -38,6 +38,7 @@ from spzoo.layers.base_neuron import NeuronLayer
 from spzoo.layers.hard_concrete_gate import find_gates, set_threshold
 from spzoo.layers.inhibition_conv2d import InhibitionConv2D
 from spzoo.layers.presynaptic_gate import ChannelGate, PresynapticGate
+from spzoo.layers.switchable_batch_norm import SwitchableBatchNormalization
 from spzoo.metrics.counting import flat_layers, layer_macs
 
 # Activations `f` with `f(0) = 0`: a zero channel stays zero through them.
@@ -125,7 +126,7 @@ class GateBlock:
 def _is_per_channel(layer) -> bool:
     """Whether `layer` maps each channel on its own (batch norm, neurons)."""
     return isinstance(
-        layer, layers.BatchNormalization | NeuronLayer
+        layer, layers.BatchNormalization | SwitchableBatchNormalization | NeuronLayer
     ) or _keeps_zero_channels(layer)
 
 

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from spzoo.layers.hard_concrete_gate import set_threshold
+from spzoo.layers.switchable_batch_norm import SwitchableBatchNormalization
 from spzoo.training.budget import budget_threshold, check_mac_budget, static_block_gates
 
 
@@ -97,7 +98,9 @@ def freeze_batch_norm(model: keras.Model) -> int:
     Keras's rule), keeping its statistics; returns how many."""
     count = 0
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(
+            layer, keras.layers.BatchNormalization | SwitchableBatchNormalization
+        ):
             layer.trainable = False
             count += 1
     return count
