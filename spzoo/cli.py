@@ -97,6 +97,38 @@ def train_command(args) -> int:
     return 0
 
 
+def calibrate_command(args) -> int:
+    from spzoo.training.calibration_job import calibrate
+
+    record = calibrate(
+        args.model,
+        args.dataset,
+        output_dir=args.output_dir,
+        examples=args.examples,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        levels=args.levels,
+        eval_examples=args.eval_examples,
+        progress=lambda line: print(line, flush=True),
+    )
+    calibration = record["recipe"]["batch_norm_calibration"]
+    print(
+        f"{record['name']}: {len(calibration['levels']) + 1} batch-norm levels "
+        f"calibrated on {calibration['examples']} training examples; eval "
+        f"accuracy {record['eval_accuracy']:.4f} with no threshold"
+    )
+    print(f"model written to {record['model_path']}")
+    print(f"record written to {os.path.splitext(record['model_path'])[0]}.json")
+    return 0
+
+
+def _levels(text: str) -> list:
+    values = _thresholds(text)
+    if None in values:
+        raise argparse.ArgumentTypeError("levels are numbers, not 'none'")
+    return values
+
+
 def _thresholds(text: str) -> list:
     values = []
     for item in text.split(","):
@@ -254,6 +286,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=train_command)
 
     p = sub.add_parser(
+        "calibrate",
+        help="batch-norm statistics per threshold level of a trained gated model",
+    )
+    p.add_argument("model", help="a trained .keras model with block gates")
+    p.add_argument("--dataset", required=True, help="the dataset it was trained on")
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=5120,
+        help="training examples to calibrate on (default 5120)",
+    )
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0, help="seed of the examples")
+    p.add_argument(
+        "--levels",
+        type=_levels,
+        default=None,
+        help="comma-separated thresholds (default: where the model costs 90%%, "
+        "80%%, ... 20%% of its ungated MACs)",
+    )
+    p.add_argument(
+        "--eval-examples",
+        type=int,
+        default=2000,
+        help="eval examples for the accuracy per level before and after "
+        "(0: skip; default 2000)",
+    )
+    p.add_argument(
+        "--output-dir",
+        default="runs",
+        help="where the calibrated model goes, under the same file name",
+    )
+    p.set_defaults(func=calibrate_command)
+
+    p = sub.add_parser(
         "sweep", help="accuracy and measured MACs of a gated model per threshold"
     )
     p.add_argument("model", help="a trained .keras model with gated cells")
@@ -309,7 +376,7 @@ def command_plugins() -> list:
 
 # Options whose value may be a negative number written as a word ("-inf"),
 # which argparse would take for an option.
-_NUMBER_OPTIONS = ("--threshold", "--thresholds")
+_NUMBER_OPTIONS = ("--threshold", "--thresholds", "--levels")
 _NEGATIVE_WORD = re.compile(r"-(inf|infinity|nan|\.?\d)[\w.,+-]*", re.IGNORECASE)
 
 

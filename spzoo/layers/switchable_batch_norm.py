@@ -252,6 +252,18 @@ class SwitchableBatchNormalization(RunTimeThreshold, layers.Layer):
         shift = beta - mean * scale
         return np.broadcast_to(scale, mean.shape), np.broadcast_to(shift, mean.shape)
 
+    def batch_norm_weights(self, row: int = 0) -> list:
+        """The weights of a plain `BatchNormalization` with level `row`'s
+        statistics, in its order (gamma, beta, moving mean, variance)."""
+        self.affine(row)  # checks `row`
+        weights = [np.asarray(self.gamma)] if self.scale else []
+        weights += [np.asarray(self.beta)] if self.center else []
+        weights += [
+            np.asarray(self.moving_mean)[row],
+            np.asarray(self.moving_variance)[row],
+        ]
+        return weights
+
     def row_for(self, threshold: float | None) -> int:
         """The level index of a concrete threshold (`None`: -inf)."""
         threshold = check_threshold(threshold)

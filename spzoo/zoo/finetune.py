@@ -11,11 +11,15 @@ and starts from the zoo model's weights (`transfer_weights`). The head is
 the `Dense` layer that gives the model's output; every other layer with
 weights is matched to the zoo model's in order, by class and weight shapes,
 so a different architecture, or a layer whose weights depend on the input
-size, is an error naming the first layer that differs.
+size, is an error naming the first layer that differs. A batch norm with
+statistics per threshold level (`spzoo calibrate`) gives a plain batch norm
+its shared `gamma` and `beta` and the statistics of level 0 (no threshold):
+calibrate the fine-tuned model again for its other levels.
 """
 
 import keras
 
+from spzoo.layers.switchable_batch_norm import SwitchableBatchNormalization
 from spzoo.models import build
 
 
@@ -56,6 +60,21 @@ def _shapes(layer) -> list:
     return [tuple(w.shape) for w in layer.weights]
 
 
+def _weights_for(source, target) -> list | None:
+    """`source`'s weights in the form `target` takes, or None when the two
+    layers differ: the same class and shapes, or a switchable batch norm
+    into a plain one (its level-0 statistics)."""
+    if type(source) is type(target) and _shapes(source) == _shapes(target):
+        return source.get_weights()
+    if isinstance(source, SwitchableBatchNormalization) and (
+        type(target) is keras.layers.BatchNormalization
+    ):
+        weights = source.batch_norm_weights(row=0)
+        if [w.shape for w in weights] == _shapes(target):
+            return weights
+    return None
+
+
 def transfer_weights(
     source: keras.Model, target: keras.Model, source_name: str | None = None
 ) -> int:
@@ -75,8 +94,10 @@ def transfer_weights(
     """
     name = source_name or source.name
     theirs, ours = _body(source), _body(target)
+    weights = []
     for i, (a, b) in enumerate(zip(theirs, ours, strict=False)):
-        if type(a) is not type(b) or _shapes(a) != _shapes(b):
+        weights.append(_weights_for(a, b))
+        if weights[-1] is None:
             raise ValueError(
                 f"The architectures of {name!r} and {target.name!r} do not match: "
                 f"layer {i} with weights is {a.name!r} ({type(a).__name__}, "
@@ -89,8 +110,8 @@ def transfer_weights(
             f"{len(theirs)} layers with weights besides the head in {name!r}, "
             f"{len(ours)} in {target.name!r}."
         )
-    for a, b in zip(theirs, ours, strict=True):
-        b.set_weights(a.get_weights())
+    for values, b in zip(weights, ours, strict=True):
+        b.set_weights(values)
     return len(ours)
 
 
