@@ -187,11 +187,13 @@ def strip_optimizer(model: keras.Model) -> keras.Model:
 
 def curve_thresholds(source: dict, model: keras.Model) -> list:
     """The thresholds of a gated model's manifest curve: `CURVE_THRESHOLDS`,
-    or with `"curve": "levels"` none plus the ONNX builder's levels."""
+    or with `"curve": "levels"` none plus the ONNX builder's levels (those of
+    its switchable batch norms, when calibrated)."""
     if source.get("curve") == "levels":
         from spzoo.export.onnx_builder import default_levels
+        from spzoo.training.bn_calibration import model_levels
 
-        return [None, *default_levels(model)]
+        return [None, *(model_levels(model) or default_levels(model))]
     return CURVE_THRESHOLDS
 
 

@@ -366,3 +366,30 @@ def test_inheriting_search_records_and_resumes_after_sigkill(tmp_path, capsys):
 # Workers inheriting from the parents' files (a worker asks the chief for the
 # parent's spec and reads its weights file): the chief and two workers of
 # tests/test_tuners_cli.py search with `--inherit-weights`.
+
+
+def test_each_trial_frees_the_keras_state_of_the_earlier_ones(tmp_path, monkeypatch):
+    """`run_trial` clears Keras's session before it builds its model, as
+    `keras_tuner.Tuner` does: a long search must not keep every trial's
+    graphs (one grew to 20 GB after 160 small trials)."""
+    import keras
+    import tensorflow as tf
+
+    cleared = []
+    original = keras.backend.clear_session
+    monkeypatch.setattr(
+        keras.backend, "clear_session", lambda *a, **k: cleared.append(1) or original()
+    )
+    oracle = make_oracle(tmp_path)
+    tuner = GrowthTuner(
+        oracle, SHAPE, CLASSES, steps=2, directory=str(tmp_path), project_name="p"
+    )
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensor_slices(
+        (rng.random((8, *SHAPE), np.float32), rng.integers(0, CLASSES, 8))
+    ).batch(4)
+    for _ in range(2):
+        trial = oracle.create_trial("tuner0")
+        results = tuner.run_trial(trial, data, data, verbose=0)
+        assert 0 <= results["val_accuracy"] <= 1
+    assert len(cleared) == 2

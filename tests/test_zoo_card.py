@@ -32,6 +32,8 @@ def test_every_zoo_model_has_a_card(name):
     if not provenance.get("data_sha256"):
         assert "| training data sha256 | not recorded |" in text
     assert ("## Threshold curve" in text) == bool(entry.get("threshold"))
+    calibrated = bool(entry["recipe"].get("batch_norm_calibration"))
+    assert ("Batch norm keeps one set of statistics per" in text) == calibrated
     for paper in card.papers_of(entry):
         assert paper.file in text and paper.result in text
     assert card.papers_of(entry), "every zoo family cites its paper"

@@ -19,6 +19,7 @@ search and the chief/worker split every `spzoo search` command shares.
 """
 
 import contextlib
+import gc
 import json
 import os
 import time
@@ -201,6 +202,17 @@ class SearchTuner(ResumableTuner):
             self.oracle.verbose = fit_kwargs["verbose"]
         self.save()
         serve_oracle(self.oracle)
+
+    @staticmethod
+    def free_earlier_trials() -> None:
+        """Frees the Keras state left by earlier trials, as `keras_tuner.Tuner`
+        does before it builds each trial's model (`keras.backend.clear_session`
+        and `gc.collect`): a tuner that builds its models in `run_trial`
+        otherwise keeps every trial's graphs and traced functions (a growth
+        search here reached 20 GB after 160 small trials and stalled the
+        machine). Call it before the trial's `set_random_seed`."""
+        keras.backend.clear_session()
+        gc.collect()
 
     def save_model(self, trial_id, model, step=0):
         """Writes the trial's weights atomically where `load_model` reads them."""

@@ -160,6 +160,7 @@ class GrowthTuner(SearchTuner, keras_tuner.Tuner):
             callbacks: The search's callbacks (`SearchTuner.trial_callbacks`).
         """
         callbacks = self.trial_callbacks(trial, callbacks)
+        self.free_earlier_trials()
         keras.utils.set_random_seed(self.seed + int(trial.trial_id))
         model = self.hypermodel.build(trial.hyperparameters)
         steps, epochs, record = self.steps, self.epochs, None

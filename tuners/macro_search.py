@@ -162,6 +162,7 @@ class MacroTuner(SearchTuner, keras_tuner.Tuner):
         if self.supernet is not None:
             return self._shared_trial(trial, train_data, eval_data)
         callbacks = self.trial_callbacks(trial, callbacks)
+        self.free_earlier_trials()
         keras.utils.set_random_seed(self.seed + int(trial.trial_id))
         model = self.hypermodel.build(trial.hyperparameters)
         self.train_classifier(

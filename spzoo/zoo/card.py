@@ -279,6 +279,16 @@ def _curve(entry: dict) -> list[str]:
         "skips closed channels computes.",
         "",
     ]
+    calibration = (entry.get("recipe") or {}).get("batch_norm_calibration")
+    if calibration:
+        levels = ", ".join(f"{t:g}" for t in calibration["levels"])
+        lines += [
+            "Batch norm keeps one set of statistics per threshold level (no "
+            f"threshold, then from {levels}), calibrated after training on "
+            f"{calibration['examples']:,} training examples at each level's "
+            "threshold (`spzoo calibrate`); no weight was trained for it.",
+            "",
+        ]
     curve = threshold.get("curve")
     if not curve:
         return lines + [f"Curve: {NOT_RECORDED}."]
