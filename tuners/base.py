@@ -170,6 +170,34 @@ def save_weights_atomic(model: keras.Model, path) -> None:
         model.save_weights(tmp)
 
 
+def purge_custom_gradients() -> int:
+    """Drops the gradient functions that `tf.custom_gradient` registered in
+    TensorFlow's global gradient registry for graphs traced so far; returns
+    how many.
+
+    In graph mode (inside `tf.function`) every call of a custom-gradient op
+    registers its gradient closure under a fresh `CustomGradient-<uid>`
+    name and never removes it; the closure holds the traced graph, so a
+    process that trains model after model keeps every one of their graphs
+    (tensorflow/tensorflow#27492, #97697; tf-keras#898 proposes the same
+    purge in `clear_session`). A registration is only read while its graph
+    computes gradients at trace time, so purging between trials, when no
+    trace is running, loses nothing: a function traced again registers
+    anew. A TensorFlow without the registry (another backend, another
+    layout) is left alone.
+    """
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+
+        registry = tf_ops._gradient_registry._registry
+    except (ImportError, AttributeError):
+        return 0
+    stale = [name for name in registry if str(name).startswith("CustomGradient-")]
+    for name in stale:
+        del registry[name]
+    return len(stale)
+
+
 class SearchTuner(ResumableTuner):
     """The base of spzoo's tuners; put it before `keras_tuner.Tuner` / `BaseTuner`.
 
@@ -205,13 +233,17 @@ class SearchTuner(ResumableTuner):
 
     @staticmethod
     def free_earlier_trials() -> None:
-        """Frees the Keras state left by earlier trials, as `keras_tuner.Tuner`
-        does before it builds each trial's model (`keras.backend.clear_session`
-        and `gc.collect`): a tuner that builds its models in `run_trial`
-        otherwise keeps every trial's graphs and traced functions (a growth
-        search here reached 20 GB after 160 small trials and stalled the
-        machine). Call it before the trial's `set_random_seed`."""
+        """Frees what earlier trials left in memory before the next builds its
+        model: Keras's state, as `keras_tuner.Tuner` clears it before each
+        build (`keras.backend.clear_session`, `gc.collect`), and the gradient
+        functions `tf.custom_gradient` registered for their traced graphs
+        (`purge_custom_gradients`). Without the second, each trial of a
+        growth search kept its training graph alive (78 registrations and
+        about 110 MB per small trial here; 20 GB after 160 trials, which
+        stalled the machine). Call it between trials, before the trial's
+        `set_random_seed`."""
         keras.backend.clear_session()
+        purge_custom_gradients()
         gc.collect()
 
     def save_model(self, trial_id, model, step=0):
