@@ -12,7 +12,7 @@ populations are the same random networks, trained the same way), and with
 their own.
 
     python bench/growth_inherit.py --dataset sklearn_digits --budget small \\
-        --minutes 60 --population 10 --sample 3 --directory runs/growth_inherit
+        --minutes 30 --population 10 --sample 3 --directory runs/growth_inherit
 
 Resumable: the two searches are KerasTuner projects under `--directory`,
 and the time each arm has used is saved after each trial
@@ -213,7 +213,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="sklearn_digits")
     parser.add_argument("--budget", default="small", help="paper, small, tiny")
-    parser.add_argument("--minutes", type=float, default=60, help="wall time per arm")
+    parser.add_argument("--minutes", type=float, default=30, help="wall time per arm")
     parser.add_argument("--population", type=int, default=10, help="n(P)")
     parser.add_argument("--sample", type=int, default=3, help="n(S)")
     parser.add_argument("--iterations", type=int, default=500, help="n_iter")

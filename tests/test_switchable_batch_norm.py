@@ -169,3 +169,16 @@ def test_bad_momentum_and_row():
     layer = _layer()
     with pytest.raises(ValueError, match=r"`row` must be in \[0, 3\); received 3"):
         layer.affine(3)
+
+
+def test_mixed_precision_keeps_float32_statistics():
+    layer = SwitchableBatchNormalization([1.0], dtype="mixed_bfloat16")
+    x = np.random.default_rng(6).normal(2.0, 1.0, (4, 4, 4, 3)).astype("float32")
+    y = layer(x, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
+    assert layer.moving_mean.dtype == "float32" and layer.gamma.dtype == "float32"
+    # Keras casts the input to bfloat16 before the call: the moments are of
+    # the rounded input (relative error about 3e-4 here).
+    np.testing.assert_allclose(
+        np.asarray(layer.moving_mean)[0], 0.01 * x.mean(axis=(0, 1, 2)), rtol=2e-3
+    )
