@@ -6,22 +6,12 @@ import json
 import keras
 import numpy as np
 import pytest
+from test_gated_fine_tuning import SPEC  # the tiny gated ResNet of these tests
 
 import spzoo.models
 from spzoo.cli import main
 from spzoo.layers import PresynapticGate, SwitchableBatchNormalization
 
-SPEC = {
-    "family": "resnet",
-    "name": "tiny_gated_resnet",
-    "stem_filters": 8,
-    "cell": "conv",
-    "gate": {"input_dependent": False, "mac_weighted": True, "sparsity_weight": 0.5},
-    "stacks": [
-        {"blocks": 1, "filters": 8, "kernels": {"1": 0.5, "3": 0.5}, "neuron": "max"},
-        {"blocks": 1, "filters": 16, "kernels": {"3": 1.0}, "neuron": "max"},
-    ],
-}
 NAME = "tiny_gated_resnet.sklearn_digits"
 
 
