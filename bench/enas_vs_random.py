@@ -37,6 +37,7 @@ Usage: python bench/enas_vs_random.py [--seeds 0 1 2] [--dataset fashion_mnist]
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -244,11 +245,25 @@ def report(args, records: dict) -> None:
         for arm in ARMS
     }
     diffs = [e - r for e, r in zip(acc["enas"], acc["random"], strict=True)]
+    # The op choices' entropy when every op is equally likely: how far the
+    # controller moved from uniform sampling.
+    from spzoo.nhn.spec import OPS
+
+    uniform = args.layers * math.log(len(OPS))
+    entropy = ", ".join(
+        f"{records[s]['enas']['controller'][0]['entropy']:.3f} -> "
+        f"{records[s]['enas']['controller'][-1]['entropy']:.3f}"
+        for s in args.seeds
+    )
     lines += [
         "",
         f"Retrained accuracy, mean over seeds {args.seeds}: random (baseline) "
         f"{_mean_sd(acc['random'])}, ENAS {_mean_sd(acc['enas'])}; ENAS - random "
         f"per seed: {', '.join(f'{100 * d:+.2f}' for d in diffs)} points.",
+        "",
+        f"ENAS controller's sample entropy, first -> last update, per seed: "
+        f"{entropy} nats (uniform over the {len(OPS)} ops of {args.layers} layers: "
+        f"{uniform:.3f}).",
         "",
         "Search accuracies are not comparable across the two searches: ENAS's "
         "are on the shared weights (one validation minibatch per candidate), "
