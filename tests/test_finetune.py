@@ -116,3 +116,44 @@ def test_init_from_a_keras_file_keeps_the_head_of_the_same_classes(tiny_zoo, tmp
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(ValueError, match=r"^`--init-from /no/such.keras`: no such"):
         init_from_zoo(model, "/no/such.keras")
+
+
+def test_a_run_from_an_earlier_runs_file_keeps_its_history(tmp_path, capsys):
+    spec_path = tmp_path / "tiny.json"
+    spec_path.write_text(json.dumps(SPEC))
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    argv = ["train", str(spec_path), "--dataset", "sklearn_digits", "--epochs", "1"]
+    argv += ["--steps-per-epoch", "1", "--batch-size", "16", "--no-tensorboard"]
+    assert main([*argv, "--output-dir", str(first_dir)]) == 0
+    first_model = first_dir / "tiny.sklearn_digits.keras"
+    first = json.loads(first_model.with_suffix(".json").read_text())
+    argv[5] = "2"  # two epochs from the second run on
+    for n, folder in enumerate([second_dir, tmp_path / "third"]):
+        source = first_model if n == 0 else second_dir / "tiny.sklearn_digits.keras"
+        more = ["--output-dir", str(folder), "--init-from", str(source)]
+        assert main([*argv, *more, "--lr", "0.001"]) == 0
+    capsys.readouterr()
+    second = json.loads((second_dir / "tiny.sklearn_digits.json").read_text())
+    third = json.loads((tmp_path / "third" / "tiny.sklearn_digits.json").read_text())
+
+    # The second run: the first is its one stage, its command comes first.
+    [stage] = second["recipe"]["stages"]
+    assert stage["command"] == first["recipe"]["command"]
+    assert stage["train_seconds"] == first["train_seconds"]
+    assert stage["eval_accuracy"] == first["eval_accuracy"]
+    earlier, this = second["recipe"]["command"].split(" && ")
+    assert earlier == f"{first['recipe']['command']} --output-dir {first_dir}"
+    assert this.startswith("spzoo train") and f"--init-from {first_model}" in this
+    assert second["train_seconds_total"] == pytest.approx(
+        first["train_seconds"] + second["train_seconds"], abs=0.1
+    )
+    # The third: both earlier runs, first run first; three commands chained.
+    stages = third["recipe"]["stages"]
+    assert [s["epochs"] for s in stages] == [1, 2]
+    assert stages[1]["command"] == second["recipe"]["command"]
+    assert "stages" not in stages[1]
+    assert third["recipe"]["command"].count(" && ") == 2
+    assert third["train_seconds_total"] == pytest.approx(
+        second["train_seconds_total"] + third["train_seconds"], abs=0.1
+    )
+    assert third["train_seconds_note"].startswith("3 stages;")

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from spzoo import data as spdata
-from spzoo.io import atomic_write_text, read_json
+from spzoo.io import atomic_write_text
 from spzoo.layers.hard_concrete_gate import set_threshold
 from spzoo.metrics import macs
 from spzoo.metrics.counting import static_macs
@@ -27,6 +27,7 @@ from spzoo.training.bn_calibration import (
     threshold_levels,
 )
 from spzoo.training.job import save_model_atomic
+from spzoo.training.run_record import chain_command, earlier_record
 from spzoo.zoo.evaluate import eval_arrays
 
 
@@ -112,8 +113,7 @@ def calibrate(
             f"Model {path.name!r} takes inputs {shape}; dataset {dataset!r} has "
             f"{tuple(info.input_shape)}."
         )
-    record_path = path.with_suffix(".json")
-    record = read_json(record_path, "training record") if record_path.is_file() else {}
+    record = earlier_record(path)
     chosen = threshold_levels(model) if levels is None else levels
     converted = switchable_batch_norm(model, chosen)
     x_train, _ = eval_arrays(dataset, "train")
@@ -153,13 +153,11 @@ def calibrate(
     command = _command(path, dataset, examples, batch_size, seed, levels)
     record = dict(record)
     recipe = dict(record.get("recipe") or {})
-    if recipe.get("command"):
-        recipe["command"] = (
-            f"{recipe['command']} --output-dir {shlex.quote(str(path.parent))} "
-            f"&& {command}"
-        )
-    else:
-        recipe["command"] = command
+    recipe["command"] = (
+        chain_command(recipe["command"], path.parent, command)
+        if recipe.get("command")
+        else command
+    )
     recipe["batch_norm_calibration"] = {
         "levels": report["levels"],
         "examples": report["examples"],

@@ -35,6 +35,7 @@ from spzoo.training.recipes import (
     make_optimizer,
     make_schedule,
 )
+from spzoo.training.run_record import continue_record, earlier_record
 from spzoo.training.threshold_sampling import (
     ThresholdSampling,
     freeze_batch_norm,
@@ -267,7 +268,11 @@ def train(
         init_from: A zoo model (`spzoo.zoo.list_models()`) or a `.keras`
             file of the same architecture to start from: every weight, the
             classifier head only if the number of classes matches
-            (`spzoo.zoo.finetune`); None starts from scratch.
+            (`spzoo.zoo.finetune`); None starts from scratch. A `.keras`
+            file's record beside it (`<stem>.json`, from `spzoo train` or
+            `spzoo calibrate`) carries over: this run's record chains its
+            command and lists it in `recipe["stages"]`
+            (`spzoo.training.run_record`).
         strategy: `"default"`, `"mirrored"` or `"multi-worker"`
             (`spzoo.training.distribute`; multi-worker reads `TF_CONFIG`,
             and only its chief writes files).
@@ -403,6 +408,7 @@ def train(
         finally:
             keras.config.set_dtype_policy(previous_policy)
     initial = init_from_zoo(model, init_from) if init_from else None
+    earlier = earlier_record(init_from) if init_from else {}
     budget = close_to_budget(model, mac_budget) if mac_budget is not None else None
     if budget and chief:
         print(
@@ -538,6 +544,8 @@ def train(
     }
     if strategy != "default":
         result["strategy"] = {"name": strategy, "replicas": replicas}
+    if earlier:
+        result = continue_record(result, earlier, Path(init_from).parent)
     if not chief:
         result["model_path"] = None
         result["worker"] = worker_name(distribution)
