@@ -66,9 +66,17 @@ from spzoo.metrics import counting
 from spzoo.metrics.gated import gate_blocks
 from spzoo.training.bn_calibration import model_levels
 
-OPSET = 13
+OPSET = 18
 IR_VERSION = 8
 BLOCK = 16
+# Speed of one convolution whose outputs fit in one block, relative to a
+# wider one (`(block width, kernel)`; bench/results/onnx_profile.md, "One
+# convolution, by output channels"); the cost of a column run's slices, sum
+# and reorder relative to its convolution; and a fixed cost per run, in
+# blocks of input channels per output position (per column for a column run).
+NARROW = {(16, 3): 0.9, (16, 5): 0.75, (16, 7): 0.75}
+COLUMN_OVERHEAD = 1.15
+RUN_OVERHEAD = 4
 INPUT_NAME = "image"
 THRESHOLD_NAME = "threshold"
 OUTPUT_NAME = "logits"
@@ -139,6 +147,11 @@ class ConvGroup:
                 return b, index
             index -= branch.channels
         raise IndexError(index)
+
+    def runs(self) -> list:
+        """`_partition` runs of all the group's output channels."""
+        sizes = [b.size for b in self.branches for _ in range(b.channels)]
+        return _partition(sizes, self.branches[0].kernel.shape[1] - 1)
 
 
 def _bn_affine(layer: layers.BatchNormalization):
@@ -320,18 +333,79 @@ class _Value:
         return bool(np.array_equal(self.channels, np.arange(len(self.channels))))
 
 
-def _blocks_of(kernel_of_slot: list) -> list[tuple[int, int, int]]:
-    """Consecutive 16-channel blocks of output slots merged by kernel size:
-    `[(start, stop, kernel)]`, each kernel the largest in its block."""
-    runs = []
-    for start in range(0, len(kernel_of_slot), BLOCK):
-        stop = min(start + BLOCK, len(kernel_of_slot))
-        kernel = max(kernel_of_slot[start:stop])
-        if runs and runs[-1][2] == kernel:
-            runs[-1] = (runs[-1][0], stop, kernel)
-        else:
-            runs.append((start, stop, kernel))
-    return runs
+def _up(n: int) -> int:
+    """`n` rounded up to ONNX Runtime's channel block."""
+    return -(-n // BLOCK) * BLOCK
+
+
+def _run_cost(n: int, kernel: int, cin: int, second: int) -> tuple[float, bool]:
+    """`(cost, columns)`: the cheaper way to compute `n` output channels of a
+    `kernel` x `kernel` convolution reading `cin` channels, in MACs per output
+    position (ONNX Runtime's padded channels included), plus `second` per
+    channel for the convolution reading them (padding included for a plain
+    run, whose channels are padded to the block to keep the next
+    concatenation blocked).
+
+    A plain run is one convolution; one that fits in a single block runs
+    below the kernels' speed (`NARROW`). A column run (`_Writer._columns`)
+    computes `kernel` x `n` outputs of a `kernel` x 1 convolution and adds
+    them shifted, at the cost `COLUMN_OVERHEAD` of its slices and sum.
+    """
+    fixed = RUN_OVERHEAD * cin
+    plain = fixed + _up(n) * (
+        cin * kernel * kernel / NARROW.get((_up(n), kernel), 1.0) + second
+    )
+    if kernel == 1:
+        return plain, False
+    columns = (
+        kernel * fixed + _up(kernel * n) * kernel * cin * COLUMN_OVERHEAD + n * second
+    )
+    return (columns, True) if columns < plain else (plain, False)
+
+
+def _partition(sizes, cin: int, second: int = 0) -> list[tuple[int, int, int, bool]]:
+    """Runs `[(start, stop, kernel, columns)]` of consecutive output channels
+    of kernel sizes `sizes`, each computed with the largest kernel among its
+    channels (smaller odd kernels zero-padded: exact for `same` kernels), the
+    cut chosen by dynamic programming to minimise `_run_cost`."""
+    n = len(sizes)
+    best = [0.0] + [math.inf] * n
+    choice = [None] * (n + 1)
+    for j in range(1, n + 1):
+        kernel = 0
+        for i in range(j - 1, -1, -1):
+            kernel = max(kernel, int(sizes[i]))
+            cost, columns = _run_cost(j - i, kernel, cin, second)
+            if best[i] + cost < best[j]:
+                best[j], choice[j] = best[i] + cost, (i, kernel, columns)
+    runs, j = [], n
+    while j > 0:
+        i, kernel, columns = choice[j]
+        runs.append((i, j, kernel, columns))
+        j = i
+    return runs[::-1]
+
+
+def _column_weight(w, kernel: int, graph=None, cin: int = 0):
+    """The kernel `(n, C_in, k, k)` of a column run, `(n * k, C_in, k, 1)`:
+    row `c * k + j` is column `k - 1 - j` of output `c`'s kernel. NumPy, or
+    nodes on the value `w` (`cin` input channels) in `graph`."""
+    if graph is None:
+        w = np.flip(w, 3).transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(w.reshape(-1, w.shape[2], kernel, 1))
+    w = graph.op(
+        "Slice",
+        [
+            w,
+            graph.const([-1], "starts", np.int64),
+            graph.const([np.iinfo(np.int64).min], "ends", np.int64),
+            graph.const([3], "axes", np.int64),
+            graph.const([-1], "steps", np.int64),
+        ],
+    )
+    w = graph.op("Transpose", [w], perm=[0, 3, 1, 2])
+    shape = graph.const([-1, cin, kernel, 1], "shape", np.int64)
+    return graph.op("Reshape", [w, shape])
 
 
 @dataclasses.dataclass
@@ -339,6 +413,7 @@ class _GatePlan:
     """How one static block gate is written in one threshold level."""
 
     order: np.ndarray  # first conv's output channels computed, -1 = padding
+    runs: list  # `_partition` runs `(start, stop, kernel, columns)` of `order`
     log_alpha: np.ndarray  # of each slot (-inf for padding)
     gate: np.ndarray  # the inference gate estimator of each slot (0 padding)
 
@@ -439,8 +514,11 @@ class _Writer:
             return np.concatenate(parts).astype(np.float32)
         return parts[0] if len(parts) == 1 else graph.op("Concat", parts, axis=0)
 
-    def _emit_group(self, graph, group, source: _Value, slots, in_graph) -> _Value:
-        """Writes the convolutions of `group` computing output `slots`."""
+    def _emit_group(
+        self, graph, group, source: _Value, slots, runs, in_graph
+    ) -> _Value:
+        """Writes the convolutions of `group` computing output `slots`, cut
+        into `runs` (`_partition`)."""
         if source.name is None or not len(slots):
             # No input channels (a block whose gates are all closed) or no
             # output channels: the output is exactly zero (no bias).
@@ -449,15 +527,16 @@ class _Writer:
                     f"{group.anchor.name!r} has a bias and may read no channels."
                 )
             return _Value(None, np.asarray(slots, np.int64))
-        kernels = [
-            group.branches[group.channel(int(s))[0]].size if s >= 0 else 1
-            for s in slots
-        ]
-        height, width = (int(d) for d in group.input_tensor.shape[1:3])
         outputs = []
-        for start, stop, kernel in _blocks_of(kernels):
+        for start, stop, kernel, columns in runs:
             part = slots[start:stop]
-            key = ("conv", group.anchor.name, tuple(part), tuple(source.channels))
+            key = (
+                "conv",
+                group.anchor.name,
+                tuple(part),
+                tuple(source.channels),
+                columns,
+            )
             switchable = isinstance(group.folded_bn, SwitchableBatchNormalization)
             if switchable:
                 # Batch norm folded at the level's statistics (`self.row`).
@@ -474,20 +553,23 @@ class _Writer:
                     weight = graph.op(
                         "Mul", [weight, graph.const(factor, f"{group.anchor.name}_bn")]
                     )
+                if columns:
+                    weight = _column_weight(weight, kernel, graph, len(source.channels))
             else:
                 weight = graph.cache.get(key)
                 if weight is None:
                     w = self._conv_weight(
                         graph, group, part, source.channels, kernel, False
                     )
-                    weight = graph.const(
-                        w * factor if switchable else w,
-                        f"{group.anchor.name}_w",
-                        key=key,
-                    )
+                    if switchable:
+                        w = w * factor
+                    if columns:
+                        w = _column_weight(w, kernel)
+                    weight = graph.const(w, f"{group.anchor.name}_w", key=key)
             bias = np.where(part < 0, 0.0, group.bias[np.maximum(part, 0)])
             if switchable:
                 bias = bias * scale + shift
+            height, width = (int(d) for d in group.input_tensor.shape[1:3])
             if group.padding == "same":
                 ph = _same_pads(height, kernel, group.strides[0])
                 pw = _same_pads(width, kernel, group.strides[1])
@@ -495,6 +577,11 @@ class _Writer:
             else:
                 extra = (kernel - max(b.size for b in group.branches)) // 2
                 pads = [extra] * 4
+            if columns:
+                outputs.append(
+                    self._columns(graph, group, source, weight, bias, kernel, pads, key)
+                )
+                continue
             outputs.append(
                 graph.op(
                     "Conv",
@@ -513,6 +600,69 @@ class _Writer:
             )
         name = outputs[0] if len(outputs) == 1 else graph.op("Concat", outputs, axis=1)
         return _Value(name, np.asarray(slots, np.int64))
+
+    @staticmethod
+    def _columns(graph, group, source, weight, bias, kernel, pads, key) -> str:
+        """A `kernel` x `kernel` convolution of `n` outputs as a column run:
+        one `kernel` x 1 convolution of `kernel * n` outputs, `z`, whose
+        output `c * kernel + j` holds column `dx = kernel - 1 - j` of output
+        `c`'s kernel (`_column_weight`), and the sum of its columns, each
+        shifted by its offset: `y[c, i, x] = sum_dx z[c, dx, i, s * x + dx]`
+        (`s`: the stride). Stride 1: one `Col2Im`, which adds the columns
+        into their places and pads the width (so the convolution computes
+        no padding columns); otherwise `kernel` strided slices and a `Sum`.
+        The MACs are the convolution's; the convolution is `kernel` times
+        wider, which ONNX Runtime runs near its full speed when `n` is
+        narrow."""
+        n = len(bias)
+        sh, sw = group.strides
+        height, width = (int(d) for d in group.input_tensor.shape[1:3])
+        rows = (height + pads[0] + pads[2] - kernel) // sh + 1
+        out = (width + pads[1] + pads[3] - kernel) // sw + 1
+        # The bias once per output channel, in a column that reaches every
+        # output position (the centre one, for `same` padding and stride 1).
+        spread = np.zeros((n, kernel))
+        spread[:, kernel - 1 - pads[1] if sw == 1 else 0] = bias
+        z = graph.op(
+            "Conv",
+            [
+                source.name,
+                weight,
+                graph.const(
+                    spread.reshape(-1),
+                    f"{group.anchor.name}_b",
+                    key=("bias",) + key[1:],
+                ),
+            ],
+            hint=f"{group.anchor.name}_columns",
+            kernel_shape=[kernel, 1],
+            strides=[sh, 1],
+            # Stride 1: `Col2Im` pads the columns, not the convolution.
+            pads=[pads[0], 0, pads[2], 0] if sw == 1 else pads,
+        )
+        if sw == 1:
+            flat = graph.op(
+                "Reshape", [z, graph.const([0, n * kernel, -1], "shape", np.int64)]
+            )
+            return graph.op(
+                "Col2Im",
+                [
+                    flat,
+                    graph.const([rows, out], "image", np.int64),
+                    graph.const([1, kernel], "block", np.int64),
+                ],
+                hint=f"{group.anchor.name}_sum",
+                pads=[0, kernel - 1 - pads[1], 0, kernel - 1 - pads[3]],
+            )
+        axes = graph.const([1, 3], "axes", np.int64)
+        steps = graph.const([kernel, sw], "steps", np.int64)
+        parts = []
+        for dx in range(kernel):
+            j = kernel - 1 - dx
+            starts = graph.const([j, dx], "starts", np.int64)
+            ends = graph.const([n * kernel, dx + sw * (out - 1) + 1], "ends", np.int64)
+            parts.append(graph.op("Slice", [z, starts, ends, axes, steps]))
+        return graph.op("Sum", parts, hint=f"{group.anchor.name}_sum")
 
     def _level_affine(self, bn, slots):
         """`(scale, shift)` of a switchable batch norm at the current level,
@@ -661,11 +811,12 @@ class _Writer:
                 source = values[id(group.input_tensor)]
                 block = self.block_of_conv1.get(layer.name)
                 if block is not None and block.gate.name in plans:
-                    slots = plans[block.gate.name].order
-                    value = self._emit_group(graph, group, source, slots, in_graph)
+                    plan = plans[block.gate.name]
+                    slots, runs = plan.order, plan.runs
                 else:
                     slots = np.arange(group.channels)
-                    value = self._emit_group(graph, group, source, slots, in_graph)
+                    runs = self._cached(group.anchor, lambda g=group: g.runs(), "runs")
+                value = self._emit_group(graph, group, source, slots, runs, in_graph)
                 values[id(out)] = value
                 if group.folded_bn is not None:
                     values[id(_output_of(group.folded_bn))] = value
@@ -884,38 +1035,24 @@ def _plan(arrays, threshold: float) -> _GatePlan:
     """The slots of a static block gate at `threshold`.
 
     The open channels, sorted by kernel size (then by log-alpha, largest
-    first), are cut into runs, each padded with zero channels to a multiple
-    of 16 and computed with the largest kernel of the run; the runs are
-    chosen by dynamic programming to minimise the work of both convolutions
-    (`16 * ceil(n / 16) * (C_in * k^2 + second-conv MACs per channel)`).
+    first), are cut into runs by `_partition`, minimising the work of both
+    convolutions; a plain run is padded with zero channels to a multiple of
+    16, a column run is not.
     """
     la, z, kernel, (cin, second) = arrays
     open_ = (la >= threshold) & (z > 0)
     chosen = np.flatnonzero(open_)
     chosen = chosen[np.lexsort((-la[chosen], kernel[chosen]))]
-    sizes = kernel[chosen]
-    n = len(chosen)
-    best = [0.0] + [math.inf] * n
-    cut = [0] * (n + 1)
-    for j in range(1, n + 1):
-        for i in range(j):
-            width = -(-(j - i) // BLOCK) * BLOCK
-            cost = best[i] + width * (cin * int(sizes[j - 1]) ** 2 + second)
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    runs, j = [], n
-    while j > 0:
-        runs.append((cut[j], j))
-        j = cut[j]
-    order, log_alpha, gates = [], [], []
-    for i, j in reversed(runs):
-        width = -(-(j - i) // BLOCK) * BLOCK
-        pad = width - (j - i)
+    order, log_alpha, gates, runs = [], [], [], []
+    for i, j, size, columns in _partition(kernel[chosen], cin, second):
+        pad = 0 if columns else _up(j - i) - (j - i)
+        runs.append((len(order), len(order) + j - i + pad, size, columns))
         order += list(chosen[i:j]) + [-1] * pad
         log_alpha += list(la[chosen[i:j]]) + [-np.inf] * pad
         gates += list(z[chosen[i:j]]) + [0.0] * pad
     return _GatePlan(
         np.asarray(order, np.int64),
+        runs,
         np.asarray(log_alpha, np.float32),
         np.asarray(gates, np.float32),
     )

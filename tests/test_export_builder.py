@@ -7,12 +7,18 @@ import json
 import keras
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx.reference import ReferenceEvaluator
 
 import spzoo.models
 from spzoo import export
-from spzoo.export.onnx_builder import StaticMacs, check_supported, default_levels
+from spzoo.export.onnx_builder import (
+    StaticMacs,
+    build_onnx,
+    check_supported,
+    default_levels,
+)
 from spzoo.export.parity import keras_logits
 from spzoo.layers import PresynapticGate
 
@@ -80,19 +86,30 @@ def test_builder_graph_matches_keras_with_blocked_convolutions(tmp_path, x):
     meta = json.loads({p.key: p.value for p in proto.metadata_props}["spzoo"])
     assert meta["onnx"]["engine"] == "builder"
     ops = {node.op_type for node in proto.graph.node}
-    # No NHWC element-wise chains, Pad/Slice shifts, Where or Cast nodes:
-    # only what ONNX Runtime keeps in its blocked layout.
+    # No NHWC element-wise chains, Pad shifts, Where or Cast nodes: only what
+    # ONNX Runtime keeps in its blocked layout, and the Reshape and Col2Im of
+    # column runs.
     assert ops <= {"Transpose", "Conv", "Relu", "Tanh", "Mul", "Add", "Concat"} | {
         "GlobalAveragePool",
         "Flatten",
         "Gemm",
         "Identity",
+        "Reshape",
+        "Col2Im",
     }
     weights = {t.name: t for t in proto.graph.initializer}
+    producer = {o: n for n in proto.graph.node for o in n.output}
     convs = [n for n in proto.graph.node if n.op_type == "Conv"]
-    dense = [weights[n.input[1]].dims for n in convs if weights[n.input[1]].dims[1] > 1]
-    # Mixed-kernel Ops are cut into 16-channel blocks (smaller kernels padded).
-    assert len(dense) >= 5 and all(d[0] % 16 == 0 for d in dense)
+    # The 5x5 kernels of the first stack's Ops (8 channels) are a column run:
+    # a 5x1 convolution of 5 x 8 outputs whose columns Col2Im adds, shifted.
+    columns = [n for n in convs if list(weights[n.input[1]].dims[2:]) == [5, 1]]
+    assert len(columns) == 2
+    assert all(weights[n.input[1]].dims[0] == 40 for n in columns)
+    col2im = [n for n in proto.graph.node if n.op_type == "Col2Im"]
+    assert len(col2im) == 2
+    assert {producer[producer[n.input[0]].input[0]].name for n in col2im} == {
+        n.name for n in columns
+    }
     np.testing.assert_allclose(
         export.load(tmp_path / "m.onnx")(x[:5]), keras_logits(model, x[:5]), atol=1e-4
     )
@@ -317,3 +334,28 @@ def test_switchable_batch_norm_levels_export_with_parity_in_every_format(tmp_pat
         from spzoo.export.onnx_builder import build_onnx
 
         build_onnx(model, levels=levels[:-1])
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_column_runs_equal_the_convolution(strides, padding):
+    # A narrow 5x5 convolution is written as a column run: at stride 1 a 5x1
+    # convolution and Col2Im, at stride 2 strided slices and a Sum.
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((9, 11, 24))
+    y = keras.layers.Conv2D(6, 5, strides=strides, padding=padding)(inputs)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    model = keras.Model(inputs, keras.layers.Dense(3)(y))
+    proto, _ = build_onnx(model)
+    ops = [node.op_type for node in proto.graph.node]
+    assert ops.count("Col2Im") == (strides == 1)
+    assert ops.count("Slice") == (5 if strides == 2 else 0)
+    x = np.random.default_rng(0).normal(size=(4, 9, 11, 24)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x))
+    for run in (
+        ReferenceEvaluator(proto).run,
+        ort.InferenceSession(proto.SerializeToString()).run,
+    ):
+        np.testing.assert_allclose(
+            run(None, {"image": x})[0], expected, rtol=1e-4, atol=1e-4
+        )
