@@ -10,10 +10,13 @@ count), batch 64:
    depthwise convolution, kernel size, output channels as ONNX Runtime runs
    them, after its NCHWc rewrite), with the MACs each kind computes (the
    padded channels included) and the GFLOP/s it reaches.
+   A k x 1 convolution is that of a column run: the builder writes a
+   narrow k x k convolution (one kernel size of a mixed-kernel Op) as a
+   k x 1 convolution k times wider, whose columns `Col2Im` adds shifted.
 2. **Convolution width**: one k x k convolution of 16, 32 or 48 output
    channels on the SP-ResNet's two large feature maps (28x28x48 and
    14x14x96), its GFLOP/s: how fast ONNX Runtime's blocked kernels run a
-   narrow convolution, such as one kernel size of a mixed-kernel Op.
+   narrow convolution, which is why the builder writes column runs.
 3. **Channel-aligned variants**: the SP-ResNet with its per-stack kernel
    mix rounded to 16-channel groups (untrained: the time does not depend on
    the weights), against ResNet 3-48, GFLOP/s from the nominal MACs.
@@ -104,9 +107,10 @@ def node_kinds(path: str) -> dict:
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         shape = weights.get(node.input[1])
-        k = attrs.get("kernel_shape", shape[2:] if shape else [0])[0]
+        kh, kw = attrs.get("kernel_shape", shape[2:] if shape else [0, 0])
         depthwise = attrs.get("group", 1) > 1
-        kind = f"Conv {'depthwise' if depthwise else 'dense'} {k}x{k}"
+        # kh x 1: the convolution of a column run (`onnx_builder._columns`).
+        kind = f"Conv {'depthwise' if depthwise else 'dense'} {kh}x{kw}"
         if "activation" in attrs:
             kind += f" + {attrs['activation'].decode()}"
         # Weights (cout, cin / group, kh, kw): MACs per output element.

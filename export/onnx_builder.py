@@ -15,11 +15,16 @@ gates) in NCHW directly, with only nodes that ONNX Runtime keeps blocked:
 - batch norm after a convolution is folded into its weights and bias;
   batch norm elsewhere is a depthwise 1x1 convolution with a bias;
 - a mixed-kernel Op (parallel k x k convolutions, concatenated) is cut into
-  16-channel blocks of its output channels; each block is computed with
-  the largest kernel among its channels (smaller kernels zero-padded, which
-  is exact for odd "same" kernels), and consecutive blocks with the same
-  kernel form one convolution, so every convolution and the concatenation
-  stay block-aligned;
+  runs of consecutive output channels, each computed with the largest
+  kernel among its channels (smaller kernels zero-padded, which is exact
+  for odd "same" kernels); the cut minimises a cost model of ONNX Runtime's
+  kernels (`_partition`). A run is a plain convolution, or, when its
+  channels are few and its kernel large (the SP-ResNet's 9-19 channels of
+  5x5 and 7x7), a *column run*: one k x 1 convolution with k outputs per
+  channel (one per kernel column) whose columns `Col2Im` adds at their
+  offsets. Same MACs, but in a convolution k times wider, which the
+  blocked kernels run near their full speed where a 16-channel k x k
+  convolution runs at 60-75% (`bench/results/onnx_profile.md`);
 - the neuron response `y = x * where(x > 0, L + Co * g, -M * g)`,
   `g = ReLU(tanh(shift(x)))`, is computed as
 
