@@ -109,13 +109,17 @@ def calibrate_command(args) -> int:
         seed=args.seed,
         levels=args.levels,
         eval_examples=args.eval_examples,
+        keep_above=args.keep_above,
         progress=lambda line: print(line, flush=True),
     )
     calibration = record["recipe"]["batch_norm_calibration"]
+    total = len(calibration["levels"]) + 1
+    kept = sum(row["statistics"] == "trained" for row in calibration["per_level"])
+    kept_text = f" ({kept} kept their trained statistics)" if kept else ""
     print(
-        f"{record['name']}: {len(calibration['levels']) + 1} batch-norm levels "
-        f"calibrated on {calibration['examples']} training examples; eval "
-        f"accuracy {record['eval_accuracy']:.4f} with no threshold"
+        f"{record['name']}: {total - kept} of {total} batch-norm levels "
+        f"calibrated on {calibration['examples']} training examples{kept_text}; "
+        f"eval accuracy {record['eval_accuracy']:.4f} with no threshold"
     )
     print(f"model written to {record['model_path']}")
     print(f"record written to {os.path.splitext(record['model_path'])[0]}.json")
@@ -312,6 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=2000,
         help="eval examples for the accuracy per level before and after "
         "(0: skip; default 2000)",
+    )
+    p.add_argument(
+        "--keep-above",
+        type=float,
+        default=None,
+        metavar="F",
+        help="levels costing at least F of the ungated MACs (and no threshold) "
+        "keep the model's own statistics; only cheaper levels are calibrated "
+        "(e.g. the F of --threshold-training, batch norm frozen)",
     )
     p.add_argument(
         "--output-dir",

@@ -125,3 +125,44 @@ def test_bad_arguments_are_one_line_errors(trained, tmp_path, capsys):
         "spzoo: error: `levels` must be a list of finite, strictly increasing "
         "thresholds; received [2.0, 1.0]."
     )
+
+
+def test_keep_above_keeps_the_trained_statistics_of_the_dearer_levels(
+    trained, tmp_path, capsys
+):
+    """`--keep-above F`: no threshold and the levels costing at least F of the
+    ungated MACs keep the model's statistics; the cheaper ones are calibrated."""
+    out_dir = tmp_path / "cal"
+    argv = ["calibrate", str(trained), "--dataset", "sklearn_digits"]
+    argv += ["--examples", "256", "--batch-size", "64", "--eval-examples", "0"]
+    assert main([*argv, "--keep-above", "0.5", "--output-dir", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "batch norm level 0 (threshold none): kept" in out
+    record = json.loads((out_dir / f"{NAME}.json").read_text())
+    calibration = record["recipe"]["batch_norm_calibration"]
+    assert calibration["keep_above"] == 0.5
+    assert record["recipe"]["command"].endswith("--keep-above 0.5")
+    rows = calibration["per_level"]
+    kept = [row["statistics"] == "trained" for row in rows]
+    assert kept == [row["macs_fraction"] >= 0.5 for row in rows]
+    assert any(kept) and not all(kept)
+    original = keras.saving.load_model(trained)
+    model = keras.saving.load_model(out_dir / trained.name)
+    for layer in model.layers:
+        if not isinstance(layer, SwitchableBatchNormalization):
+            continue
+        mean = np.asarray(layer.moving_mean)
+        source = np.asarray(original.get_layer(layer.name).moving_mean)
+        for row, is_kept in enumerate(kept):
+            assert np.array_equal(mean[row], source) == is_kept
+    summary = f"{kept.count(False)} of {len(kept)} batch-norm levels calibrated"
+    assert summary in out and f"({kept.count(True)} kept their trained" in out
+
+
+def test_keep_above_must_be_a_fraction(trained, tmp_path, capsys):
+    argv = ["calibrate", str(trained), "--dataset", "sklearn_digits"]
+    assert main([*argv, "--keep-above", "1.5", "--output-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "spzoo: error: `keep_above` must be a fraction of the ungated MACs in "
+        "(0, 1); received 1.5."
+    )

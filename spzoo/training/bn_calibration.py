@@ -108,7 +108,7 @@ def switchable_batch_norm(model: keras.Model, levels=None) -> keras.Model:
 
 
 def calibrate_batch_norm(
-    model: keras.Model, x, batch_size: int = 256, progress=None
+    model: keras.Model, x, batch_size: int = 256, progress=None, keep=()
 ) -> dict:
     """Sets each level's batch-norm statistics from `x` (NumPy examples).
 
@@ -125,9 +125,12 @@ def calibrate_batch_norm(
         x: Training examples, an array of at least `batch_size`.
         batch_size: Examples per batch (the moments' batch).
         progress: Optional `print`-like callable, one line per level.
+        keep: Levels (thresholds, `None` for no threshold) whose statistics
+            are kept as they are (e.g. the levels a model was trained at
+            with frozen batch norm: its weights learned those statistics).
 
     Returns:
-        `{"levels": [...], "examples": n, "batches": b}`.
+        `{"levels": [...], "examples": n, "batches": b, "kept": [...]}`.
     """
     levels = model_levels(model)
     if levels is None:
@@ -150,10 +153,22 @@ def calibrate_batch_norm(
             f"`x` must hold at least `batch_size` ({batch_size}) examples; "
             f"received {len(x)}."
         )
+    unknown = [t for t in keep if t is not None and t not in levels]
+    if unknown:
+        raise ValueError(
+            f"`keep` must hold levels of the model ({levels}) or None; "
+            f"received {unknown}."
+        )
+    kept = set(keep)
     layers = switchable_layers(model)
     previous = get_threshold(model)
     try:
         for row, threshold in enumerate([None, *levels]):
+            label = "none" if threshold is None else f"{threshold:.4g}"
+            if threshold in kept:
+                if progress is not None:
+                    progress(f"batch norm level {row} (threshold {label}): kept")
+                continue
             set_threshold(model, threshold)
             with calibration_scope() as moments:
                 for b in range(batches):
@@ -170,7 +185,6 @@ def calibrate_batch_norm(
                 stats[row] = variance
                 layer.moving_variance.assign(stats)
             if progress is not None:
-                label = "none" if threshold is None else f"{threshold:.4g}"
                 progress(
                     f"batch norm level {row} (threshold {label}): "
                     f"{batches * batch_size} examples"
@@ -181,4 +195,5 @@ def calibrate_batch_norm(
         "levels": levels,
         "examples": batches * batch_size,
         "batches": batches,
+        "kept": [t for t in [None, *levels] if t in kept],
     }

@@ -23,9 +23,11 @@ from spzoo.metrics import macs
 from spzoo.metrics.counting import static_macs
 from spzoo.training.bn_calibration import (
     calibrate_batch_norm,
+    model_levels,
     switchable_batch_norm,
     threshold_levels,
 )
+from spzoo.training.budget import check_mac_budget
 from spzoo.training.job import save_model_atomic
 from spzoo.training.run_record import chain_command, earlier_record
 from spzoo.zoo.evaluate import eval_arrays
@@ -40,13 +42,20 @@ def _accuracy(model, x, y, threshold) -> float:
     return float(np.mean(np.argmax(logits, -1) == y))
 
 
-def _command(path, dataset, examples, batch_size, seed, levels) -> str:
+def _command(path, dataset, examples, batch_size, seed, levels, keep_above) -> str:
     words = ["spzoo", "calibrate", str(path), "--dataset", dataset]
     words += ["--examples", str(examples), "--batch-size", str(batch_size)]
     words += ["--seed", str(seed)]
     if levels is not None:
         words += ["--levels", ",".join(f"{t:.6g}" for t in levels)]
+    if keep_above is not None:
+        words += ["--keep-above", repr(keep_above)]
     return shlex.join(words)
+
+
+def _macs_fraction(model, threshold, ungated: float) -> float:
+    t = -math.inf if threshold is None else threshold
+    return float(macs(model, threshold=t)) / ungated
 
 
 def calibrate(
@@ -58,6 +67,7 @@ def calibrate(
     seed: int = 0,
     levels=None,
     eval_examples: int = 2000,
+    keep_above: float | None = None,
     progress=None,
 ) -> dict:
     """Calibrates the batch norm of a gated model per threshold level.
@@ -77,6 +87,11 @@ def calibrate(
         eval_examples: Eval examples for the per-level accuracy before and
             after (0: skip it); the record's `eval_accuracy` (no threshold)
             is measured on the whole eval split.
+        keep_above: A share of the ungated MACs in (0, 1): the levels that
+            cost at least this much (and no threshold) keep the model's own
+            statistics, and only the cheaper levels are calibrated. For a
+            model fine-tuned with `--threshold-training F` and batch norm
+            frozen, `F`: its weights learned those statistics down to `F`.
         progress: Optional `print`-like callable.
 
     Returns:
@@ -113,9 +128,19 @@ def calibrate(
             f"Model {path.name!r} takes inputs {shape}; dataset {dataset!r} has "
             f"{tuple(info.input_shape)}."
         )
+    if keep_above is not None:
+        keep_above = check_mac_budget(keep_above, "keep_above")
     record = earlier_record(path)
     chosen = threshold_levels(model) if levels is None else levels
     converted = switchable_batch_norm(model, chosen)
+    ungated = float(static_macs(model))
+    keep = []
+    if keep_above is not None:
+        keep = [
+            t
+            for t in [None, *model_levels(converted)]
+            if _macs_fraction(model, t, ungated) >= keep_above - 1e-9
+        ]
     x_train, _ = eval_arrays(dataset, "train")
     if examples < batch_size or examples > len(x_train):
         raise ValueError(
@@ -124,18 +149,15 @@ def calibrate(
         )
     subset = np.random.default_rng(seed).permutation(len(x_train))[:examples]
     report = calibrate_batch_norm(
-        converted, x_train[np.sort(subset)], batch_size, progress
+        converted, x_train[np.sort(subset)], batch_size, progress, keep=keep
     )
     x_eval, y_eval = eval_arrays(dataset, "eval")
-    ungated = float(static_macs(model))
     rows = []
     for threshold in [None, *report["levels"]]:
         row = {
             "threshold": threshold,
-            "macs_fraction": float(
-                macs(model, threshold=-math.inf if threshold is None else threshold)
-            )
-            / ungated,
+            "macs_fraction": _macs_fraction(model, threshold, ungated),
+            "statistics": "trained" if threshold in keep else "calibrated",
         }
         if eval_examples:
             x, y = x_eval[:eval_examples], y_eval[:eval_examples]
@@ -150,7 +172,7 @@ def calibrate(
                 f"{row['accuracy_after']:.2%} on {len(y)} eval examples"
             )
     accuracy = _accuracy(converted, x_eval, y_eval, None)
-    command = _command(path, dataset, examples, batch_size, seed, levels)
+    command = _command(path, dataset, examples, batch_size, seed, levels, keep_above)
     record = dict(record)
     recipe = dict(record.get("recipe") or {})
     recipe["command"] = (
@@ -165,6 +187,7 @@ def calibrate(
         "seed": seed,
         "source": str(path),
         "eval_examples": eval_examples,
+        "keep_above": keep_above,
         "per_level": rows,
         "method": "batch-norm statistics per threshold level, from training "
         "examples at the level's threshold (switchable batch norm, Yu et al. "
