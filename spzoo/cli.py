@@ -322,9 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="F",
-        help="levels costing at least F of the ungated MACs (and no threshold) "
-        "keep the model's own statistics; only cheaper levels are calibrated "
-        "(e.g. the F of --threshold-training, batch norm frozen)",
+        help="no threshold and the levels down to the one where the model costs "
+        "at most F of its ungated MACs keep the model's own statistics; only "
+        "cheaper levels are calibrated (the F of --threshold-training, which "
+        "trained with batch norm frozen)",
     )
     p.add_argument(
         "--output-dir",

@@ -11,6 +11,7 @@ from test_gated_fine_tuning import SPEC  # the tiny gated ResNet of these tests
 import spzoo.models
 from spzoo.cli import main
 from spzoo.layers import PresynapticGate, SwitchableBatchNormalization
+from spzoo.training.budget import budget_threshold
 
 NAME = "tiny_gated_resnet.sklearn_digits"
 
@@ -130,8 +131,9 @@ def test_bad_arguments_are_one_line_errors(trained, tmp_path, capsys):
 def test_keep_above_keeps_the_trained_statistics_of_the_dearer_levels(
     trained, tmp_path, capsys
 ):
-    """`--keep-above F`: no threshold and the levels costing at least F of the
-    ungated MACs keep the model's statistics; the cheaper ones are calibrated."""
+    """`--keep-above F`: no threshold and the levels down to the one costing at
+    most F of the ungated MACs keep the model's statistics; the cheaper ones
+    are calibrated."""
     out_dir = tmp_path / "cal"
     argv = ["calibrate", str(trained), "--dataset", "sklearn_digits"]
     argv += ["--examples", "256", "--batch-size", "64", "--eval-examples", "0"]
@@ -144,9 +146,16 @@ def test_keep_above_keeps_the_trained_statistics_of_the_dearer_levels(
     assert record["recipe"]["command"].endswith("--keep-above 0.5")
     rows = calibration["per_level"]
     kept = [row["statistics"] == "trained" for row in rows]
-    assert kept == [row["macs_fraction"] >= 0.5 for row in rows]
-    assert any(kept) and not all(kept)
     original = keras.saving.load_model(trained)
+    # The range `--threshold-training 0.5` trains: down to the 50% level.
+    high = float(np.float32(budget_threshold(original, 0.5)))
+    assert high in calibration["levels"]
+    assert kept == [
+        row["threshold"] is None or row["threshold"] <= high for row in rows
+    ]
+    cheaper = [row for row, k in zip(rows, kept, strict=True) if not k]
+    assert all(row["macs_fraction"] <= 0.5 for row in cheaper)
+    assert any(kept) and not all(kept)
     model = keras.saving.load_model(out_dir / trained.name)
     for layer in model.layers:
         if not isinstance(layer, SwitchableBatchNormalization):

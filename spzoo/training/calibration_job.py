@@ -27,7 +27,7 @@ from spzoo.training.bn_calibration import (
     switchable_batch_norm,
     threshold_levels,
 )
-from spzoo.training.budget import check_mac_budget
+from spzoo.training.budget import budget_threshold, check_mac_budget
 from spzoo.training.job import save_model_atomic
 from spzoo.training.run_record import chain_command, earlier_record
 from spzoo.zoo.evaluate import eval_arrays
@@ -87,11 +87,12 @@ def calibrate(
         eval_examples: Eval examples for the per-level accuracy before and
             after (0: skip it); the record's `eval_accuracy` (no threshold)
             is measured on the whole eval split.
-        keep_above: A share of the ungated MACs in (0, 1): the levels that
-            cost at least this much (and no threshold) keep the model's own
-            statistics, and only the cheaper levels are calibrated. For a
-            model fine-tuned with `--threshold-training F` and batch norm
-            frozen, `F`: its weights learned those statistics down to `F`.
+        keep_above: A share `F` of the ungated MACs in (0, 1): no threshold
+            and the levels up to the lowest threshold at which the model
+            costs at most `F` keep the model's own statistics; only the
+            cheaper levels are calibrated. For a model fine-tuned with
+            `--threshold-training F` (batch norm frozen), that is the range
+            it was trained for, whose weights learned those statistics.
         progress: Optional `print`-like callable.
 
     Returns:
@@ -136,11 +137,10 @@ def calibrate(
     ungated = float(static_macs(model))
     keep = []
     if keep_above is not None:
-        keep = [
-            t
-            for t in [None, *model_levels(converted)]
-            if _macs_fraction(model, t, ungated) >= keep_above - 1e-9
-        ]
+        # The trainer's own range: up to the lowest threshold at which the
+        # model costs at most `keep_above` (`threshold_range`), as a level.
+        high = float(np.float32(budget_threshold(model, keep_above)))
+        keep = [t for t in [None, *model_levels(converted)] if t is None or t <= high]
     x_train, _ = eval_arrays(dataset, "train")
     if examples < batch_size or examples > len(x_train):
         raise ValueError(
