@@ -77,7 +77,7 @@ def test_calibration_sets_each_level_from_its_own_activations(gated):
     lines = []
     x = _x(64)
     report = calibrate_batch_norm(model, x, batch_size=32, progress=lines.append)
-    assert report == {"levels": levels, "examples": 64, "batches": 2}
+    assert report == {"levels": levels, "examples": 64, "batches": 2, "kept": []}
     assert len(lines) == len(levels) + 1 and "level 0 (threshold none)" in lines[0]
     assert float(model.get_layer("stack1_block1_op1_bn").threshold.numpy()) == 1.25
     # The stem's batch norm reads the stem convolution, before any gate: the
@@ -112,6 +112,37 @@ def test_calibration_sets_each_level_from_its_own_activations(gated):
         out = later(before).numpy().mean((0, 1, 2))
         np.testing.assert_allclose(out, np.asarray(later.beta), atol=2e-2)
         assert later.row_for(threshold) == row
+
+
+def test_kept_levels_keep_their_statistics(gated):
+    levels = threshold_levels(gated)
+    model = switchable_batch_norm(gated, levels)
+    before = {
+        layer.name: np.asarray(layer.moving_mean).copy()
+        for layer in model.layers
+        if isinstance(layer, SwitchableBatchNormalization)
+    }
+    lines = []
+    keep = [None, levels[0]]
+    report = calibrate_batch_norm(model, _x(64), 32, lines.append, keep=keep)
+    assert report["kept"] == keep
+    assert lines[:2] == [
+        "batch norm level 0 (threshold none): kept",
+        f"batch norm level 1 (threshold {levels[0]:.4g}): kept",
+    ]
+    later = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, SwitchableBatchNormalization)
+    ][-1]
+    mean = np.asarray(later.moving_mean)
+    np.testing.assert_array_equal(mean[:2], before[later.name][:2])
+    assert not np.allclose(mean[-1], before[later.name][-1])
+    with pytest.raises(ValueError) as info:
+        calibrate_batch_norm(model, _x(64), 32, keep=[123.0])
+    assert str(info.value) == (
+        f"`keep` must hold levels of the model ({levels}) or None; received [123.0]."
+    )
 
 
 def test_bad_calls_are_refused(gated):
