@@ -27,9 +27,10 @@ from spzoo.training.bn_calibration import (
     switchable_batch_norm,
     threshold_levels,
 )
-from spzoo.training.budget import budget_threshold, check_mac_budget
+from spzoo.training.budget import check_mac_budget
 from spzoo.training.job import save_model_atomic
 from spzoo.training.run_record import chain_command, earlier_record
+from spzoo.training.threshold_sampling import threshold_range
 from spzoo.zoo.evaluate import eval_arrays
 
 
@@ -137,9 +138,8 @@ def calibrate(
     ungated = float(static_macs(model))
     keep = []
     if keep_above is not None:
-        # The trainer's own range: up to the lowest threshold at which the
-        # model costs at most `keep_above` (`threshold_range`), as a level.
-        high = float(np.float32(budget_threshold(model, keep_above)))
+        # The range `--threshold-training keep_above` trains, as a level.
+        high = float(np.float32(threshold_range(model, keep_above)[1]))
         keep = [t for t in [None, *model_levels(converted)] if t is None or t <= high]
     x_train, _ = eval_arrays(dataset, "train")
     if examples < batch_size or examples > len(x_train):
