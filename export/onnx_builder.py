@@ -29,16 +29,21 @@ gates) in NCHW directly, with only nodes that ONNX Runtime keeps blocked:
   `g = ReLU(tanh(shift(x)))`, is computed as
 
   ```
-  p = Relu(x)                     s = shift(p): depthwise 2x2 conv, end pads
-  g = Tanh(s)                     u = Co' * p - M * x   (Co' = M + Co)
-  y = L * p + g * u
+  p = Relu(c * x)                 s = shift(p / c): depthwise 2x2 conv
+  g = Tanh(s)                     u = p - M * x
+  y = (L / c) * p + g * u
   ```
 
+  with `c = Co' = M + Co` on the channels with a tanh term (so `u = Co' *
+  Relu(x) - M * x`) and 1 on the others, whose shift weight is 0 (`g = 0`).
   The shift moves values without arithmetic, so `ReLU(shift(x)) =
-  shift(ReLU(x))` and `g = Tanh(shift(p))` exactly: ONNX Runtime fuses the
-  Tanh into the shift convolution. The per-channel factors are depthwise
-  1x1 convolutions (ONNX Runtime fuses the additions into them); the
-  result equals the Keras graph up to float rounding.
+  shift(ReLU(x))` and `g = Tanh(shift(p / c))` exactly: ONNX Runtime fuses
+  the Tanh into the shift convolution. `Relu(c * x)` is a depthwise 1x1
+  convolution with the Relu fused, which also takes a batch norm right
+  before the neuron; the other per-channel factors are depthwise 1x1
+  convolutions too, which ONNX Runtime fuses with the additions. A Relu
+  after a concatenation in NCHW would otherwise cost ONNX Runtime a second
+  reorder. The result equals the Keras graph up to float rounding.
 
 Gated models (`PresynapticGate` blocks) take the scalar input `threshold`,
 a true graph input (no initializer: every runtime must be given it;
@@ -74,14 +79,31 @@ from spzoo.training.bn_calibration import model_levels
 OPSET = 18
 IR_VERSION = 8
 BLOCK = 16
-# Speed of one convolution whose outputs fit in one block, relative to a
-# wider one (`(block width, kernel)`; bench/results/onnx_profile.md, "One
-# convolution, by output channels"); the cost of a column run's slices, sum
-# and reorder relative to its convolution; and a fixed cost per run, in
-# blocks of input channels per output position (per column for a column run).
-NARROW = {(16, 3): 0.9, (16, 5): 0.75, (16, 7): 0.75}
+# Speed of one convolution of 16, 32 or 48 outputs relative to a wide one
+# (`(padded outputs, kernel)`: the GFLOP/s of bench/results/onnx_profile.md,
+# "One convolution, by output channels", averaged over its two inputs, over
+# ResNet 3-48's 270 GFLOP/s on the same machine; 1.0 above); the cost of a
+# column run's slices, sum and reorder relative to its convolution; and a
+# fixed cost per run, in blocks of input channels per output position (per
+# column for a column run).
+NARROW = {
+    (16, 3): 0.62,
+    (16, 5): 0.5,
+    (16, 7): 0.4,
+    (32, 3): 0.87,
+    (32, 5): 0.76,
+    (32, 7): 0.68,
+    (48, 3): 0.92,
+    (48, 5): 0.85,
+    (48, 7): 0.76,
+}
 COLUMN_OVERHEAD = 1.15
 RUN_OVERHEAD = 4
+# What a concatenation that ONNX Runtime cannot keep blocked costs per output
+# channel and position, in MACs: about three passes over the channel
+# (reorder out, copy, reorder in), a depthwise 1x1 convolution's time each,
+# at the dense convolutions' speed (bench/results/onnx_profile.md).
+REORDER = 64
 INPUT_NAME = "image"
 THRESHOLD_NAME = "threshold"
 OUTPUT_NAME = "logits"
@@ -328,10 +350,18 @@ class _Graph:
 @dataclasses.dataclass
 class _Value:
     """An ONNX value (NCHW) and the original channels it holds, in order
-    (-1: a padding channel that is exactly zero)."""
+    (-1: a padding channel that is exactly zero).
+
+    `affine`: `(scale, shift)` per channel of a batch norm not yet applied
+    (the value is `scale * name + shift`; `_Writer._neuron` folds it into
+    the depthwise convolutions that read it). `concatenated`: the output of
+    a Concat of several runs, which ONNX Runtime keeps in NCHW unless every
+    run is block-aligned."""
 
     name: str
     channels: np.ndarray
+    affine: tuple | None = None
+    concatenated: bool = False
 
     @property
     def identity(self) -> bool:
@@ -343,6 +373,14 @@ def _up(n: int) -> int:
     return -(-n // BLOCK) * BLOCK
 
 
+def _plain_cost(n: int, kernel: int, cin: int, second: int) -> float:
+    """`_run_cost` of a plain run."""
+    # Below one block of inputs ONNX Runtime reads NCHW directly (a stem on
+    # the image), where `NARROW` was not measured and columns do not pay.
+    narrow = NARROW.get((_up(n), kernel), 1.0) if cin >= BLOCK else 1.0
+    return RUN_OVERHEAD * cin + _up(n) * (cin * kernel * kernel / narrow + second)
+
+
 def _run_cost(n: int, kernel: int, cin: int, second: int) -> tuple[float, bool]:
     """`(cost, columns)`: the cheaper way to compute `n` output channels of a
     `kernel` x `kernel` convolution reading `cin` channels, in MACs per output
@@ -351,15 +389,15 @@ def _run_cost(n: int, kernel: int, cin: int, second: int) -> tuple[float, bool]:
     run, whose channels are padded to the block to keep the next
     concatenation blocked).
 
-    A plain run is one convolution; one that fits in a single block runs
-    below the kernels' speed (`NARROW`). A column run (`_Writer._columns`)
+    A plain run is one convolution; one of 16 to 48 outputs runs below the
+    kernels' speed (`NARROW`). A column run (`_Writer._columns`)
     computes `kernel` x `n` outputs of a `kernel` x 1 convolution and adds
     them shifted, at the cost `COLUMN_OVERHEAD` of its slices and sum.
     """
+    plain = _plain_cost(n, kernel, cin, second)
+    if cin < BLOCK:
+        return plain, False
     fixed = RUN_OVERHEAD * cin
-    plain = fixed + _up(n) * (
-        cin * kernel * kernel / NARROW.get((_up(n), kernel), 1.0) + second
-    )
     if kernel == 1:
         return plain, False
     columns = (
@@ -372,23 +410,48 @@ def _partition(sizes, cin: int, second: int = 0) -> list[tuple[int, int, int, bo
     """Runs `[(start, stop, kernel, columns)]` of consecutive output channels
     of kernel sizes `sizes`, each computed with the largest kernel among its
     channels (smaller odd kernels zero-padded: exact for `same` kernels), the
-    cut chosen by dynamic programming to minimise `_run_cost`."""
+    cut chosen by dynamic programming to minimise `_run_cost`.
+
+    ONNX Runtime keeps a concatenation in its blocked layout only when every
+    part is a whole number of blocks; otherwise each part is reordered to
+    NCHW and the result back (`REORDER` per channel). So the cut is also
+    sought among plain runs that start and stop on block boundaries, and
+    kept if that costs no more."""
+    n = len(sizes)
+    free, cost = _cheapest_runs(sizes, cin, second, 1)
+    if len(free) == 1 and not free[0][3] and n % BLOCK == 0:
+        return free  # one plain run: nothing to concatenate
+    cost += REORDER * n
+    if n % BLOCK == 0:
+        aligned, aligned_cost = _cheapest_runs(sizes, cin, second, BLOCK)
+        if aligned_cost <= cost:
+            return aligned
+    return free
+
+
+def _cheapest_runs(sizes, cin: int, second: int, step: int) -> tuple[list, float]:
+    """`_partition`'s dynamic programme with cuts at multiples of `step`
+    (`step > 1`: plain runs only); returns the runs and their cost."""
     n = len(sizes)
     best = [0.0] + [math.inf] * n
     choice = [None] * (n + 1)
-    for j in range(1, n + 1):
-        kernel = 0
-        for i in range(j - 1, -1, -1):
-            kernel = max(kernel, int(sizes[i]))
+    for j in range(step, n + 1, step) if step > 1 else range(1, n + 1):
+        kernel = max(int(v) for v in sizes[j - step : j]) if step > 1 else 0
+        for i in range(j - step, -1, -step):
+            kernel = max(kernel, *(int(v) for v in sizes[i : i + step]))
             cost, columns = _run_cost(j - i, kernel, cin, second)
+            if step > 1 and columns:
+                cost, columns = _plain_cost(j - i, kernel, cin, second), False
             if best[i] + cost < best[j]:
                 best[j], choice[j] = best[i] + cost, (i, kernel, columns)
+    if math.isinf(best[n]):
+        return [], math.inf
     runs, j = [], n
     while j > 0:
         i, kernel, columns = choice[j]
         runs.append((i, j, kernel, columns))
         j = i
-    return runs[::-1]
+    return runs[::-1], best[n]
 
 
 def _column_weight(w, kernel: int, graph=None, cin: int = 0):
@@ -603,8 +666,10 @@ class _Writer:
                     pads=pads,
                 )
             )
-        name = outputs[0] if len(outputs) == 1 else graph.op("Concat", outputs, axis=1)
-        return _Value(name, np.asarray(slots, np.int64))
+        if len(outputs) == 1:
+            return _Value(outputs[0], np.asarray(slots, np.int64))
+        name = graph.op("Concat", outputs, axis=1)
+        return _Value(name, np.asarray(slots, np.int64), concatenated=True)
 
     @staticmethod
     def _columns(graph, group, source, weight, bias, kernel, pads, key) -> str:
@@ -695,14 +760,43 @@ class _Writer:
             values = np.full(max(int(x.channels.max()) + 1, 1), float(values))
         return np.where(x.channels < 0, fill, values[np.maximum(x.channels, 0)])
 
-    def _batch_norm(self, graph, layer, x: _Value) -> _Value:
+    def _batch_norm(self, graph, layer, x: _Value, defer: bool = False) -> _Value:
+        """Batch norm as a depthwise 1x1 convolution, or, with `defer`, as the
+        `affine` of its input for the neuron layer that reads it."""
         if isinstance(layer, SwitchableBatchNormalization):
             scale, shift = self._cached(layer, lambda: layer.affine(self.row), self.row)
         else:
             scale, shift = self._cached(layer, lambda: _bn_affine(layer))
         scale = self._per_channel(scale, x)
         shift = self._per_channel(shift, x)
+        if defer:
+            return _Value(x.name, x.channels, affine=(scale, shift))
         return _Value(self._depthwise(graph, x, scale, shift, layer.name), x.channels)
+
+    def _relu(self, graph, x: _Value, hint: str, scale=None) -> str:
+        """`Relu(scale * x)` (`scale` per channel, positive; None: 1) in a
+        form ONNX Runtime computes blocked (NCHWc) with no extra reorder: a
+        pending batch norm (`x.affine`) and the scale become one depthwise
+        convolution with the Relu fused into it; after a Concat that runs in
+        NCHW, a depthwise convolution does the same, so the one reorder of
+        `x` serves both `Relu(x)` and the neuron's `-M * x`
+        (`bench/results/onnx_profile.md`)."""
+        factor = np.ones(len(x.channels)) if scale is None else scale
+        if x.affine is not None:
+            a, b = x.affine
+            y = self._depthwise(graph, x, factor * a, factor * b, hint=f"{hint}_bn")
+        elif x.concatenated or not np.all(factor == 1):
+            y = self._depthwise(graph, x, factor, hint=f"{hint}_in")
+        else:
+            y = x.name
+        return graph.op("Relu", [y], hint=hint)
+
+    def _scaled(self, graph, x: _Value, factor, hint: str) -> str:
+        """`factor * x` per channel (a pending batch norm folded in)."""
+        if x.affine is None:
+            return self._depthwise(graph, x, factor, hint=hint)
+        scale, shift = x.affine
+        return self._depthwise(graph, x, factor * scale, factor * shift, hint=hint)
 
     def _neuron(self, graph, layer, x: _Value) -> _Value:
         if isinstance(layer, layers.ReLU) or (
@@ -714,7 +808,7 @@ class _Writer:
                 or float(layer.threshold) != 0.0
             ):
                 raise UnsupportedModel(f"ReLU {layer.name!r} with options.")
-            return _Value(graph.op("Relu", [x.name], hint=layer.name), x.channels)
+            return _Value(self._relu(graph, x, layer.name), x.channels)
         gains = self._cached(
             layer,
             lambda: [np.asarray(keras.ops.convert_to_numpy(g)) for g in layer.gains()],
@@ -722,8 +816,8 @@ class _Writer:
         linear, max_gain, coincidence = (self._per_channel(g, x) for g in gains)
         channels = len(x.channels)
         hint = layer.name
-        p = graph.op("Relu", [x.name], hint=f"{hint}_p")
         if not max_gain.any() and not coincidence.any():
+            p = self._relu(graph, x, f"{hint}_p")
             y = (
                 p
                 if np.all(linear == 1)
@@ -732,36 +826,48 @@ class _Writer:
                 )
             )
             return _Value(y, x.channels)
+        # `y = L p + g u` with `u = Co' p - M x` (module docstring). A channel
+        # with a tanh term and `Co' > 0` computes `p' = Relu(Co' x) = Co' p`,
+        # so that `u = p' - M x` needs no multiply of its own; `p'` is `p`
+        # elsewhere, and the shift reads `p' / Co'`. A channel without a tanh
+        # term (`M = Co = 0`: ReLU or linear) gets a zero shift weight, so
+        # `g = 0` and `g u = 0` whatever `u` holds there.
+        both = max_gain + coincidence
+        active = (max_gain != 0) | (coincidence != 0)
+        scale = np.where(active & (both > 0), both, 1.0)
+        p = self._relu(graph, x, f"{hint}_p", scale)
+        pv = _Value(p, x.channels)
         shift_kernel = np.zeros((channels, 1, 2, 2), np.float32)
-        shift_kernel[:, 0, 1, 1] = 1.0
+        shift_kernel[:, 0, 1, 1] = np.where(active, 1.0 / scale, 0.0)
         # ReLU commutes with a translation, so the shift reads `p` and the
         # Tanh follows it directly (ONNX Runtime fuses it into the shift).
         s = graph.op(
             "Conv",
-            [p, graph.const(shift_kernel, f"{hint}_shift", key=("shift", channels))],
+            [
+                p,
+                graph.const(
+                    shift_kernel,
+                    f"{hint}_shift",
+                    key=("shift", shift_kernel.tobytes()),
+                ),
+            ],
             hint=f"{hint}_shift",
             group=channels,
             kernel_shape=[2, 2],
             pads=[0, 0, 1, 1],
         )
         g = graph.op("Tanh", [s], hint=f"{hint}_g")
-        both = max_gain + coincidence
-        pv = _Value(p, x.channels)
-        u = (
-            p
-            if np.all(both == 1)
-            else self._depthwise(graph, pv, both, hint=f"{hint}_k")
-        )
+        k = np.where(active, both / scale, 1.0)
+        u = p if np.all(k == 1) else self._depthwise(graph, pv, k, hint=f"{hint}_k")
         if max_gain.any():
-            neg = self._depthwise(graph, x, -max_gain, hint=f"{hint}_m")
+            neg = self._scaled(graph, x, -max_gain, hint=f"{hint}_m")
             u = graph.op("Add", [u, neg], hint=f"{hint}_u")
         gu = graph.op("Mul", [g, u], hint=f"{hint}_gu")
         if not linear.any():
             return _Value(gu, x.channels)
+        lin = linear / scale
         lp = (
-            p
-            if np.all(linear == 1)
-            else self._depthwise(graph, pv, linear, hint=f"{hint}_l")
+            p if np.all(lin == 1) else self._depthwise(graph, pv, lin, hint=f"{hint}_l")
         )
         return _Value(graph.op("Add", [lp, gu], hint=hint), x.channels)
 
@@ -840,7 +946,12 @@ class _Writer:
             if isinstance(
                 layer, layers.BatchNormalization | SwitchableBatchNormalization
             ):
-                values[id(out)] = self._batch_norm(graph, layer, x)
+                # Read by a neuron layer alone: folded into its convolutions.
+                consumers = _consumers(layer)
+                defer = len(consumers) == 1 and isinstance(
+                    consumers[0], NeuronLayer | layers.ReLU | layers.Activation
+                )
+                values[id(out)] = self._batch_norm(graph, layer, x, defer)
             elif isinstance(layer, NeuronLayer | layers.ReLU | layers.Activation):
                 values[id(out)] = self._neuron(graph, layer, x)
             elif isinstance(layer, PresynapticGate):

@@ -15,6 +15,7 @@ import spzoo.models
 from spzoo import export
 from spzoo.export.onnx_builder import (
     StaticMacs,
+    _partition,
     build_onnx,
     check_supported,
     default_levels,
@@ -100,16 +101,27 @@ def test_builder_graph_matches_keras_with_blocked_convolutions(tmp_path, x):
     weights = {t.name: t for t in proto.graph.initializer}
     producer = {o: n for n in proto.graph.node for o in n.output}
     convs = [n for n in proto.graph.node if n.op_type == "Conv"]
-    # The 5x5 kernels of the first stack's Ops (8 channels) are a column run:
-    # a 5x1 convolution of 5 x 8 outputs whose columns Col2Im adds, shifted.
-    columns = [n for n in convs if list(weights[n.input[1]].dims[2:]) == [5, 1]]
-    assert len(columns) == 2
-    assert all(weights[n.input[1]].dims[0] == 40 for n in columns)
+    # The first stack's Ops (8 1x1, 16 3x3 and 8 5x5 channels) are a 1x1 run
+    # and two column runs: 3x1 and 5x1 convolutions of 3 x 16 and 5 x 8
+    # outputs whose columns Col2Im adds, shifted.
+    shapes = {"3x1": [3, 1], "5x1": [5, 1]}
+    columns = [
+        n for n in convs if list(weights[n.input[1]].dims[2:]) in shapes.values()
+    ]
+    assert sorted(weights[n.input[1]].dims[0] for n in columns) == [40, 40, 48, 48]
     col2im = [n for n in proto.graph.node if n.op_type == "Col2Im"]
-    assert len(col2im) == 2
+    assert len(col2im) == 4
     assert {producer[producer[n.input[0]].input[0]].name for n in col2im} == {
         n.name for n in columns
     }
+    # The second stack's Ops (16 1x1 and 16 3x3 channels) are whole blocks:
+    # two plain runs, whose concatenation ONNX Runtime keeps blocked.
+    plain = [
+        n
+        for n in proto.graph.node
+        if n.op_type == "Concat" and all(producer[i].op_type == "Conv" for i in n.input)
+    ]
+    assert len(plain) == 2
     np.testing.assert_allclose(
         export.load(tmp_path / "m.onnx")(x[:5]), keras_logits(model, x[:5]), atol=1e-4
     )
@@ -359,3 +371,53 @@ def test_column_runs_equal_the_convolution(strides, padding):
         np.testing.assert_allclose(
             run(None, {"image": x})[0], expected, rtol=1e-4, atol=1e-4
         )
+
+
+def test_partition_keeps_whole_blocks_plain_and_narrow_kernels_in_columns():
+    # 16 1x1 and 16 3x3 channels are whole blocks: two plain runs, whose
+    # concatenation ONNX Runtime keeps blocked.
+    assert _partition([1] * 16 + [3] * 16, 32) == [
+        (0, 16, 1, False),
+        (16, 32, 3, False),
+    ]
+    # The SP-ResNet's first Ops (10/19/10/9 channels of 1x1/3x3/5x5/7x7 on 48
+    # inputs) cannot be cut into whole blocks without padding kernels: a 1x1
+    # run and a column run per larger kernel.
+    sizes = [1] * 10 + [3] * 19 + [5] * 10 + [7] * 9
+    assert _partition(sizes, 48) == [
+        (0, 10, 1, False),
+        (10, 29, 3, True),
+        (29, 39, 5, True),
+        (39, 48, 7, True),
+    ]
+    # A wide convolution, or one reading less than a block (the image): plain.
+    assert _partition([3] * 48, 48) == [(0, 48, 3, False)]
+    assert _partition([3] * 16, 1) == [(0, 16, 3, False)]
+
+
+def test_neuron_reads_its_batch_norm_and_concatenation_through_one_convolution(
+    tmp_path,
+):
+    """A batch norm right before a neuron layer is folded into the neuron's
+    depthwise convolutions (no node computes it alone), and no Relu reads a
+    Concat, which ONNX Runtime would run in NCHW and reorder twice."""
+    model = _model()
+    proto, _ = build_onnx(model)
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    relus = [n for n in proto.graph.node if n.op_type == "Relu"]
+    assert relus
+    assert all(producer[n.input[0]].op_type == "Conv" for n in relus)
+    # The batch norms before the neurons (op1 of each block, the head) have
+    # no node of their own: each name appears only inside the neuron's.
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.name.endswith(
+            "op1_bn"
+        ):
+            own = [n for n in proto.graph.node if n.name.startswith(layer.name)]
+            assert not own, layer.name
+    x = export.parity_examples("sklearn_digits", SHAPE, 16)
+    np.testing.assert_allclose(
+        ort.InferenceSession(proto.SerializeToString()).run(None, {"image": x})[0],
+        keras_logits(model, x),
+        atol=1e-4,
+    )
