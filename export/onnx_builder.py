@@ -435,8 +435,8 @@ def _cheapest_runs(sizes, cin: int, second: int, step: int) -> tuple[list, float
     n = len(sizes)
     best = [0.0] + [math.inf] * n
     choice = [None] * (n + 1)
-    for j in range(step, n + 1, step) if step > 1 else range(1, n + 1):
-        kernel = max(int(v) for v in sizes[j - step : j]) if step > 1 else 0
+    for j in range(step, n + 1, step):
+        kernel = 0
         for i in range(j - step, -1, -step):
             kernel = max(kernel, *(int(v) for v in sizes[i : i + step]))
             cost, columns = _run_cost(j - i, kernel, cin, second)
