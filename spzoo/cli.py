@@ -78,6 +78,7 @@ def train_command(args) -> int:
         restart=args.restart,
         mac_budget=args.mac_budget,
         threshold_training=args.threshold_training,
+        threshold_training_from=args.threshold_training_from,
     )
     if result["model_path"] is None:
         print(
@@ -263,9 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="FRACTION",
-        help="with --init-from a gated model: fine-tune it for every threshold "
-        "down to FRACTION of the ungated MACs (a random threshold each step, "
-        "batch norm frozen; see README, gated models)",
+        help="train a gated model for every threshold down to FRACTION of the "
+        "ungated MACs (a random threshold each step); with --init-from it "
+        "fine-tunes with batch norm frozen, from scratch batch norm trains and "
+        "`spzoo calibrate` follows (see README, gated models)",
+    )
+    p.add_argument(
+        "--threshold-training-from",
+        type=int,
+        default=None,
+        metavar="EPOCH",
+        help="first epoch (1-based) of --threshold-training; the epochs before "
+        "it train with no threshold so the gates rank the channels (default 1)",
     )
     p.add_argument(
         "--strategy",

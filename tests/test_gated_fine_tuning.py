@@ -1,5 +1,6 @@
-"""Fine-tuning a trained gated model: `spzoo train --mac-budget` (close the gates
-below a MAC budget) and `--threshold-training` (train for every threshold)."""
+"""Training a gated model for its curve: `spzoo train --mac-budget` (close the
+gates below a MAC budget) and `--threshold-training` (train for every
+threshold, fine-tuning or from scratch)."""
 
 import numpy as np
 import pytest
@@ -215,6 +216,91 @@ def test_threshold_sampling_draws_none_the_cheapest_point_and_between():
     assert get_threshold(model) is None
     with pytest.raises(ValueError, match="`min_fraction` must be a fraction"):
         ThresholdSampling(1.0)
+
+
+def test_threshold_sampling_waits_for_its_first_epoch():
+    from spzoo.layers.hard_concrete_gate import get_threshold, set_threshold
+    from spzoo.training.threshold_sampling import ThresholdSampling
+
+    model = spread_model()
+    sampling = ThresholdSampling(0.6, seed=3, start_epoch=2)
+    sampling.set_model(model)
+    set_threshold(model, 1.0)
+    sampling.on_epoch_begin(1)
+    for batch in range(20):
+        sampling.on_train_batch_begin(batch)
+        assert get_threshold(model) is None  # no draws before epoch 2
+    sampling.on_epoch_begin(2)
+    drawn = []
+    for batch in range(20):
+        sampling.on_train_batch_begin(batch)
+        drawn.append(get_threshold(model))
+    assert any(t is not None for t in drawn)
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError) as info:
+            ThresholdSampling(0.6, start_epoch=bad)
+        assert str(info.value) == (
+            f"`start_epoch` must be an integer >= 0; received {bad!r}."
+        )
+
+
+def test_train_refuses_a_threshold_training_epoch_alone_or_out_of_range(
+    tmp_path, capsys
+):
+    from spzoo.cli import main
+
+    argv = ["train", "gated_sp_resnet", "--dataset", "sklearn_digits"]
+    argv += ["--epochs", "3", "--output-dir", str(tmp_path)]
+    assert main([*argv, "--threshold-training-from", "2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "spzoo: error: `threshold_training_from` is the first epoch of "
+        "`threshold_training`: give `threshold_training` too."
+    )
+    argv += ["--threshold-training", "0.5"]
+    for bad in ("0", "4"):
+        assert main([*argv, "--threshold-training-from", bad]) == 2
+        assert capsys.readouterr().err.strip() == (
+            "spzoo: error: `threshold_training_from` must be an epoch in 1..3; "
+            f"received {bad}."
+        )
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_train_threshold_training_from_scratch_trains_batch_norm(tmp_path, capsys):
+    import json
+
+    import keras
+
+    from spzoo.cli import main
+
+    spec_path = tmp_path / "tiny_gated_resnet.json"
+    spec_path.write_text(json.dumps(SPEC))
+    argv = ["train", str(spec_path), "--dataset", "sklearn_digits", "--epochs", "2"]
+    argv += ["--steps-per-epoch", "2", "--batch-size", "16", "--seed", "0"]
+    argv += ["--threshold-training", "0.5", "--threshold-training-from", "2"]
+    assert main([*argv, "--output-dir", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "--threshold-training 0.5: thresholds none, from epoch 2, the range "
+        "measured each epoch; batch norm trains (calibrate its levels afterwards)"
+    ) in out
+    run = json.loads((tmp_path / "runs" / f"{RUN}.json").read_text())
+    drawn = run["recipe"]["threshold_training"]
+    assert drawn["min_fraction"] == 0.5 and drawn["from_epoch"] == 2
+    assert drawn["batch_norm"].startswith("trained")
+    assert (
+        "--threshold-training 0.5 --threshold-training-from 2"
+        in (run["recipe"]["command"])
+    )
+    trained = keras.saving.load_model(tmp_path / "runs" / f"{RUN}.keras")
+    norms = [
+        layer
+        for layer in trained.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert norms and all(layer.trainable for layer in norms)
+    assert any(np.abs(n.moving_mean.numpy()).max() > 0 for n in norms)
 
 
 def test_freeze_batch_norm_runs_it_in_inference_mode():

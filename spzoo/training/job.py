@@ -114,6 +114,7 @@ def _reproduce_command(
     init_from=None,
     mac_budget=None,
     threshold_training=None,
+    threshold_training_from=None,
 ):
     words = ["spzoo", "train", str(arch_name), "--dataset", dataset]
     words += ["--recipe", recipe.name, "--epochs", str(epochs)]
@@ -127,6 +128,8 @@ def _reproduce_command(
         words += ["--mac-budget", repr(mac_budget)]
     if threshold_training is not None:
         words += ["--threshold-training", repr(threshold_training)]
+    if threshold_training_from is not None:
+        words += ["--threshold-training-from", str(threshold_training_from)]
     words += ["--seed", str(seed)]
     return shlex.join(words)
 
@@ -240,6 +243,7 @@ def train(
     restart: bool = False,
     mac_budget: float | None = None,
     threshold_training: float | None = None,
+    threshold_training_from: int | None = None,
 ) -> dict:
     """Trains `arch` on `dataset` with a recipe and saves it.
 
@@ -284,10 +288,15 @@ def train(
             lowest threshold whose MACs are at most this share of the
             ungated MACs (`spzoo.training.budget.close_to_budget`), so the
             run fine-tunes the model to that cost.
-        threshold_training: With `init_from` a gated model: fine-tune it
-            for every threshold down to this share of the ungated MACs
+        threshold_training: Train a gated model for every threshold down
+            to this share of the ungated MACs
             (`spzoo.training.threshold_sampling`: a random threshold each
-            step, batch norm frozen).
+            step). With `init_from` it fine-tunes with batch norm frozen;
+            from scratch batch norm trains, and `spzoo calibrate` measures
+            each threshold level's statistics afterwards.
+        threshold_training_from: The first epoch (1-based) of
+            `threshold_training`; the epochs before it train with no
+            threshold, so the gates rank the channels first. None: 1.
 
     Returns:
         The metrics dict that is also written as JSON (on a multi-worker
@@ -318,11 +327,22 @@ def train(
             )
     if threshold_training is not None:
         threshold_training = check_mac_budget(threshold_training, "threshold_training")
-        if not init_from:
+    if threshold_training_from is not None:
+        if threshold_training is None:
             raise ValueError(
-                "`threshold_training` fine-tunes a trained gated model: it needs "
-                "`init_from` (`--init-from ZOO_NAME`)."
+                "`threshold_training_from` is the first epoch of "
+                "`threshold_training`: give `threshold_training` too."
             )
+        if (
+            isinstance(threshold_training_from, bool)
+            or int(threshold_training_from) != threshold_training_from
+            or not 1 <= threshold_training_from <= int(epochs)
+        ):
+            raise ValueError(
+                f"`threshold_training_from` must be an epoch in 1..{int(epochs)}; "
+                f"received {threshold_training_from!r}."
+            )
+        threshold_training_from = int(threshold_training_from)
     spec = resolve_spec(arch)
     info = spdata.get(dataset)
     if recipe.augment is not None and info.modality != "image":
@@ -393,6 +413,8 @@ def train(
         settings["mac_budget"] = mac_budget
     if threshold_training is not None:
         settings["threshold_training"] = threshold_training
+    if threshold_training_from is not None:
+        settings["threshold_training_from"] = threshold_training_from
     state = check_backup(backup, settings, restart, chief)
     if state == "legacy":
         print(
@@ -420,14 +442,23 @@ def train(
         )
     sampling = None
     if threshold_training is not None:
-        sampling = ThresholdSampling(threshold_training, seed=seed)
-        low, high = threshold_range(model, threshold_training)
-        frozen = freeze_batch_norm(model)
+        first = threshold_training_from or 1
+        sampling = ThresholdSampling(
+            threshold_training, seed=seed, start_epoch=first - 1
+        )
+        if first > 1:  # the gates rank the channels first
+            draws = f"from epoch {first}, the range measured each epoch"
+        else:
+            low, high = threshold_range(model, threshold_training)
+            draws = f"{high:.3f} and uniform in [{low:.3f}, {high:.3f}]"
+        if init_from:
+            norms = f"{freeze_batch_norm(model)} batch-norm layers frozen"
+        else:
+            norms = "batch norm trains (calibrate its levels afterwards)"
         if chief:
             print(
                 f"--threshold-training {threshold_training}: thresholds none, "
-                f"{high:.3f} and uniform in [{low:.3f}, {high:.3f}]; {frozen} "
-                "batch-norm layers frozen",
+                f"{draws}; {norms}",
                 flush=True,
             )
     with distribution.scope():
@@ -508,6 +539,7 @@ def train(
                 init_from,
                 mac_budget,
                 threshold_training,
+                threshold_training_from,
             ),
         }
     )
@@ -521,7 +553,11 @@ def train(
             "draws": "a third of the steps no threshold, a third the cheapest "
             "point's threshold, a third uniform between the lowest open "
             "log-alpha and it (range measured at each epoch's start)",
-            "batch_norm": "frozen",
+            "from_epoch": threshold_training_from or 1,
+            "batch_norm": "frozen"
+            if init_from
+            else "trained: each step its draw's batch statistics; the moving "
+            "statistics mix every threshold's until `spzoo calibrate`",
         }
     result = {
         "name": name,

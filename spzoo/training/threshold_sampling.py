@@ -5,8 +5,8 @@ one operating point: every channel its gates leave open is used, and at a
 threshold that closes half of them the accuracy collapses. Batch norm makes
 it worse: its running statistics were gathered with every channel open.
 
-`ThresholdSampling` fine-tunes a trained gated model for the whole curve,
-as slimmable networks train every width (Yu et al., "Slimmable Neural
+`ThresholdSampling` trains a gated model for the whole curve, as
+slimmable networks train every width (Yu et al., "Slimmable Neural
 Networks", ICLR 2019, and the "sandwich rule" of "Universally Slimmable
 Networks", ICCV 2019): before each training step it sets every gate's
 threshold to one draw of
@@ -19,9 +19,16 @@ threshold to one draw of
 The gates close the channels below the threshold during training too
 (`HardConcreteGate`), so the rest of the network learns to do without
 them in the order the gates rank them. `spzoo train --threshold-training
-F` runs it with batch norm frozen (its statistics are those of the trained
-model, used at every threshold in training as at inference), and the
-model is validated and saved with no threshold.
+F` runs it two ways, and validates and saves the model with no threshold:
+
+- fine-tuning (`--init-from` a trained gated model): batch norm frozen,
+  its statistics those of the trained model, used at every threshold in
+  training as at inference;
+- from scratch (Universally Slimmable Networks' recipe): batch norm
+  trains, each step normalising with its own draw's batch statistics;
+  from the epoch `--threshold-training-from` on, once the gates have
+  ranked the channels. The moving statistics then mix every threshold's:
+  `spzoo calibrate` measures each threshold level's afterwards.
 """
 
 import keras
@@ -54,20 +61,30 @@ class ThresholdSampling(keras.callbacks.Callback):
             model's ungated MACs.
         seed: Seed of the draws; the draws of an epoch depend only on the
             seed and the epoch, so a run resumed at an epoch repeats them.
+        start_epoch: The first epoch (0-based) that draws thresholds; the
+            epochs before it train with no threshold.
 
     The range is measured again at the start of each epoch (the gates
     train). Validation and the saved model run with no threshold.
     """
 
-    def __init__(self, min_fraction: float, seed: int = 0):
+    def __init__(self, min_fraction: float, seed: int = 0, start_epoch: int = 0):
         super().__init__()
         self.min_fraction = check_mac_budget(min_fraction, "min_fraction")
+        if int(start_epoch) != start_epoch or start_epoch < 0:
+            raise ValueError(
+                f"`start_epoch` must be an integer >= 0; received {start_epoch!r}."
+            )
         self.seed = int(seed)
+        self.start_epoch = int(start_epoch)
         self.low = self.high = None
         self._rng = None
 
     def on_epoch_begin(self, epoch, logs=None):
         set_threshold(self.model, None)
+        if epoch < self.start_epoch:
+            self._rng = None
+            return
         self.low, self.high = threshold_range(self.model, self.min_fraction)
         self._rng = np.random.default_rng([self.seed, int(epoch)])
 
@@ -81,7 +98,8 @@ class ThresholdSampling(keras.callbacks.Callback):
         return float(self._rng.uniform(self.low, self.high))
 
     def on_train_batch_begin(self, batch, logs=None):
-        set_threshold(self.model, self.draw())
+        if self._rng is not None:
+            set_threshold(self.model, self.draw())
 
     def on_test_begin(self, logs=None):
         set_threshold(self.model, None)
