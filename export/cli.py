@@ -284,7 +284,7 @@ def _score_dataset(runner, args, thresholds) -> None:
     base = rows[0]["latency_ms"]
     for row in rows:
         t = row["threshold"]
-        macs = curve.get(t)
+        macs = curve_macs(curve, t)
         level = computed_macs(runner.metadata, t) if computed else 0.0
         if t is None:
             t = "none" if default is None else f"file default ({default:g})"
@@ -336,6 +336,19 @@ def _zoo_curve(artifact: str) -> dict:
         return {}
     curve = (zoo.info(artifact).get("threshold") or {}).get("curve", [])
     return {row["threshold"]: row["macs"] for row in curve}
+
+
+def curve_macs(curve: dict, threshold: float | None) -> float | None:
+    """The expected MACs of `curve` (`{threshold: MACs}`) at `threshold`,
+    also when it is given as the model card prints it (`%g`, six
+    significant digits: 5.13634 for 5.136343...); None off the curve."""
+    if threshold in curve:
+        return curve[threshold]
+    if threshold is None:
+        return None
+    text = f"{threshold:g}"
+    near = [m for t, m in curve.items() if t is not None and f"{t:g}" == text]
+    return near[0] if len(near) == 1 else None
 
 
 def _threshold(text: str) -> float | None:

@@ -269,6 +269,19 @@ def test_infer_scores_a_zoo_model_on_its_dataset(capsys):
     assert lines[4].split()[-1] == f"{curve[5.0]:,.0f}"
 
 
+def test_curve_macs_takes_a_threshold_as_the_card_prints_it():
+    from spzoo.export.cli import curve_macs
+
+    curve = {None: 100.0, 4.700313568115234: 50.0, 5.136343002319336: 40.0}
+    assert curve_macs(curve, None) == 100.0
+    assert curve_macs(curve, 5.136343002319336) == 40.0
+    assert curve_macs(curve, 5.13634) == 40.0  # the card's %g
+    assert curve_macs(curve, 4.70031) == 50.0
+    assert curve_macs(curve, 5.1363) is None  # a different threshold
+    assert curve_macs(curve, 5.0) is None
+    assert curve_macs({1.0: 10.0}, None) is None
+
+
 def test_computed_macs_follows_the_level_in_force():
     from spzoo.export.cli import computed_macs
 
