@@ -340,15 +340,19 @@ def _zoo_curve(artifact: str) -> dict:
 
 def curve_macs(curve: dict, threshold: float | None) -> float | None:
     """The expected MACs of `curve` (`{threshold: MACs}`) at `threshold`,
-    also when it is given as the model card prints it (`%g`, six
-    significant digits: 5.13634 for 5.136343...); None off the curve."""
+    also when it is typed as the model card prints it (the shortest decimal
+    of the same float32, the precision the file compares in); None off the
+    curve."""
     if threshold in curve:
         return curve[threshold]
     if threshold is None:
         return None
-    text = f"{threshold:g}"
-    near = [m for t, m in curve.items() if t is not None and f"{t:g}" == text]
-    return near[0] if len(near) == 1 else None
+    near = [
+        m
+        for t, m in curve.items()
+        if t is not None and np.float32(t) == np.float32(threshold)
+    ]
+    return near[0] if near else None
 
 
 def _threshold(text: str) -> float | None:

@@ -271,15 +271,19 @@ def test_infer_scores_a_zoo_model_on_its_dataset(capsys):
 
 def test_curve_macs_takes_a_threshold_as_the_card_prints_it():
     from spzoo.export.cli import curve_macs
+    from spzoo.zoo.text import threshold_text
 
     curve = {None: 100.0, 4.700313568115234: 50.0, 5.136343002319336: 40.0}
     assert curve_macs(curve, None) == 100.0
     assert curve_macs(curve, 5.136343002319336) == 40.0
-    assert curve_macs(curve, 5.13634) == 40.0  # the card's %g
-    assert curve_macs(curve, 4.70031) == 50.0
-    assert curve_macs(curve, 5.1363) is None  # a different threshold
+    assert threshold_text(5.136343002319336) == "5.136343"
+    assert curve_macs(curve, float("5.136343")) == 40.0  # as the card prints it
+    assert curve_macs(curve, float(threshold_text(4.700313568115234))) == 50.0
+    # Six significant digits are another threshold: the level below runs.
+    assert curve_macs(curve, 5.13634) is None
     assert curve_macs(curve, 5.0) is None
     assert curve_macs({1.0: 10.0}, None) is None
+    assert threshold_text(4.0) == "4" and threshold_text(None) == "none (-inf)"
 
 
 def test_computed_macs_follows_the_level_in_force():

@@ -1,6 +1,8 @@
 """How the zoo's numbers read in text: the CLI, the model cards and the
 site write sizes, percentages and thresholds the same way."""
 
+import numpy as np
+
 
 def size_text(n: int) -> str:
     """A file size as people read it (kB below 0.1 MB)."""
@@ -13,5 +15,14 @@ def percent(value, missing: str = "-") -> str:
 
 
 def threshold_text(value) -> str:
-    """A threshold on log-alpha; None (no threshold) is `none (-inf)`."""
-    return "none (-inf)" if value is None else f"{value:g}"
+    """A threshold on log-alpha; None (no threshold) is `none (-inf)`.
+
+    Printed as the shortest decimal of its float32 value (the precision the
+    gates and the exported graphs compare in): typed back, it selects the
+    same level. Six significant digits (`%g`) would not: 5.13634 for the
+    level 5.136343 runs the level below it, with that level's batch-norm
+    statistics and more channels closed.
+    """
+    if value is None:
+        return "none (-inf)"
+    return np.format_float_positional(np.float32(value), trim="-")
