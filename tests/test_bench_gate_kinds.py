@@ -2,21 +2,10 @@
 
 import numpy as np
 import pytest
+from test_gated_fine_tuning import SPEC  # the tiny gated ResNet of these tests
 
 import spzoo.models
 from spzoo import metrics
-
-SPEC = {
-    "family": "resnet",
-    "name": "tiny_gated_resnet",
-    "stem_filters": 8,
-    "cell": "conv",
-    "gate": {"input_dependent": False, "mac_weighted": True, "sparsity_weight": 0.5},
-    "stacks": [
-        {"blocks": 1, "filters": 8, "kernels": {"1": 0.5, "3": 0.5}, "neuron": "max"},
-        {"blocks": 1, "filters": 16, "kernels": {"3": 1.0}, "neuron": "max"},
-    ],
-}
 
 
 @pytest.fixture(scope="module")
