@@ -236,6 +236,12 @@ def test_threshold_sampling_waits_for_its_first_epoch():
         sampling.on_train_batch_begin(batch)
         drawn.append(get_threshold(model))
     assert any(t is not None for t in drawn)
+    fresh = spzoo.models.build(SPEC, (8, 8, 1), 3)  # every gate at 3.0
+    unranked = ThresholdSampling(0.6, seed=3)
+    unranked.set_model(fresh)
+    unranked.on_epoch_begin(0)
+    unranked.on_train_batch_begin(0)
+    assert unranked.high == np.inf and get_threshold(fresh) is None
     for bad in (-1, 1.5):
         with pytest.raises(ValueError) as info:
             ThresholdSampling(0.6, start_epoch=bad)

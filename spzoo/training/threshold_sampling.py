@@ -65,7 +65,10 @@ class ThresholdSampling(keras.callbacks.Callback):
             epochs before it train with no threshold.
 
     The range is measured again at the start of each epoch (the gates
-    train). Validation and the saved model run with no threshold.
+    train); an epoch whose gates are not ranked yet (only closing every
+    gate would reach `min_fraction`, as when a new model's gates all hold
+    their initial value) draws no threshold. Validation and the saved model
+    run with no threshold.
     """
 
     def __init__(self, min_fraction: float, seed: int = 0, start_epoch: int = 0):
@@ -86,6 +89,11 @@ class ThresholdSampling(keras.callbacks.Callback):
             self._rng = None
             return
         self.low, self.high = threshold_range(self.model, self.min_fraction)
+        if not np.isfinite(self.high):
+            # Gates not ranked yet (a new model's all start at one value):
+            # only closing every gate would fit, so this epoch draws none.
+            self._rng = None
+            return
         self._rng = np.random.default_rng([self.seed, int(epoch)])
 
     def draw(self) -> float | None:
