@@ -446,10 +446,13 @@ def train(
         sampling = ThresholdSampling(
             threshold_training, seed=seed, start_epoch=first - 1
         )
+        # Raises here, before any epoch, for a model without static gates.
+        low, high = threshold_range(model, threshold_training)
         if first > 1:  # the gates rank the channels first
             draws = f"from epoch {first}, the range measured each epoch"
+        elif not math.isfinite(high):  # a new model's gates are all equal
+            draws = "once the gates rank the channels, the range measured each epoch"
         else:
-            low, high = threshold_range(model, threshold_training)
             draws = f"{high:.3f} and uniform in [{low:.3f}, {high:.3f}]"
         if init_from:
             norms = f"{freeze_batch_norm(model)} batch-norm layers frozen"
