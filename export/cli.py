@@ -343,10 +343,8 @@ def curve_macs(curve: dict, threshold: float | None) -> float | None:
     also when it is typed as the model card prints it (the shortest decimal
     of the same float32, the precision the file compares in); None off the
     curve."""
-    if threshold in curve:
-        return curve[threshold]
     if threshold is None:
-        return None
+        return curve.get(None)
     near = [
         m
         for t, m in curve.items()
