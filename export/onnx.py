@@ -167,7 +167,14 @@ def to_onnx(
         proto, info = build_onnx(
             model, levels=levels, threshold_range=metadata["threshold"]["range"]
         )
-        metadata = dict(metadata, onnx={"engine": "builder", "levels": info["levels"]})
+        metadata = dict(
+            metadata,
+            onnx={
+                "engine": "builder",
+                "levels": info["levels"],
+                "batch_chunk": info["batch_chunk"],
+            },
+        )
         proto.metadata_props.append(
             onnx.StringStringEntryProto(key=METADATA_KEY, value=dumps(metadata))
         )

@@ -68,6 +68,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from spzoo.export.batch_chunks import CHUNK, in_chunks
 from spzoo.export.metadata import METADATA_KEY, dumps
 from spzoo.layers.base_neuron import NeuronLayer
 from spzoo.layers.presynaptic_gate import ChannelGate, PresynapticGate
@@ -1236,6 +1237,7 @@ def build_onnx(
     metadata: dict | None = None,
     levels=None,
     threshold_range=None,
+    batch_chunk: int | None = CHUNK,
 ):
     """Writes `model` as an ONNX `ModelProto` (see the module docstring).
 
@@ -1380,6 +1382,9 @@ def build_onnx(
         ],
         list(store.initializers.values()) + list(top.initializers.values()),
     )
+    if batch_chunk is not None:
+        graph = in_chunks(graph, batch_chunk, INPUT_NAME, OUTPUT_NAME)
+    info["batch_chunk"] = batch_chunk
     proto = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],

@@ -86,6 +86,9 @@ def test_builder_graph_matches_keras_with_blocked_convolutions(tmp_path, x):
     proto = onnx.load(str(tmp_path / "m.onnx"))
     meta = json.loads({p.key: p.value for p in proto.metadata_props}["spzoo"])
     assert meta["onnx"]["engine"] == "builder"
+    assert meta["onnx"]["batch_chunk"] == 8
+    # The network itself (the file wraps it in `batch_chunks.in_chunks`).
+    proto, _ = build_onnx(model, batch_chunk=None)
     ops = {node.op_type for node in proto.graph.node}
     # No NHWC element-wise chains, Pad shifts, Where or Cast nodes: only what
     # ONNX Runtime keeps in its blocked layout, and the Reshape and Col2Im of
@@ -358,7 +361,7 @@ def test_column_runs_equal_the_convolution(strides, padding):
     y = keras.layers.Conv2D(6, 5, strides=strides, padding=padding)(inputs)
     y = keras.layers.GlobalAveragePooling2D()(y)
     model = keras.Model(inputs, keras.layers.Dense(3)(y))
-    proto, _ = build_onnx(model)
+    proto, _ = build_onnx(model, batch_chunk=None)
     ops = [node.op_type for node in proto.graph.node]
     assert ops.count("Col2Im") == (strides == 1)
     assert ops.count("Slice") == (5 if strides == 2 else 0)
@@ -402,7 +405,7 @@ def test_neuron_reads_its_batch_norm_and_concatenation_through_one_convolution(
     depthwise convolutions (no node computes it alone), and no Relu reads a
     Concat, which ONNX Runtime would run in NCHW and reorder twice."""
     model = _model()
-    proto, _ = build_onnx(model)
+    proto, _ = build_onnx(model, batch_chunk=None)
     producer = {o: n for n in proto.graph.node for o in n.output}
     relus = [n for n in proto.graph.node if n.op_type == "Relu"]
     assert relus

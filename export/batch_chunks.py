@@ -1,0 +1,236 @@
+"""A large batch computed in chunks inside the ONNX graph.
+
+ONNX Runtime runs a graph node by node over the whole batch. At batch 64 an
+SP-ResNet activation of stack 1 (48 channels of 28 x 28) is 9.6 MB, far
+beyond this machine's 1 MB of L2 cache per core, so each of its
+memory-bound passes (the neuron's depthwise and element-wise nodes, the
+column runs' reorders and `Col2Im`) streams it from L3 or memory. Run in
+chunks of 8 examples, the same file computes batch 64 about 10% faster;
+ResNet 3-48, made of wide convolutions only, gains about 1%
+(`bench/results/inference_large.md`, "chunks" rows).
+
+`in_chunks` wraps a graph so that a batch larger than `chunk` runs as an ONNX
+`Loop` over chunks of `chunk` examples, and a smaller batch runs the graph as
+it was (no `Loop` cost at batch 1):
+
+```
+n = Shape(image)[0]
+If(n > chunk):  Loop(ceil(n / chunk)) over Slice(image, i * chunk, (i+1) * chunk),
+                concatenating the outputs
+else:           the graph
+```
+
+Each branch reads the weights through its own `Gather` of all their rows,
+nodes on constants that ONNX Runtime folds into constants of that branch
+when it loads the file (the file holds each weight once). Read directly from
+the outer graph, the weights left both branches about 40% slower at batch 64
+on this machine: ONNX Runtime did not fold them into its blocked layout
+there. The logits are the same as the unchunked graph's (each convolution
+sums in the same order per example).
+"""
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+# Examples per chunk: the fastest of 4, 8 and 16 for the SP-ResNet at batch
+# 64 on this machine (`bench/results/batch_chunks.md`).
+CHUNK = 8
+PREFIX = "chunk/"
+WHOLE = "whole/"
+
+
+def _subgraphs(node):
+    for attribute in node.attribute:
+        if attribute.type == onnx.AttributeProto.GRAPH:
+            yield attribute.g
+        yield from attribute.graphs
+
+
+def _produced(graph, names: set) -> set:
+    """The names of every value `graph`'s nodes produce, sub-graphs included."""
+    for node in graph.node:
+        names.update(v for v in node.output if v)
+        for sub in _subgraphs(node):
+            _produced(sub, names)
+            names.update(v.name for v in sub.input)
+    return names
+
+
+def _local_names(graph, weights: dict, prefix: str) -> dict:
+    """`{weight: local name}` for the initializers of rank 1 or more in
+    `weights` that `graph` reads."""
+    return {w: prefix + w for w in _inputs(graph) if w in weights and weights[w].dims}
+
+
+def _reads(mapping: dict, weights: dict) -> list:
+    """Nodes giving each weight in `mapping` its local name: a `Gather` of
+    all its rows, which ONNX Runtime folds into a constant of the graph
+    holding it."""
+    nodes = []
+    for w in sorted(set(mapping) & set(weights)):
+        rows = f"{mapping[w]}/rows"
+        nodes.append(_constant(rows, np.arange(weights[w].dims[0], dtype=np.int64)))
+        nodes.append(helper.make_node("Gather", [w, rows], [mapping[w]], axis=0))
+    return nodes
+
+
+def _renamed(graph, mapping: dict, prefix: str) -> None:
+    """Renames, in place, every value of `graph` (and its sub-graphs) in
+    `mapping`, node names with it."""
+    for node in graph.node:
+        node.input[:] = [mapping.get(v, v) for v in node.input]
+        node.output[:] = [mapping.get(v, v) for v in node.output]
+        if node.name:
+            node.name = prefix + node.name
+        for sub in _subgraphs(node):
+            for value in (*sub.input, *sub.output):
+                value.name = mapping.get(value.name, value.name)
+            _renamed(sub, mapping, prefix)
+    del graph.value_info[:]
+
+
+def _constant(name: str, value) -> onnx.NodeProto:
+    return helper.make_node(
+        "Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name)
+    )
+
+
+def in_chunks(
+    graph: onnx.GraphProto, chunk: int, image: str, output: str
+) -> onnx.GraphProto:
+    """`graph` (input `image`, output `output` of shape `(batch, classes)`)
+    computing batches larger than `chunk` in chunks of `chunk` examples."""
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"`chunk` must be a positive int; received {chunk!r}.")
+    (out,) = [v for v in graph.output if v.name == output]
+    classes = out.type.tensor_type.shape.dim[1].dim_value
+    weights = {t.name: t for t in graph.initializer}
+
+    # The graph as it was, for batches up to `chunk` (its own output name:
+    # the main graph's is the `If`'s).
+    whole = onnx.GraphProto()
+    whole.node.extend(graph.node)
+    mapping = {output: WHOLE + output}
+    mapping.update(_local_names(whole, weights, WHOLE))
+    _renamed(whole, mapping, WHOLE)
+    plain = helper.make_graph(
+        [*_reads(mapping, weights), *whole.node],
+        "whole_batch",
+        [],
+        [
+            helper.make_tensor_value_info(
+                WHOLE + output, TensorProto.FLOAT, [None, classes]
+            )
+        ],
+    )
+
+    # The graph on one chunk, every value renamed.
+    body = onnx.GraphProto()
+    body.node.extend(graph.node)
+    mapping = {v: PREFIX + v for v in _produced(body, set())}
+    mapping.update(_local_names(body, weights, PREFIX))
+    mapping[image] = PREFIX + image
+    _renamed(body, mapping, PREFIX)
+    read = _reads(mapping, weights)
+    shape = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
+    i, cond, acc = PREFIX + "i", PREFIX + "cond", PREFIX + "logits_so_far"
+    loop_body = helper.make_graph(
+        [
+            _constant(PREFIX + "size", np.array([chunk], np.int64)),
+            _constant(PREFIX + "axis", np.array([0], np.int64)),
+            _constant(PREFIX + "shape", np.array([-1, *shape], np.int64)),
+            helper.make_node("Unsqueeze", [i, PREFIX + "axis"], [PREFIX + "i1"]),
+            helper.make_node(
+                "Mul", [PREFIX + "i1", PREFIX + "size"], [PREFIX + "start"]
+            ),
+            helper.make_node(
+                "Add", [PREFIX + "start", PREFIX + "size"], [PREFIX + "stop"]
+            ),
+            helper.make_node(
+                "Slice",
+                [image, PREFIX + "start", PREFIX + "stop", PREFIX + "axis"],
+                [PREFIX + "sliced"],
+            ),
+            # Restores the known height, width and channels (`Slice` with
+            # run-time bounds leaves every dimension unknown).
+            helper.make_node(
+                "Reshape", [PREFIX + "sliced", PREFIX + "shape"], [PREFIX + image]
+            ),
+            *read,
+            *body.node,
+            helper.make_node("Identity", [cond], [PREFIX + "cond_out"]),
+            helper.make_node(
+                "Concat", [acc, PREFIX + output], [PREFIX + "logits_out"], axis=0
+            ),
+        ],
+        "chunk_body",
+        [
+            helper.make_tensor_value_info(i, TensorProto.INT64, []),
+            helper.make_tensor_value_info(cond, TensorProto.BOOL, []),
+            helper.make_tensor_value_info(acc, TensorProto.FLOAT, [None, classes]),
+        ],
+        [
+            helper.make_tensor_value_info(PREFIX + "cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info(
+                PREFIX + "logits_out", TensorProto.FLOAT, [None, classes]
+            ),
+        ],
+    )
+    chunks = helper.make_graph(
+        [
+            _constant(PREFIX + "empty", np.zeros((0, classes), np.float32)),
+            # An explicit condition: ONNX's reference evaluator runs no
+            # iteration when it is omitted.
+            _constant(PREFIX + "go", np.array(True)),
+            helper.make_node(
+                "Loop",
+                [PREFIX + "trips", PREFIX + "go", PREFIX + "empty"],
+                [PREFIX + "chunked"],
+                body=loop_body,
+            ),
+        ],
+        "chunked_batch",
+        [],
+        [
+            helper.make_tensor_value_info(
+                PREFIX + "chunked", TensorProto.FLOAT, [None, classes]
+            )
+        ],
+    )
+    top = [
+        helper.make_node("Shape", [image], [PREFIX + "n"], start=0, end=1),
+        _constant(PREFIX + "chunk", np.array([chunk], np.int64)),
+        _constant(PREFIX + "chunk_less_1", np.array([chunk - 1], np.int64)),
+        helper.make_node(
+            "Add", [PREFIX + "n", PREFIX + "chunk_less_1"], [PREFIX + "n_up"]
+        ),
+        helper.make_node(
+            "Div", [PREFIX + "n_up", PREFIX + "chunk"], [PREFIX + "trips1"]
+        ),
+        helper.make_node("Squeeze", [PREFIX + "trips1"], [PREFIX + "trips"]),
+        helper.make_node(
+            "Greater", [PREFIX + "n", PREFIX + "chunk"], [PREFIX + "large1"]
+        ),
+        helper.make_node("Squeeze", [PREFIX + "large1"], [PREFIX + "large"]),
+        helper.make_node(
+            "If", [PREFIX + "large"], [output], then_branch=chunks, else_branch=plain
+        ),
+    ]
+    return helper.make_graph(
+        top,
+        graph.name,
+        list(graph.input),
+        list(graph.output),
+        list(graph.initializer),
+    )
+
+
+def _inputs(graph) -> set:
+    """Every value name `graph`'s nodes read, sub-graphs included."""
+    names = set()
+    for node in graph.node:
+        names.update(v for v in node.input if v)
+        for sub in _subgraphs(node):
+            names |= _inputs(sub)
+    return names
