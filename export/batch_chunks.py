@@ -63,15 +63,20 @@ def _local_names(graph, weights: dict, prefix: str) -> dict:
     return {w: prefix + w for w in _inputs(graph) if w in weights and weights[w].dims}
 
 
+def _rows(weight: onnx.TensorProto) -> str:
+    """The name of the main graph's `arange(rows)` for `weight`'s rows."""
+    return f"{PREFIX}rows{weight.dims[0]}"
+
+
 def _reads(mapping: dict, weights: dict) -> list:
     """Nodes giving each weight in `mapping` its local name: a `Gather` of
     all its rows, which ONNX Runtime folds into a constant of the graph
     holding it."""
     nodes = []
     for w in sorted(set(mapping) & set(weights)):
-        rows = f"{mapping[w]}/rows"
-        nodes.append(_constant(rows, np.arange(weights[w].dims[0], dtype=np.int64)))
-        nodes.append(helper.make_node("Gather", [w, rows], [mapping[w]], axis=0))
+        nodes.append(
+            helper.make_node("Gather", [w, _rows(weights[w])], [mapping[w]], axis=0)
+        )
     return nodes
 
 
@@ -217,12 +222,21 @@ def in_chunks(
             "If", [PREFIX + "large"], [output], then_branch=chunks, else_branch=plain
         ),
     ]
+    rows = sorted({w.dims[0] for w in weights.values() if w.dims})
     return helper.make_graph(
         top,
         graph.name,
         list(graph.input),
         list(graph.output),
-        list(graph.initializer),
+        [
+            *graph.initializer,
+            *(
+                numpy_helper.from_array(
+                    np.arange(n, dtype=np.int64), f"{PREFIX}rows{n}"
+                )
+                for n in rows
+            ),
+        ],
     )
 
 

@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from spzoo import zoo
+from spzoo.cli_types import non_negative_int
 from spzoo.data.preprocessing import describe, from_dict
 from spzoo.export.defaults import (
     CALIBRATION_EXAMPLES,
@@ -53,6 +54,7 @@ def export_command(args) -> int:
             dynamic_slim=args.dynamic_slim,
             channel_multiple=args.channel_multiple,
             engine=args.engine,
+            batch_chunk=args.batch_chunk,
             raw_input=args.raw_input,
             quantize=args.quantize,
             calibration_examples=args.calibration_examples,
@@ -414,6 +416,15 @@ def add_parser(subparsers) -> None:
         help="ONNX: the builder (ResNet family: blocked kernels, threshold "
         "levels) or tf2onnx (any model, gates masked); auto: the builder when "
         "it supports the model",
+    )
+    p.add_argument(
+        "--batch-chunk",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="ONNX builder: run a batch larger than N in chunks of N examples "
+        "inside the graph (default 8, the fastest on CPUs here; 0: the whole "
+        "batch at once, e.g. for a GPU)",
     )
     p.add_argument(
         "--raw-input",

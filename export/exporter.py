@@ -143,6 +143,7 @@ def export(
     channel_multiple: int = 1,
     engine: str = "auto",
     levels=None,
+    batch_chunk: int | None = None,
     parity_thresholds=(),
     raw_input: bool = False,
     quantize: str | None = None,
@@ -174,6 +175,8 @@ def export(
             `spzoo.export.to_onnx`); the builder's threshold levels are
             parity-checked one by one.
         levels: ONNX builder only: its threshold levels (see `to_onnx`).
+        batch_chunk: ONNX builder only: examples per chunk of a large batch
+            (see `to_onnx`; 0: the whole batch at once).
         parity_thresholds: More thresholds to check parity at (gated
             models, every format; e.g. those of a zoo threshold curve).
         raw_input: The artifact takes raw uint8 pixels (or, for audio, a
@@ -293,6 +296,9 @@ def export(
             "dynamic_slim": dynamic_slim,
             "engine": engine,
             "levels": levels,
+            # ONNX Runtime's quantizer rewrites the main graph only, not the
+            # `Loop` of a chunked file: an int8 export computes the whole batch.
+            "batch_chunk": 0 if quantize and batch_chunk is None else batch_chunk,
         }
         extra_thresholds = [check_threshold(t) for t in parity_thresholds or ()]
         if extra_thresholds and not metadata["threshold"]["input"]:

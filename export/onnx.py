@@ -108,6 +108,7 @@ def to_onnx(
     dynamic_slim: bool = False,
     engine: str = "auto",
     levels=None,
+    batch_chunk: int | None = None,
 ) -> Path:
     """Writes `model` as an ONNX file (see the module docstring).
 
@@ -128,6 +129,10 @@ def to_onnx(
         levels: Builder engine, input-independent block gates: the
             thresholds at which the graph switches to a slimmer sub-network
             (default `onnx_builder.default_levels`; `[]`: one network).
+        batch_chunk: Builder engine: a batch larger than this runs in chunks
+            of this many examples inside the graph (default
+            `batch_chunks.CHUNK`, fastest on CPUs here; 0: the whole batch
+            at once, e.g. for a GPU).
 
     Returns:
         The path written; the file passes `onnx.checker.check_model`.
@@ -135,10 +140,17 @@ def to_onnx(
     import onnx
     import tf2onnx
 
+    from spzoo.export.batch_chunks import CHUNK
     from spzoo.export.onnx_builder import UnsupportedModel, build_onnx, check_supported
 
     if engine not in ENGINES:
         raise ValueError(f"`engine` must be one of {ENGINES}; received {engine!r}.")
+    chunk_ok = isinstance(batch_chunk, int) and not isinstance(batch_chunk, bool)
+    if batch_chunk is not None and not (chunk_ok and batch_chunk >= 0):
+        raise ValueError(
+            "`batch_chunk` must be an int >= 0 (0: the whole batch at once); "
+            f"received {batch_chunk!r}."
+        )
     highest = max(tf2onnx.constants.OPSET_TO_IR_VERSION)
     if not isinstance(opset, int) or not 13 <= opset <= highest:
         raise ValueError(
@@ -165,7 +177,10 @@ def to_onnx(
                 "model; use engine='tf2onnx' for `threshold_input=False`."
             )
         proto, info = build_onnx(
-            model, levels=levels, threshold_range=metadata["threshold"]["range"]
+            model,
+            levels=levels,
+            threshold_range=metadata["threshold"]["range"],
+            batch_chunk=CHUNK if batch_chunk is None else batch_chunk or None,
         )
         metadata = dict(
             metadata,
@@ -185,6 +200,8 @@ def to_onnx(
         return path
     if levels is not None:
         raise ValueError("`levels` is an option of the builder engine.")
+    if batch_chunk:
+        raise ValueError("`batch_chunk` is an option of the builder engine.")
     from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
     metadata = metadata or model_metadata(model, threshold_input=threshold_input)

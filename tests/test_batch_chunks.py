@@ -8,8 +8,11 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 from test_export_builder import SHAPE, STATIC, _model
 
+from spzoo import export
+from spzoo.cli import main
 from spzoo.export.batch_chunks import in_chunks
 from spzoo.export.onnx_builder import build_onnx
+from spzoo.training import save_model_atomic
 
 
 def _session(proto):
@@ -54,8 +57,11 @@ def test_chunked_file_stores_each_weight_once_and_reads_it_through_gather():
     whole, _ = build_onnx(model, batch_chunk=None)
     chunked, _ = build_onnx(model, batch_chunk=3)
     stored = {t.name: t for t in chunked.graph.initializer}
-    assert stored.keys() == {t.name for t in whole.graph.initializer}
-    weights = {name for name, t in stored.items() if len(t.dims)}
+    # The weights, and one `arange` per distinct row count for the Gathers.
+    rows = {name for name in stored if name.startswith("chunk/rows")}
+    assert stored.keys() - rows == {t.name for t in whole.graph.initializer}
+    assert sum(stored[name].dims[0] for name in rows) < 2000
+    weights = {name for name, t in stored.items() if len(t.dims)} - rows
     readers = [
         node
         for graph in _subgraphs(chunked.graph)
@@ -76,3 +82,32 @@ def test_in_chunks_rejects_a_chunk_that_is_not_a_positive_int():
         ValueError, match=r"^`chunk` must be a positive int; received 0\.$"
     ):
         in_chunks(whole.graph, 0, "image", "logits")
+
+
+def test_export_batch_chunk_option_and_its_errors(tmp_path, capsys):
+    model = _model()
+    path = tmp_path / "tiny.keras"
+    save_model_atomic(model, path)
+    out = tmp_path / "whole.onnx"
+    argv = ["export", str(path), "--format", "onnx", "--dataset", "sklearn_digits"]
+    assert main([*argv, "--batch-chunk", "0", "--output", str(out)]) == 0
+    runner = export.load(out)
+    assert runner.metadata["onnx"]["batch_chunk"] is None
+    assert "If" not in {n.op_type for n in onnx.load(str(out)).graph.node}
+    with pytest.raises(SystemExit) as error:
+        main([*argv, "--batch-chunk", "-1"])
+    assert error.value.code == 2
+    assert "--batch-chunk: expected a non-negative integer, got '-1'" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"^`batch_chunk` must be an int >= 0 \(0: the whole batch at once\); "
+        r"received 2\.5\.$",
+    ):
+        export.to_onnx(model, tmp_path / "x.onnx", batch_chunk=2.5)
+    with pytest.raises(
+        ValueError, match=r"^`batch_chunk` is an option of the builder engine\.$"
+    ):
+        export.to_onnx(model, tmp_path / "x.onnx", engine="tf2onnx", batch_chunk=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.keras", "whole.onnx"]
