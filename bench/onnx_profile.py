@@ -21,6 +21,10 @@ count), batch 64:
    mix rounded to 16-channel groups (untrained: the time does not depend on
    the weights), against ResNet 3-48, GFLOP/s from the nominal MACs.
 
+Every graph here computes the batch of 64 at once (`batch_chunk=None`):
+the profile is of the network's nodes. The zoo's files compute a large
+batch in chunks of 8 (`bench/batch_chunks.py` measures what that changes).
+
     python bench/onnx_profile.py   # ~3 min: bench/results/onnx_profile.{json,md}
 """
 
@@ -251,7 +255,7 @@ def variants(zoo_models: dict, x, rounds: int) -> list:
         entries[name] = (f"untrained; {what}", model)
     calls, info = {}, {}
     for name, (what, model) in entries.items():
-        s = session(build_onnx(model)[0])
+        s = session(build_onnx(model, batch_chunk=None)[0])
         input_name = s.get_inputs()[0].name
         calls[name] = lambda v, s=s, i=input_name: s.run(None, {i: v})
         info[name] = {
@@ -390,7 +394,7 @@ def main(argv=None) -> int:
     for label, model in zoo_models.items():
         print(f"profiling {label}...", flush=True)
         result["profile"][label] = profile(
-            build_onnx(model)[0], x, args.runs, work, label
+            build_onnx(model, batch_chunk=None)[0], x, args.runs, work, label
         )
     print("one convolution, by output channels...", flush=True)
     result["conv_widths"] = conv_widths(args.rounds)
