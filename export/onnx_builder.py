@@ -59,6 +59,10 @@ one stored copy (Gather/Pad/Concat of initializers, which ONNX Runtime
 folds into constants when it loads the file), so the file is no larger
 than the model. Input-dependent gates are computed in the graph and
 multiply their channels (the work stays the same).
+
+A batch larger than `batch_chunk` (default 8) runs as a `Loop` over chunks
+of that many examples (`spzoo.export.batch_chunks`): the memory-bound nodes
+then work on tensors that stay in the cache.
 """
 
 import dataclasses
