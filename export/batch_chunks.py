@@ -59,7 +59,7 @@ def _produced(graph, names: set) -> set:
 
 def _local_names(graph, weights: dict, prefix: str) -> dict:
     """`{weight: local name}` for the initializers of rank 1 or more in
-    `weights` that `graph` reads."""
+    `weights` that `graph` (or one of its sub-graphs) reads."""
     return {w: prefix + w for w in _inputs(graph) if w in weights and weights[w].dims}
 
 
@@ -222,7 +222,8 @@ def in_chunks(
             "If", [PREFIX + "large"], [output], then_branch=chunks, else_branch=plain
         ),
     ]
-    rows = sorted({w.dims[0] for w in weights.values() if w.dims})
+    read = set(_local_names(graph, weights, ""))
+    rows = sorted({weights[w].dims[0] for w in read})
     return helper.make_graph(
         top,
         graph.name,
@@ -248,3 +249,43 @@ def _inputs(graph) -> set:
         for sub in _subgraphs(node):
             names |= _inputs(sub)
     return names
+
+
+def whole_batch(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` as one network over the whole batch: the graph `in_chunks`
+    wrapped, reading its weights directly (for tools that rewrite the main
+    graph only, such as ONNX Runtime's quantizer); `model` itself when it is
+    not chunked. The metadata is left as it is."""
+    graph = model.graph
+    outputs = {v.name for v in graph.output}
+    chosen = [
+        node
+        for node in graph.node
+        if node.op_type == "If"
+        and node.input[0] == PREFIX + "large"
+        and node.output[0] in outputs
+    ]
+    if not chosen:
+        return model
+    (node,) = chosen
+    (branch,) = [a.g for a in node.attribute if a.name == "else_branch"]
+    reads = {
+        n.output[0]: n.input[0]
+        for n in branch.node
+        if n.op_type == "Gather" and n.input[1].startswith(PREFIX + "rows")
+    }
+    body = onnx.GraphProto()
+    body.node.extend(n for n in branch.node if n.output[0] not in reads)
+    _renamed(body, {**reads, WHOLE + node.output[0]: node.output[0]}, "")
+    whole = onnx.ModelProto()
+    whole.CopyFrom(model)
+    whole.graph.CopyFrom(
+        helper.make_graph(
+            list(body.node),
+            graph.name,
+            list(graph.input),
+            list(graph.output),
+            [t for t in graph.initializer if not t.name.startswith(PREFIX + "rows")],
+        )
+    )
+    return whole

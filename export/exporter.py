@@ -296,9 +296,7 @@ def export(
             "dynamic_slim": dynamic_slim,
             "engine": engine,
             "levels": levels,
-            # ONNX Runtime's quantizer rewrites the main graph only, not the
-            # `Loop` of a chunked file: an int8 export computes the whole batch.
-            "batch_chunk": 0 if quantize and batch_chunk is None else batch_chunk,
+            "batch_chunk": batch_chunk,
         }
         extra_thresholds = [check_threshold(t) for t in parity_thresholds or ()]
         if extra_thresholds and not metadata["threshold"]["input"]:

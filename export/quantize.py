@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from spzoo.artifact import INPUT_NAME, METADATA_KEY, THRESHOLD_NAME
+from spzoo.export.batch_chunks import whole_batch
 from spzoo.export.defaults import CALIBRATION_EXAMPLES, QUANTIZE  # noqa: F401
 from spzoo.export.metadata import dumps
 from spzoo.export.parity import first_examples
@@ -175,7 +176,16 @@ def quantize_onnx(
     work = Path(tempfile.mkdtemp(prefix="spzoo_int8_"))
     try:
         prepared = work / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        # A builder file that computes large batches in chunks: quantize the
+        # network itself (the quantizer would not quantize weights read
+        # through the chunk branches' Gathers).
+        whole = whole_batch(proto)
+        network = source
+        if whole is not proto:
+            network = work / "whole_batch.onnx"
+            onnx.save(whole, str(network))
+            metadata = {**metadata, "onnx": {**metadata["onnx"], "batch_chunk": None}}
+        quant_pre_process(str(network), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared),
             str(work / "int8.onnx"),

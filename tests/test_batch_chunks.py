@@ -10,7 +10,7 @@ from test_export_builder import SHAPE, STATIC, _model
 
 from spzoo import export
 from spzoo.cli import main
-from spzoo.export.batch_chunks import in_chunks
+from spzoo.export.batch_chunks import in_chunks, whole_batch
 from spzoo.export.onnx_builder import build_onnx
 from spzoo.training import save_model_atomic
 
@@ -111,3 +111,24 @@ def test_export_batch_chunk_option_and_its_errors(tmp_path, capsys):
     ):
         export.to_onnx(model, tmp_path / "x.onnx", engine="tf2onnx", batch_chunk=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.keras", "whole.onnx"]
+
+
+@pytest.mark.parametrize("gate", [None, STATIC], ids=["plain", "gated"])
+def test_whole_batch_unwraps_a_chunked_file(gate):
+    model = _model(gate)
+    whole, _ = build_onnx(model, batch_chunk=None)
+    chunked, _ = build_onnx(model, batch_chunk=3)
+    unwrapped = whole_batch(chunked)
+    onnx.checker.check_model(unwrapped, full_check=True)
+    ops = [n.op_type for n in unwrapped.graph.node]
+    assert ops == [n.op_type for n in whole.graph.node]
+    assert {t.name for t in unwrapped.graph.initializer} == {
+        t.name for t in whole.graph.initializer
+    }
+    x = np.random.default_rng(1).random((7, *SHAPE), np.float32)
+    feeds = {"image": x}
+    if gate is not None:
+        feeds["threshold"] = np.asarray(1.5, np.float32)
+    expected, got = (_session(p).run(None, feeds)[0] for p in (whole, unwrapped))
+    np.testing.assert_array_equal(got, expected)
+    assert whole_batch(whole) is whole

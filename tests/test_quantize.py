@@ -55,6 +55,10 @@ def test_int8_resnet_runs_like_the_float_file(resnet_onnx, tmp_path):
         "thresholds": [],
     }
     assert int8_runner.metadata["architecture"] == float_runner.metadata["architecture"]
+    # The float file computes a large batch in chunks; the int8 file is the
+    # network itself, quantized (`batch_chunks.whole_batch`).
+    assert float_runner.metadata["onnx"]["batch_chunk"] == 8
+    assert int8_runner.metadata["onnx"]["batch_chunk"] is None
 
 
 @pytest.mark.slow
