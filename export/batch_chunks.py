@@ -5,13 +5,16 @@ SP-ResNet activation of stack 1 (48 channels of 28 x 28) is 9.6 MB, far
 beyond this machine's 1 MB of L2 cache per core, so each of its
 memory-bound passes (the neuron's depthwise and element-wise nodes, the
 column runs' reorders and `Col2Im`) streams it from L3 or memory. Run in
-chunks of 8 examples, the same file computes batch 64 about 10% faster;
-ResNet 3-48, made of wide convolutions only, gains about 1%
-(`bench/results/inference_large.md`, "chunks" rows).
+chunks of 8 examples, the same network computes batch 64 1.11x faster
+(288 against 322 ms on this machine), the gated SP-ResNet 1.07x (gates
+open) to 1.11x (30% of the MACs); ResNet 3-48, made of wide convolutions,
+gains nothing (0.99x). Batch 1 runs the graph as it was
+(`bench/results/batch_chunks.md`).
 
 `in_chunks` wraps a graph so that a batch larger than `chunk` runs as an ONNX
 `Loop` over chunks of `chunk` examples, and a smaller batch runs the graph as
-it was (no `Loop` cost at batch 1):
+it was (batch 1 pays one `If` and no `Loop`: 0.97x to 1.01x in that table,
+within its noise):
 
 ```
 n = Shape(image)[0]
@@ -20,13 +23,16 @@ If(n > chunk):  Loop(ceil(n / chunk)) over Slice(image, i * chunk, (i+1) * chunk
 else:           the graph
 ```
 
-Each branch reads the weights through its own `Gather` of all their rows,
-nodes on constants that ONNX Runtime folds into constants of that branch
-when it loads the file (the file holds each weight once). Read directly from
-the outer graph, the weights left both branches about 40% slower at batch 64
-on this machine: ONNX Runtime did not fold them into its blocked layout
-there. The logits are the same as the unchunked graph's (each convolution
-sums in the same order per example).
+Each branch reads the main graph's weights through its own `Gather` of all
+their rows, nodes on constants that ONNX Runtime folds into constants of
+that branch when it loads the file, so the file holds each weight once (a
+gated model's level sub-graphs keep their own small constants, indices and
+biases, in both branches: its file is 18% larger, the SP-ResNet's 2%).
+Read directly from the main graph, the weights were not folded into ONNX
+Runtime's blocked layout inside the `Loop` (459 against 311 ms at batch 64
+here), nor in the other branch once the `Loop` read them too (7.98 against
+5.56 ms at batch 1). The logits are the same as the unchunked graph's (each
+convolution sums in the same order per example).
 """
 
 import numpy as np
@@ -34,7 +40,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 # Examples per chunk: the fastest of 4, 8 and 16 for the SP-ResNet at batch
-# 64 on this machine (`bench/results/batch_chunks.md`).
+# 64 on this machine (`bench/results/batch_chunks.md`: 292, 288 and 293 ms).
 CHUNK = 8
 PREFIX = "chunk/"
 WHOLE = "whole/"
