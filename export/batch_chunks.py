@@ -88,7 +88,8 @@ def _reads(mapping: dict, weights: dict) -> list:
 
 def _renamed(graph, mapping: dict, prefix: str) -> None:
     """Renames, in place, every value of `graph` (and its sub-graphs) in
-    `mapping`, node names with it."""
+    `mapping` and puts `prefix` before each node name; drops the shapes
+    (`value_info`), which `build_onnx` infers again."""
     for node in graph.node:
         node.input[:] = [mapping.get(v, v) for v in node.input]
         node.output[:] = [mapping.get(v, v) for v in node.output]
@@ -112,7 +113,7 @@ def in_chunks(
 ) -> onnx.GraphProto:
     """`graph` (input `image`, output `output` of shape `(batch, classes)`)
     computing batches larger than `chunk` in chunks of `chunk` examples."""
-    if not isinstance(chunk, int) or chunk < 1:
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ValueError(f"`chunk` must be a positive int; received {chunk!r}.")
     (out,) = [v for v in graph.output if v.name == output]
     classes = out.type.tensor_type.shape.dim[1].dim_value
