@@ -87,6 +87,19 @@ def export_command(args) -> int:
             f"  threshold input {threshold['input']!r} (scalar float32): default "
             f"{default}, log-alpha range {threshold['range']}"
         )
+    chunk = None
+    if report.format == "onnx":  # the builder's record is in the file only
+        import onnx
+
+        from spzoo.runtime import onnx_metadata
+
+        written = onnx_metadata(onnx.load(str(report.path)), report.path)
+        chunk = (written.get("onnx") or {}).get("batch_chunk")
+    if chunk:
+        print(
+            f"  a batch above {chunk} runs in chunks of {chunk} inside the graph "
+            "(--batch-chunk 0: the whole batch at once)"
+        )
     if "slim" in metadata:
         slim = metadata["slim"]
         print(

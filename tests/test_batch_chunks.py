@@ -90,7 +90,14 @@ def test_export_batch_chunk_option_and_its_errors(tmp_path, capsys):
     save_model_atomic(model, path)
     out = tmp_path / "whole.onnx"
     argv = ["export", str(path), "--format", "onnx", "--dataset", "sklearn_digits"]
+    assert main([*argv, "--output", str(tmp_path / "chunked.onnx")]) == 0
+    assert "a batch above 8 runs in chunks of 8 inside the graph" in (
+        capsys.readouterr().out
+    )
+    assert export.load(tmp_path / "chunked.onnx").metadata["onnx"]["batch_chunk"] == 8
+    (tmp_path / "chunked.onnx").unlink()
     assert main([*argv, "--batch-chunk", "0", "--output", str(out)]) == 0
+    assert "chunks" not in capsys.readouterr().out
     runner = export.load(out)
     assert runner.metadata["onnx"]["batch_chunk"] is None
     assert "If" not in {n.op_type for n in onnx.load(str(out)).graph.node}
